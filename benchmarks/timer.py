@@ -1,0 +1,91 @@
+"""Interleaved timing: every repetition runs each function once, round-robin,
+so slow drifts of the machine (frequency, other load) hit all methods alike."""
+
+from __future__ import annotations
+
+import gc
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Stats:
+    median: float  # seconds per call
+    q1: float
+    q3: float
+    reps: int
+    inner: int  # calls per sample
+    samples: tuple[float, ...]  # seconds per call, sample r taken in round r
+
+    @property
+    def spread(self) -> float:
+        """Interquartile range relative to the median."""
+        return (self.q3 - self.q1) / self.median
+
+    def as_dict(self) -> dict:
+        return dict(median_s=self.median, q1_s=self.q1, q3_s=self.q3,
+                    reps=self.reps, calls_per_sample=self.inner,
+                    samples_s=list(self.samples))
+
+
+def paired_ratio(a: Stats, b: Stats) -> float:
+    """Median over rounds of a's time / b's time in the same round.
+
+    Both were timed within each round, so a slow spell of the machine
+    cancels out of the ratio instead of landing on one method.
+    """
+    return statistics.median(x / y for x, y in zip(a.samples, b.samples))
+
+
+def measure(fns: dict[str, Callable[[], object]], reps: int, warmup: int,
+            min_sample_s: float) -> dict[str, Stats]:
+    """Median seconds per call of each function.
+
+    After `warmup` untimed calls, each function gets an inner loop count so one
+    sample lasts at least `min_sample_s` (tiny calls are too short to time
+    singly).  Then `reps` rounds; round r starts at function r mod n.
+    """
+    inner = {name: _calibrate(f, warmup, min_sample_s) for name, f in fns.items()}
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(reps):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            samples[name].append(_sample(fns[name], inner[name]))
+    return {name: _stats(s, inner[name]) for name, s in samples.items()}
+
+
+def _calibrate(f: Callable[[], object], warmup: int, min_sample_s: float) -> int:
+    for _ in range(warmup):
+        f()
+    once = _sample(f, 1)
+    return max(1, min(100_000, math.ceil(min_sample_s / max(once, 1e-7))))
+
+
+def _sample(f: Callable[[], object], n: int) -> float:
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            f()
+        return (time.perf_counter() - t0) / n
+    finally:
+        if gc_was_on:
+            gc.enable()
+
+
+def _stats(samples: list[float], inner: int) -> Stats:
+    q1, med, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+    return Stats(statistics.median(samples), q1, q3, len(samples), inner,
+                 tuple(samples))
+
+
+def time_once(f: Callable[[], object]) -> tuple[object, float]:
+    """(result, seconds) of one call."""
+    t0 = time.perf_counter()
+    result = f()
+    return result, time.perf_counter() - t0

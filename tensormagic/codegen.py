@@ -1,0 +1,320 @@
+"""Program → Python source: a forward function and its reverse-mode backward.
+
+Only the program's data is read: einsum equations are letters, names are
+identifiers the parser has already validated, numbers are repr()s. Nothing a
+user typed is pasted in.
+"""
+from dataclasses import dataclass
+
+import opt_einsum
+
+from .functions import FUNCTIONS, X, Y
+from .ir import Add, Call, Const, Mul, Pow, Scalar
+from .plan import Ref
+
+
+@dataclass(frozen=True)
+class Source:
+    text: str
+    saved: tuple     # var ids the backward reads
+    outputs: tuple   # var ids returned by forward
+
+
+def generate(program, comments=None):
+    """comments: {op index: text} shown above that op in the forward."""
+    gen = _Gen(program)
+    backward = gen.backward()
+    forward = gen.forward(comments or {})
+    return Source("\n".join(forward + [""] + backward) + "\n", tuple(gen.saved), program.outputs)
+
+
+def _eq(operands, out):
+    letters = {}
+    for label in [i for labels in operands for i in labels] + list(out):
+        letters.setdefault(label, opt_einsum.get_symbol(len(letters)))
+    return ",".join("".join(letters[i] for i in labels) for labels in operands) + "->" + \
+        "".join(letters[i] for i in out)
+
+
+def _num(value):
+    return repr(value) if not isinstance(value, complex) else f"complex({value.real!r}, {value.imag!r})"
+
+
+class _Gen:
+    def __init__(self, program):
+        self.p = program
+        self.saved = []
+        self.conj = program.complex
+
+    # -- names -------------------------------------------------------------------------
+    def name(self, ref_or_id):
+        vid = ref_or_id.var if isinstance(ref_or_id, Ref) else ref_or_id
+        v = self.p.vars[vid]
+        return v.name if vid in self.p.inputs else f"_{vid}"
+
+    def use(self, ref_or_id):
+        """A forward value read by the backward: it must be saved."""
+        vid = ref_or_id.var if isinstance(ref_or_id, Ref) else ref_or_id
+        if vid not in self.saved:
+            self.saved.append(vid)
+        return self.name(vid)
+
+    def value(self, arg, use=False):
+        if isinstance(arg, Const):
+            return _num(arg.value)
+        return self.use(arg) if use else self.name(arg)
+
+    def cj(self, text):
+        return f"({text}).conj()" if self.conj else text
+
+    # -- forward -----------------------------------------------------------------------
+    def forward(self, comments):
+        params = ", ".join(self.name(i) for i in self.p.inputs)
+        lines = [f"def forward({params}):"]
+        for k, op in enumerate(self.p.ops):
+            if k in comments:
+                lines.append(f"    # {comments[k]}")
+            if op.kind != "input":
+                lines.append(f"    _{op.out} = {self.forward_expr(op)}")
+        outs = "".join(f"{self.name(v)}, " for v in self.p.outputs)
+        saved = "".join(f"{self.name(v)}, " for v in self.saved)
+        lines.append(f"    return ({outs}), ({saved})")
+        return lines
+
+    def forward_expr(self, op):
+        out = self.p.vars[op.out]
+        a = op.args
+        if op.kind == "literal":
+            return f"torch.tensor({_num(op.info['value'])}, dtype=_dtype, device=_device)"
+        if op.kind in ("einsum1", "pair"):
+            return f"torch.einsum('{_eq([r.labels for r in a], out.labels)}', " \
+                   f"{', '.join(self.name(r) for r in a)})"
+        if op.kind == "scale":
+            parts = [self.value(x) for x in a if x is not None]
+            return " * ".join(parts)
+        if op.kind == "add":
+            text = ""
+            for k, (term, sign) in enumerate(zip(a, op.info["signs"])):
+                piece = self.align(term, out.labels)
+                text += (piece if k == 0 else f" + {piece}") if sign > 0 else \
+                    (f"-{piece}" if k == 0 else f" - {piece}")
+            return text
+        if op.kind == "map":
+            return self.call(op.info["func"], self.name(a[0]), op.info.get("p"))
+        if op.kind == "pow":
+            return f"{self.align(a[0], out.labels)} ** {self.align(a[1], out.labels)}"
+        if op.kind == "emit":
+            return self.emit_expr(op, out)
+        raise ValueError(op.kind)
+
+    def call(self, func, x, p=None):
+        if func == "pow":
+            return f"{x} ** {_num(p)}"
+        return f"{FUNCTIONS[func].torch}({x})"
+
+    def align(self, arg, labels):
+        """arg broadcast to `labels` (a subset in any order, missing ones as size-1 dims)."""
+        if isinstance(arg, Const):
+            return _num(arg.value)
+        text = self.name(arg)
+        own = arg.labels
+        if not own:
+            return text
+        order = [i for i in labels if i in own]
+        if list(own) != order:
+            text += f".permute({', '.join(str(own.index(i)) for i in order)})"
+        index = [":" if i in own else "None" for i in labels]
+        while index and index[0] == "None":
+            index.pop(0)
+        if "None" in index:
+            text += f"[{', '.join(index)}]"
+        return text
+
+    def emit_expr(self, op, out):
+        rhs = op.args[0]
+        shape = tuple(out.shape)
+        if isinstance(rhs, Const):
+            body = f"torch.full({shape!r}, {_num(rhs.value)}, dtype=_dtype, device=_device)"
+        else:
+            body = self.align(rhs, out.labels)
+        if op.info["op"] == "+=":
+            return f"{self.name(op.args[1])} + {body}"
+        if isinstance(rhs, Ref) and set(rhs.labels) != set(out.labels):
+            body = f"{body}.expand({', '.join(map(str, shape))}{',' if len(shape) == 1 else ''})"
+        return body
+
+    # -- backward ----------------------------------------------------------------------
+    def backward(self):
+        p = self.p
+        self.contribs = {v: [] for v in range(len(p.vars))}
+        lines = []
+        for k, vid in enumerate(p.outputs):
+            if p.vars[vid].needs:
+                self.contribs[vid].append(f"_grads[{k}]")
+        for op in reversed(p.ops):
+            out = p.vars[op.out]
+            if not out.needs or op.kind == "input" or not self.contribs[op.out]:
+                continue
+            g = f"_g{op.out}"
+            lines.append(f"    {g} = {' + '.join(self.contribs[op.out])}")
+            self.backward_op(op, out, g)
+        body = lines
+        grads = []
+        for vid in p.inputs:
+            v = p.vars[vid]
+            if not v.needs:
+                grads.append("None")
+            elif self.contribs[vid]:
+                body.append(f"    _g{vid} = {' + '.join(self.contribs[vid])}  # Δ{v.name}")
+                grads.append(f"_g{vid}")
+            else:
+                grads.append(f"torch.zeros_like({self.use(vid)})")
+        saved = "".join(f"{self.name(v)}, " for v in self.saved)
+        head = ["def backward(_saved, _grads):", f"    ({saved}) = _saved"]
+        return head + body + [f"    return ({''.join(g + ', ' for g in grads)})"]
+
+    def give(self, arg, text):
+        if isinstance(arg, Ref) and self.p.vars[arg.var].needs:
+            self.contribs[arg.var].append(text)
+
+    def wants(self, arg):
+        return isinstance(arg, Ref) and self.p.vars[arg.var].needs
+
+    def backward_op(self, op, out, g):
+        a = op.args
+        if op.kind == "einsum1":
+            self.give(a[0], self.spread([(g, out.labels)], a[0]))
+        elif op.kind == "pair":
+            x, y = a
+            if self.wants(x):
+                self.give(x, self.spread([(g, out.labels), (self.cj(self.use(y)), y.labels)], x))
+            if self.wants(y):
+                self.give(y, self.spread([(g, out.labels), (self.cj(self.use(x)), x.labels)], y))
+        elif op.kind == "scale":
+            self.backward_scale(op, out, g)
+        elif op.kind == "add":
+            for term, sign in zip(a, op.info["signs"]):
+                if self.wants(term):
+                    text = self.reduce(g, out.labels, term.labels)
+                    self.give(term, text if sign > 0 else f"-{text}")
+        elif op.kind == "map":
+            self.backward_map(op, g)
+        elif op.kind == "pow":
+            self.backward_pow(op, out, g)
+        elif op.kind == "emit":
+            rhs = a[0]
+            if self.wants(rhs):
+                self.give(rhs, self.reduce(g, out.labels, rhs.labels))
+            if op.info["op"] == "+=" and self.wants(a[1]):
+                self.give(a[1], g)
+
+    def backward_scale(self, op, out, g):
+        src, *scalars = op.args
+        for k, s in enumerate(scalars):
+            if not self.wants(s):
+                continue
+            rest = [self.value(t, use=True) for j, t in enumerate(scalars) if j != k]
+            if src is None:
+                prod = " * ".join(rest) if rest else None
+                text = g if prod is None else f"{g} * {self.cj(prod)}"
+            else:
+                inner = f"torch.sum({g} * {self.cj(self.use(src))})"
+                text = inner if not rest else f"{inner} * {self.cj(' * '.join(rest))}"
+            self.give(s, text)
+        if src is not None and self.wants(src):
+            factors = " * ".join(self.value(t, use=True) for t in scalars)
+            self.give(src, f"{g} * {self.cj(factors)}")
+
+    def backward_map(self, op, g):
+        src = op.args[0]
+        if not self.wants(src):
+            return
+        func = op.info["func"]
+        if func == "conj":
+            self.give(src, f"{g}.conj()")
+            return
+        if func == "pow":
+            p = op.info["p"]
+            deriv = Mul((Const(p), Pow(X, Const(p - 1)))) if p != 2 else Mul((Const(2), X))
+            conj = True
+        else:
+            deriv, conj = FUNCTIONS[func].derivative, FUNCTIONS[func].conj
+        if isinstance(deriv, Const) and deriv.value == 0:
+            return
+        text = self.elementwise(deriv, {"@x": src.var, "@y": op.out})
+        self.give(src, f"{g} * {self.cj(text) if conj else text}")
+
+    def backward_pow(self, op, out, g):
+        base, exponent = op.args
+        b, e = self.align_used(base, out.labels), self.align_used(exponent, out.labels)
+        if self.wants(base):
+            self.give(base, self.reduce(f"({g} * {self.cj(f'{e} * {b} ** ({e} - 1)')})", out.labels,
+                                        base.labels))
+        if self.wants(exponent):
+            y = self.use(op.out)
+            self.give(exponent, self.reduce(f"({g} * {self.cj(f'{y} * torch.log({b})')})", out.labels,
+                                            exponent.labels))
+
+    def align_used(self, arg, labels):
+        if isinstance(arg, Ref):
+            self.use(arg)
+        return self.align(arg, labels)
+
+    def elementwise(self, e, env):
+        """Source for a derivative rule written in the placeholders X and Y."""
+        if isinstance(e, Const):
+            return _num(e.value)
+        if isinstance(e, Scalar):
+            return self.use(env[e.name])
+        if isinstance(e, Add):
+            text = ""
+            for k, (t, s) in enumerate(zip(e.terms, e.signs)):
+                piece = self.elementwise(t, env)
+                text += (piece if k == 0 else f" + {piece}") if s > 0 else f" - {piece}"
+            return f"({text})"
+        if isinstance(e, Mul):
+            return "(" + " * ".join(self.elementwise(f, env) for f in e.factors) + ")"
+        if isinstance(e, Pow):
+            return f"{self.elementwise(e.base, env)} ** {self.elementwise(e.exponent, env)}"
+        if isinstance(e, Call):
+            return self.call(e.func, self.elementwise(e.arg, env))
+        raise TypeError(e)
+
+    def reduce(self, g, have, want):
+        """g over labels `have`, summed down to `want` (a subset) in want's order."""
+        have, want = tuple(have), tuple(want)
+        if have == want:
+            return g
+        if set(have) == set(want):
+            return f"{g}.permute({', '.join(str(have.index(i)) for i in want)})"
+        return f"torch.einsum('{_eq([have], want)}', {g})"
+
+    def spread(self, operands, target):
+        """The einsum of `operands` laid out as target's var: diagonals filled through δ,
+        indices found in no operand broadcast (the gradient of a sum)."""
+        var = self.p.vars[target.var]
+        labels, seen, eyes = [], set(), []
+        for label in target.labels:
+            if label in seen:
+                fresh = f"{label}ʹ{len(labels)}"
+                eyes.append((label, fresh))
+                labels.append(fresh)
+            else:
+                seen.add(label)
+                labels.append(label)
+        covered = {i for _, ls in operands for i in ls} | {i for pair in eyes for i in pair}
+        computed = [i for i in labels if i in covered]
+        args = list(operands)
+        for first, fresh in eyes:
+            n = var.shape[target.labels.index(first)]
+            args.append((f"torch.eye({n}, dtype=_dtype, device=_device)", (first, fresh)))
+        if len(args) == 1 and tuple(args[0][1]) == tuple(computed):
+            text = args[0][0]
+        else:
+            text = f"torch.einsum('{_eq([ls for _, ls in args], computed)}', " \
+                   f"{', '.join(t for t, _ in args)})"
+        if len(computed) < len(labels):
+            index = [":" if i in covered else "None" for i in labels]
+            text += f"[{', '.join(index)}].expand({', '.join(map(str, var.shape))})"
+        return text
+

@@ -1,0 +1,123 @@
+"""tensorgrad(): the public entry point, and the callable it returns."""
+import torch
+
+from . import runtime
+from .cell import analyse
+from .errors import NotationValueError
+from .ir import Const, children
+
+MEMORY = ("high", "low")
+
+
+def tensorgrad(text, wrt=None, name=None, memory="high"):
+    """Compile index-notation statements into a differentiable torch callable.
+
+    text:   one statement per line, e.g. "A[i,k] := B[i,j] * C[j,k] * D[l,l]"
+    wrt:    the inputs to differentiate with respect to ("B C" or ["B", "C"]); None: all
+    name:   the callable's name (default: "<last output>_fn")
+    memory: "high" saves forward intermediates for the backward; "low" recomputes them
+    """
+    return TensorGradFunction(text, wrt=wrt, name=name, memory=memory)
+
+
+class TensorGradFunction:
+    """A compiled cell: call it with the inputs (positionally in `inputs` order, or by name)."""
+
+    def __init__(self, text, wrt=None, name=None, memory="high"):
+        if memory not in MEMORY:
+            raise ValueError(f"memory must be one of {MEMORY}, not {memory!r}")
+        self.text = text
+        self.cell = analyse(text)
+        self.inputs = self.cell.inputs
+        self.outputs = self.cell.outputs
+        self.wrt = _resolve_wrt(wrt, self.cell)
+        self.name = name or f"{self.outputs[-1]}_fn"
+        if not self.name.isidentifier():
+            raise ValueError(f"the callable's name must be an identifier, not {self.name!r}")
+        self.memory = memory
+        self._wrt_mask = tuple(n in self.wrt for n in self.inputs)
+        self._complex_const = any(_has_complex(st.rhs) for st in self.cell.statements)
+        self._cache = {}
+        self._last = None
+
+    # -- calling -------------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        """The last statement's output."""
+        return self._run(args, kwargs)[-1]
+
+    def evaluate(self, *args, **kwargs):
+        """Every output, by name (the final value of each)."""
+        return dict(zip(self.outputs, self._run(args, kwargs)))
+
+    def _run(self, args, kwargs):
+        values = self._bind(args, kwargs)
+        tensors, dtype, device = runtime.prepare(values, self.inputs, self._complex_const)
+        key = runtime.signature(tensors, dtype, device, self._wrt_mask)
+        compiled = self._cache.get(key)
+        if compiled is None:
+            compiled = self._compile(key, [t.shape for t in tensors], dtype, device)
+        self._last = compiled
+        return runtime.run(compiled, tensors)
+
+    def _bind(self, args, kwargs):
+        if len(args) > len(self.inputs):
+            raise TypeError(f"{self.name}() takes {len(self.inputs)} inputs "
+                            f"({', '.join(self.inputs)}) but {len(args)} were given")
+        values = dict(zip(self.inputs, args))
+        for key, value in kwargs.items():
+            if key not in self.inputs:
+                raise TypeError(f"{self.name}() got an unexpected input '{key}'; "
+                                f"inputs are {', '.join(self.inputs)}")
+            if key in values:
+                raise TypeError(f"{self.name}() got input '{key}' twice")
+            values[key] = value
+        missing = [n for n in self.inputs if n not in values]
+        if missing:
+            raise TypeError(f"{self.name}() is missing input{'s' if len(missing) > 1 else ''} "
+                            f"{', '.join(missing)}")
+        return [values[n] for n in self.inputs]
+
+    def _compile(self, key, shapes, dtype, device):
+        wants = {n for n, (_, needs) in zip(self.inputs, key[2:]) if needs}
+        compiled = runtime.build(self.cell, shapes, wants, dtype, device, self.name,
+                                 self.memory == "low")
+        self._cache[key] = compiled
+        return compiled
+
+    # -- inspecting ----------------------------------------------------------------------
+    @property
+    def code(self):
+        """The generated Python source, for the last call's shapes (or a small example)."""
+        return self._example().source
+
+    def _example(self):
+        if self._last is None:
+            shapes = [(runtime.DEFAULT_SIZE,) * self.cell.ndim[n] for n in self.inputs]
+            wants = set(self.wrt)
+            return runtime.build(self.cell, shapes, wants, torch.get_default_dtype(),
+                                 torch.device("cpu"), self.name, self.memory == "low")
+        return self._last
+
+    def __repr__(self):
+        return f"<tensorgrad {self.name}({', '.join(self.inputs)}) -> {', '.join(self.outputs)}>"
+
+
+def _resolve_wrt(wrt, cell):
+    if wrt is None:
+        return tuple(n for n in cell.inputs if n not in cell.shape_only)
+    names = wrt.replace(",", " ").split() if isinstance(wrt, str) else list(wrt)
+    for n in names:
+        if n not in cell.inputs:
+            known = ", ".join(cell.inputs) or "none"
+            raise NotationValueError(f"wrt names '{n}', which is not an input of this cell "
+                                     f"(inputs: {known})")
+        if n in cell.shape_only:
+            raise NotationValueError(f"'{n}' is overwritten by '=': its old values do not affect "
+                                     f"the result, so it has no gradient")
+    return tuple(n for n in cell.inputs if n in names)
+
+
+def _has_complex(e):
+    if isinstance(e, Const):
+        return isinstance(e.value, complex)
+    return any(_has_complex(c) for c in children(e))

@@ -1,0 +1,149 @@
+"""IPython magics: ``%%tensorgrad`` and ``%tensorgrad_verbose``.
+
+Load them with ``%load_ext tensormagic``.  The magics are thin: they parse
+their arguments, call :func:`tensormagic.tensorgrad`, and then change the
+notebook namespace all at once or not at all.
+"""
+import keyword
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+
+import tensormagic as tm
+
+
+class TensorgradCellError(Exception):
+    """A cell that failed; IPython shows its short message, not a traceback."""
+
+    def _render_traceback_(self):
+        return str(self).splitlines()
+
+
+@magics_class
+class TensorgradMagics(Magics):
+    """``%%tensorgrad`` and ``%tensorgrad_verbose``; holds the verbose default."""
+
+    verbose = False
+
+    @magic_arguments("%tensorgrad")  # the usage line then reads %%tensorgrad
+    @argument("names", nargs="*", metavar="NAME",
+              help="inputs to differentiate with respect to (default: every input)")
+    @argument("--name", metavar="FN", help="name of the callable (default: <last output>_fn)")
+    @argument("--verbose", action="store_true",
+              help="also show the generated Python source and the contraction plan")
+    @argument("--quiet", action="store_true", help="show nothing but errors")
+    @argument("--no-eval", action="store_true",
+              help="only define the callable, even when every input exists")
+    @argument("--memory", choices=("high", "low"), default="high",
+              help="keep intermediates for the backward pass (high) or recompute them (low)")
+    @cell_magic
+    def tensorgrad(self, line, cell):
+        """Turn index-notation statements into a differentiable torch function.
+
+        The cell holds one statement per line, e.g. ``A[i,k] := B[i,j] * C[j,k]``.
+        It defines the callable (``A_fn``) in the namespace, shows the statements
+        and the derived gradient formulas, and, when every input exists in the
+        namespace, evaluates the cell and binds each output (``A``).
+        On any error nothing in the namespace changes.
+        """
+        args = parse_argstring(self.tensorgrad, line)
+        if args.name is not None and not _is_name(args.name):
+            raise UsageError(f"--name {args.name!r} is not a valid Python name")
+        fn = _build(cell, args)
+        missing = [n for n in fn.inputs if n not in self.shell.user_ns]
+        evaluate = not args.no_eval and not missing
+        outputs = self._evaluate(fn) if evaluate else {}
+        self.shell.push({fn.name: fn, **outputs})
+        if not args.quiet:
+            _show(fn, outputs, missing, args.no_eval, args.verbose or self.verbose)
+
+    @line_magic
+    def tensorgrad_verbose(self, line):
+        """Set the default of %%tensorgrad's --verbose: ``on`` or ``off`` (no argument: show it)."""
+        word = line.strip().lower()
+        if word in ("on", "off"):
+            self.verbose = word == "on"
+        elif word:
+            raise UsageError(f"%tensorgrad_verbose takes 'on' or 'off', not {line.strip()!r}")
+        print(f"tensorgrad verbose mode is {'on' if self.verbose else 'off'}")
+
+    def _evaluate(self, fn):
+        """Every output of the cell, computed from the namespace's inputs."""
+        inputs = {n: self.shell.user_ns[n] for n in fn.inputs}
+        try:
+            return fn.evaluate(**inputs)
+        except tm.NotationError as err:
+            raise TensorgradCellError(err.short()) from None
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TensorgradCellError(f"{fn.name}: {type(err).__name__}: {err}") from None
+
+
+def _is_name(text):
+    return text.isidentifier() and not keyword.iskeyword(text)
+
+
+def _build(cell, args):
+    """The compiled cell, or a short error."""
+    try:
+        return tm.tensorgrad(cell, wrt=args.names or None, name=args.name, memory=args.memory)
+    except tm.NotationError as err:
+        raise TensorgradCellError(err.short()) from None
+
+
+def _show(fn, outputs, missing, no_eval, verbose):
+    """The derivation as math, a status line, and in verbose mode code and plan."""
+    display({"text/latex": fn.latex(), "text/plain": str(fn)}, raw=True)
+    print(_status(fn, outputs, missing, no_eval))
+    if verbose:
+        _show_code(fn)
+
+
+def _status(fn, outputs, missing, no_eval):
+    signature = f"{fn.name}({', '.join(fn.inputs)})"
+    if outputs:
+        bound = ", ".join(f"{n} {_shape(t)}" for n, t in outputs.items())
+        return f"defined {signature}; bound {bound}"
+    if no_eval:
+        return f"defined {signature}; not evaluated (--no-eval)"
+    return f"defined {signature}; not evaluated, missing input{'s' * (len(missing) > 1)}: {', '.join(missing)}"
+
+
+def _shape(tensor):
+    return "[" + "×".join(str(s) for s in tensor.shape) + "]" if tensor.dim() else "(scalar)"
+
+
+def _show_code(fn):
+    """The generated source behind the toggle, and the contraction plan."""
+    from .widget import CodeToggle
+
+    code, plan = _generated(fn, "code"), _generated(fn, "plan")
+    if code:
+        display(CodeToggle(code))
+    if plan:
+        print(plan)
+    if not (code or plan):
+        print("(code and plan are generated at the first call, once shapes are known)")
+
+
+def _generated(fn, attribute):
+    """fn.code or fn.plan, or None before the first call fixed the shapes."""
+    try:
+        return getattr(fn, attribute)
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def load_ipython_extension(ip):
+    """Register the magics (``%load_ext tensormagic``)."""
+    ip.register_magics(TensorgradMagics)
+
+
+def unload_ipython_extension(ip):
+    """Remove the magics (``%unload_ext tensormagic``)."""
+    manager = ip.magics_manager
+    for kind, names in TensorgradMagics.magics.items():
+        for name in names:
+            manager.magics[kind].pop(name, None)
+    manager.registry.pop(TensorgradMagics.__name__, None)

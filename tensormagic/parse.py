@@ -1,0 +1,246 @@
+"""Statement text → syntax trees (ir nodes without sums), through Python's ast, whitelisted."""
+import ast
+import re
+
+from .errors import NotationSyntaxError, NotationValueError
+from .functions import CALLABLE
+from .ir import Add, Call, Const, Mul, Pow, Scalar, Statement, Tensor
+
+_EMPTY_BRACKETS = re.compile(r"(?<=\w)(\s*\[\s*\])")
+_NAMES = {
+    ast.Attribute: "attribute access", ast.Lambda: "a lambda", ast.IfExp: "a conditional",
+    ast.Compare: "a comparison", ast.BoolOp: "a boolean operator", ast.List: "a list",
+    ast.Tuple: "a tuple", ast.Dict: "a dict", ast.Set: "a set", ast.Starred: "a starred expression",
+    ast.NamedExpr: "an assignment expression", ast.Slice: "a slice", ast.JoinedStr: "an f-string",
+    ast.ListComp: "a comprehension", ast.GeneratorExp: "a comprehension",
+    ast.DictComp: "a comprehension", ast.SetComp: "a comprehension", ast.Await: "await",
+    ast.Yield: "yield", ast.YieldFrom: "yield", ast.Subscript: "this subscript",
+}
+_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
+
+
+def parse(text):
+    """All statements of a cell, in order."""
+    statements = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        body = line.split("#", 1)[0].rstrip()
+        if body.strip():
+            statements.append(parse_statement(body.strip(), lineno))
+    if not statements:
+        raise NotationSyntaxError("no statement: write one like  A[i,k] := B[i,j] * C[j,k]")
+    return statements
+
+
+def parse_statement(text, lineno=None):
+    """One statement `target[indices] op rhs`."""
+    op, at = _find_operator(text, lineno)
+    ctx = _Ctx(text, lineno)
+    target, indices, spans = _parse_target(text[:at], ctx)
+    rhs_start = at + len(op)
+    rhs_ctx = _Ctx(text, lineno, rhs_start)
+    rhs = _Converter(rhs_ctx).convert(_parse_expr(text[rhs_start:], rhs_ctx))
+    return Statement(target, indices, op, rhs, text, lineno, spans[0], spans[1:])
+
+
+class _Ctx:
+    """Where a fragment sits in its statement, to put carets in the right column."""
+
+    def __init__(self, text, lineno, start=0):
+        self.text, self.lineno, self.start = text, lineno, start
+        self.fragment = text[start:]
+
+    def span(self, node):
+        raw = self.fragment.encode("utf-8")
+        col = len(raw[:node.col_offset].decode("utf-8", "replace"))
+        end = len(raw[:node.end_col_offset].decode("utf-8", "replace"))
+        return self.start + col, self.start + end
+
+    def syntax(self, message, span):
+        return NotationSyntaxError(message, self.text, self.lineno, *span)
+
+    def value(self, message, span):
+        return NotationValueError(message, self.text, self.lineno, *span)
+
+
+def _find_operator(text, lineno):
+    depth = 0
+    for at, ch in enumerate(text):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch != "=" or depth:
+            continue
+        before = text[at - 1] if at else ""
+        if text[at + 1:at + 2] == "=" or before in "<>!=":
+            break
+        if before == ":":
+            return ":=", at - 1
+        if before == "+":
+            return "+=", at - 1
+        if before and before in "-*/%@&|^":
+            raise NotationSyntaxError(f"'{before}=' is not an assignment here: use :=, = or +=",
+                                      text, lineno, at - 1, at + 1)
+        return "=", at
+    raise NotationSyntaxError("expected an assignment: A[i,k] := ..., A[i,k] = ... or A[i,k] += ...",
+                              text, lineno, 0, len(text))
+
+
+def _parse_expr(fragment, ctx):
+    source = _EMPTY_BRACKETS.sub(lambda m: " " * len(m.group(1)), fragment)
+    if not source.strip():
+        raise ctx.syntax("nothing on this side of the assignment", (ctx.start, ctx.start + len(fragment)))
+    # A leading space would be an "unexpected indent"; keep columns by parenthesising.
+    try:
+        tree = ast.parse("(" + source + "\n)", mode="eval")
+    except SyntaxError as e:
+        if e.lineno == 1 and e.offset:
+            col = _char_col(source, e.offset - 2)
+            end = _char_col(source, e.end_offset - 2) if e.end_lineno == 1 and e.end_offset else col + 1
+        else:  # the statement ended too early
+            col = len(fragment.rstrip())
+            end = col + 1
+        raise ctx.syntax(f"invalid syntax: {e.msg}", (ctx.start + col, ctx.start + max(end, col + 1))) from None
+    return _shift(tree.body)
+
+
+def _char_col(source, byte_col):
+    """ast columns count UTF-8 bytes; carets count characters."""
+    byte_col = max(0, byte_col)
+    return len(source.encode("utf-8")[:byte_col].decode("utf-8", "replace"))
+
+
+def _shift(node):
+    """Undo the '(' added in front: every column moves back by one byte."""
+    for n in ast.walk(node):
+        if hasattr(n, "col_offset"):
+            n.col_offset -= 1
+            n.end_col_offset -= 1
+    return node
+
+
+def _parse_target(fragment, ctx):
+    lead = len(fragment) - len(fragment.lstrip())
+    stripped = fragment.strip()
+    node = _parse_expr(fragment, ctx)
+    if isinstance(node, ast.Name):
+        return node.id, (), (ctx.span(node),)
+    if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
+        names, spans = _index_list(node.slice, ctx)
+        return node.value.id, names, (ctx.span(node.value),) + spans
+    span = (ctx.start + lead, ctx.start + lead + len(stripped))
+    raise ctx.syntax("the left side must be a tensor like A[i,k], or a scalar name", span)
+
+
+def _index_list(node, ctx):
+    items = node.elts if isinstance(node, ast.Tuple) else [node]
+    for item in items:
+        if not isinstance(item, ast.Name):
+            raise ctx.syntax("an index must be a plain name like i or α", ctx.span(item))
+    return tuple(i.id for i in items), tuple(ctx.span(i) for i in items)
+
+
+class _Converter:
+    """Whitelisted ast → ir: anything not named here is refused with its position."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def convert(self, node):
+        method = getattr(self, "_" + type(node).__name__, None)
+        if method is None:
+            what = _NAMES.get(type(node), type(node).__name__)
+            raise self.ctx.syntax(f"{what} is not allowed in index notation", self.ctx.span(node))
+        return method(node)
+
+    def _Subscript(self, node):
+        if not isinstance(node.value, ast.Name):
+            raise self.ctx.syntax("only a named tensor can be indexed", self.ctx.span(node.value))
+        names, _ = _index_list(node.slice, self.ctx)
+        return Tensor(node.value.id, names, self.ctx.span(node))
+
+    def _Name(self, node):
+        return Scalar(node.id, self.ctx.span(node))
+
+    def _Constant(self, node):
+        if isinstance(node.value, bool) or not isinstance(node.value, (int, float, complex)):
+            raise self.ctx.syntax(f"{type(node.value).__name__} literals are not allowed; only numbers",
+                                  self.ctx.span(node))
+        return Const(node.value)
+
+    def _UnaryOp(self, node):
+        operand = self.convert(node.operand)
+        if isinstance(node.op, ast.UAdd):
+            return operand
+        if isinstance(node.op, ast.USub):
+            return negate(operand)
+        raise self.ctx.syntax("only unary minus and plus are allowed", self.ctx.span(node))
+
+    def _BinOp(self, node):
+        op = _BINOPS.get(type(node.op))
+        if op is None:
+            raise self.ctx.syntax("only + - * / ** are allowed", self._op_span(node))
+        left, right = self.convert(node.left), self.convert(node.right)
+        if op in "+-":
+            return add(left, right, 1 if op == "+" else -1)
+        if op == "*":
+            return multiply(left, right)
+        if op == "/":
+            return multiply(left, reciprocal(right))
+        if isinstance(left, Const) and isinstance(right, Const):
+            return Const(left.value ** right.value)
+        return Pow(left, right)
+
+    def _op_span(self, node):
+        start = self.ctx.span(node.left)[1]
+        end = self.ctx.span(node.right)[0]
+        return start, max(end, start + 1)
+
+    def _Call(self, node):
+        if not isinstance(node.func, ast.Name):
+            raise self.ctx.syntax("only the listed functions can be called", self.ctx.span(node.func))
+        name = node.func.id
+        if name not in CALLABLE:
+            raise self.ctx.value(f"unknown function '{name}'; known functions: {', '.join(CALLABLE)}",
+                                 self.ctx.span(node.func))
+        if len(node.args) != 1 or node.keywords:
+            raise self.ctx.syntax(f"{name}() takes exactly one argument", self.ctx.span(node))
+        return Call(name, self.convert(node.args[0]))
+
+
+def add(left, right, sign):
+    """left ± right, flattening nested sums (parentheses around a sum never matter)."""
+    lt, ls = (left.terms, left.signs) if isinstance(left, Add) else ((left,), (1,))
+    rt, rs = (right.terms, right.signs) if isinstance(right, Add) else ((right,), (1,))
+    return Add(lt + rt, ls + tuple(sign * s for s in rs))
+
+
+def multiply(left, right):
+    """left * right, flattened, with numeric factors folded into one leading constant."""
+    factors = []
+    for side in (left, right):
+        factors.extend(side.factors if isinstance(side, Mul) else (side,))
+    value = 1
+    rest = []
+    for f in factors:
+        if isinstance(f, Const):
+            value = value * f.value
+        else:
+            rest.append(f)
+    if not rest:
+        return Const(value)
+    if value == 1 and len(rest) == 1:
+        return rest[0]
+    return Mul(((Const(value),) if value != 1 else ()) + tuple(rest))
+
+
+def negate(e):
+    if isinstance(e, Const):
+        return Const(-e.value)
+    return multiply(Const(-1), e)
+
+
+def reciprocal(e):
+    if isinstance(e, Const):
+        if e.value == 0:
+            return Call("recip", e)
+        return Const(1 / e.value)
+    return Call("recip", e)

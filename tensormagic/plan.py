@@ -1,0 +1,221 @@
+"""Cell + input shapes → a program of tensor operations (the plan).
+
+Every product is split into pairwise contractions in the order opt_einsum
+finds cheapest for these shapes; traces, diagonals and indices private to one
+operand are taken first. The program is data: codegen turns it into source,
+`describe` turns it into a readable table.
+"""
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+import opt_einsum
+
+from .errors import NotationValueError
+from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, free, unique
+
+
+@dataclass
+class Var:
+    id: int
+    labels: Tuple[str, ...]
+    shape: Tuple[int, ...]
+    needs: bool = False        # depends on an input whose gradient is wanted
+    name: Optional[str] = None  # input or output name
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A var read with these index labels (repeats allowed: a diagonal)."""
+    var: int
+    labels: Tuple[str, ...]
+
+
+@dataclass
+class Op:
+    kind: str        # input einsum1 pair scale add map pow emit
+    out: int
+    args: tuple = ()
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class Program:
+    vars: list
+    ops: list
+    inputs: Tuple[int, ...]    # var ids, in the cell's input order
+    outputs: Tuple[int, ...]   # var ids of the final value of each output name
+    complex: bool = False
+
+
+def build(cell, shapes, wants):
+    """shapes: one shape tuple per cell input; wants: input names whose gradient is needed."""
+    return _Builder(cell, wants).run(shapes)
+
+
+class _Builder:
+    def __init__(self, cell, wants):
+        self.cell, self.wants = cell, set(wants)
+        self.vars, self.ops, self.env = [], [], {}
+
+    def run(self, shapes):
+        inputs = []
+        for name, shape in zip(self.cell.inputs, shapes):
+            v = self.new((), tuple(shape), name in self.wants, name)
+            self.ops.append(Op("input", v.id, (name,)))
+            self.env[name] = v.id
+            inputs.append(v.id)
+        for st in self.cell.statements:
+            self.statement(st)
+        outputs = tuple(self.env[name] for name in self.cell.outputs)
+        return Program(self.vars, self.ops, tuple(inputs), outputs)
+
+    def new(self, labels, shape, needs=False, name=None):
+        v = Var(len(self.vars), tuple(labels), tuple(shape), needs, name)
+        self.vars.append(v)
+        return v
+
+    def emit(self, kind, labels, args, **info):
+        needs = any(self.vars[a.var].needs for a in args if isinstance(a, Ref))
+        v = self.new(labels, tuple(self.sizes[i] for i in labels), needs)
+        self.ops.append(Op(kind, v.id, tuple(args), info))
+        return Ref(v.id, v.labels)
+
+    # -- one statement -------------------------------------------------------------
+    def statement(self, st):
+        self.st = st
+        self.sizes = _sizes(st, self.env, self.vars)
+        rhs = self.expr(st.rhs)
+        args = [rhs]
+        if st.op != ":=":
+            args.append(Ref(self.env[st.target], st.indices))
+        needs = any(self.vars[a.var].needs for a in args if isinstance(a, Ref) and (st.op == "+=" or a is rhs))
+        v = self.new(st.indices, tuple(self.sizes[i] for i in st.indices), needs, st.target)
+        self.ops.append(Op("emit", v.id, tuple(args), {"op": st.op}))
+        self.env[st.target] = v.id
+
+    def expr(self, e):
+        """A Ref whose labels are free(e), or a Const."""
+        if isinstance(e, Const):
+            return e
+        if isinstance(e, Scalar):
+            return Ref(self.env[e.name], ())
+        if isinstance(e, Tensor):
+            raw = Ref(self.env[e.name], e.indices)
+            return self.reshape(raw, unique(e.indices))
+        if isinstance(e, Mul):
+            return self.contract(e.factors, free(e))
+        if isinstance(e, Sigma):
+            if isinstance(e.body, Mul):
+                return self.contract(e.body.factors, free(e))
+            if isinstance(e.body, Tensor):
+                return self.reshape(Ref(self.env[e.body.name], e.body.indices), free(e))
+            return self.reshape(self.expr(e.body), free(e))
+        if isinstance(e, Add):
+            terms = tuple(self.expr(t) for t in e.terms)
+            return self.emit("add", free(e), terms, signs=e.signs)
+        if isinstance(e, Call):
+            arg = self.expr(e.arg)
+            if isinstance(arg, Const):
+                arg = self.emit("literal", (), (), value=arg.value)
+            return self.emit("map", arg.labels, (arg,), func=e.func)
+        if isinstance(e, Pow):
+            base, exponent = self.expr(e.base), self.expr(e.exponent)
+            if isinstance(exponent, Const) and isinstance(base, Ref):
+                return self.emit("map", base.labels, (base,), func="pow", p=exponent.value)
+            return self.emit("pow", free(e), (base, exponent))
+        raise TypeError(e)
+
+    def reshape(self, ref, labels):
+        """Diagonals, sums and transposes of one operand (nothing to do: the ref itself)."""
+        if ref.labels == tuple(labels):
+            return ref
+        return self.emit("einsum1", tuple(labels), (ref,))
+
+    # -- products --------------------------------------------------------------------
+    def contract(self, factors, out):
+        out = tuple(out)
+        operands, scalars = [], []
+        for f in factors:
+            if isinstance(f, Tensor):
+                operands.append(Ref(self.env[f.name], f.indices))
+                continue
+            r = self.expr(f)
+            (operands if isinstance(r, Ref) and r.labels else scalars).append(r)
+        operands = self.pretrace(operands, out)
+        scalars += [r for r in operands if not r.labels]  # full traces are scalar factors
+        operands = [r for r in operands if r.labels]
+        if not operands:
+            result = self.emit("scale", (), (None, *scalars)) if scalars else Const(1)
+            return result
+        result = self.pairwise(operands, out)
+        if scalars:
+            result = self.emit("scale", out, (result, *scalars))
+        return result
+
+    def pretrace(self, operands, out):
+        """Take each operand's diagonals, and sum the indices no one else needs, first."""
+        taken = []
+        for k, ref in enumerate(operands):
+            others = set(out).union(*(r.labels for j, r in enumerate(operands) if j != k))
+            keep = tuple(i for i in unique(ref.labels) if i in others)
+            taken.append(self.reshape(ref, keep))
+        return taken
+
+    def pairwise(self, operands, out):
+        if len(operands) == 1:
+            return self.reshape(operands[0], out)
+        path = self.path(operands, out)
+        pending = list(operands)
+        for step, pair in enumerate(path):
+            a, b = (pending[i] for i in pair)
+            pending = [r for i, r in enumerate(pending) if i not in pair]
+            if step == len(path) - 1:
+                labels = out
+            else:
+                needed = set(out).union(*(r.labels for r in pending))
+                labels = tuple(i for i in unique(a.labels + b.labels) if i in needed)
+            pending.append(self.emit("pair", labels, (a, b)))
+        return pending[0]
+
+    def path(self, operands, out):
+        letters = _letters(unique([i for r in operands for i in r.labels] + list(out)))
+        eq = ",".join("".join(letters[i] for i in r.labels) for r in operands)
+        eq += "->" + "".join(letters[i] for i in out)
+        shapes = [tuple(self.sizes[i] for i in r.labels) for r in operands]
+        strategy = "optimal" if len(operands) <= 4 else "auto-hq"
+        path, _ = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize=strategy)
+        return path
+
+
+def _letters(labels):
+    return {label: opt_einsum.get_symbol(k) for k, label in enumerate(labels)}
+
+
+def _sizes(st, env, vars):
+    """Each index's size in this statement, checked for consistency."""
+    sizes, where = {}, {}
+    uses = [(leaf_name, indices, span) for leaf_name, indices, span in _uses(st)]
+    for name, indices, span in uses:
+        shape = vars[env[name]].shape
+        shown = f"{name}[{','.join(indices)}]" if indices else name
+        if len(shape) != len(indices):
+            what = "a scalar" if not indices else f"{len(indices)} indices"
+            raise NotationValueError(f"'{name}' has shape {tuple(shape)} but is used as {what} in {shown}",
+                                     st.text, st.lineno, *(span or (None, None)))
+        for dim, (index, size) in enumerate(zip(indices, shape)):
+            if index in sizes and sizes[index] != size:
+                first, first_dim = where[index]
+                raise NotationValueError(
+                    f"index '{index}' has size {sizes[index]} in {first} (dim {first_dim}) "
+                    f"but size {size} in {shown} (dim {dim})", st.text, st.lineno, *(span or (None, None)))
+            sizes.setdefault(index, size)
+            where.setdefault(index, (shown, dim))
+    return sizes
+
+
+def _uses(st):
+    from .ir import leaves
+    if st.op != ":=":
+        yield st.target, st.indices, st.target_span
+    for leaf in leaves(st.rhs):
+        yield leaf.name, getattr(leaf, "indices", ()), leaf.span

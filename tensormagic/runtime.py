@@ -1,0 +1,145 @@
+"""Source → a differentiable torch callable: argument checks, compile cache, autograd glue."""
+import linecache
+from dataclasses import dataclass, field
+from itertools import count
+
+import numpy as np
+import torch
+
+from . import codegen, plan
+from .errors import NotationValueError
+
+_ids = count()
+DEFAULT_SIZE = 4
+
+
+def _step(x):
+    return (x > 0).to(x.dtype)
+
+
+@dataclass
+class Compiled:
+    """One (shapes, dtype, device, gradients wanted) signature, planned and compiled."""
+    forward: object
+    backward: object
+    source: str
+    program: object
+    saved: tuple
+    wanted: tuple          # per input: is its gradient computed
+    low_memory: bool = False
+    sizes: dict = field(default_factory=dict)
+
+
+def compile_program(program, label, low_memory, dtype, device, comments=None):
+    program.complex = dtype.is_complex
+    source = codegen.generate(program, comments)
+    filename = f"<tensorgrad {label} #{next(_ids)}>"
+    linecache.cache[filename] = (len(source.text), None, source.text.splitlines(True), filename)
+    namespace = {"torch": torch, "_step": _step, "_dtype": dtype, "_device": device}
+    exec(compile(source.text, filename, "exec"), namespace)
+    wanted = tuple(program.vars[v].needs for v in program.inputs)
+    return Compiled(namespace["forward"], namespace["backward"], source.text, program,
+                    source.saved, wanted, low_memory)
+
+
+class _Apply(torch.autograd.Function):
+    """The one autograd wrapper: forward and backward are the generated functions."""
+
+    @staticmethod
+    def forward(ctx, compiled, *args):
+        outs, saved = compiled.forward(*args)
+        outs = tuple(_fresh(o, args) for o in outs)
+        ctx.compiled = compiled
+        ctx.n_args = len(args)
+        if compiled.low_memory:
+            ctx.save_for_backward(*args)
+            return outs
+        kept = list(args) + list(outs)
+        ctx.slots = [next((k for k, t in enumerate(kept) if t is s), None) for s in saved]
+        ctx.others = [None if k is not None else s for k, s in zip(ctx.slots, saved)]
+        ctx.save_for_backward(*kept)
+        return outs
+
+    @staticmethod
+    def backward(ctx, *grads):
+        compiled = ctx.compiled
+        kept = ctx.saved_tensors
+        args = kept[:ctx.n_args]
+        if compiled.low_memory or torch.is_grad_enabled():
+            # Recompute the intermediates: to save memory, or to let torch see how they depend
+            # on the inputs when this backward is itself differentiated.
+            args = tuple(a if w else a.detach() for a, w in zip(args, compiled.wanted))
+            saved = compiled.forward(*args)[1]
+        else:
+            saved = [kept[k] if k is not None else o for k, o in zip(ctx.slots, ctx.others)]
+        return (None, *compiled.backward(saved, grads))
+
+
+def _fresh(out, args):
+    """Outputs never alias an input or a view: users may write into them."""
+    if out._is_view() or any(out is a for a in args):
+        return out.clone(memory_format=torch.contiguous_format)
+    return out
+
+
+def prepare(values, names, has_complex_const=False):
+    """Arguments → tensors of one dtype on one device (NumPy arrays and numbers converted)."""
+    tensors, device = [], None
+    for name, v in zip(names, values):
+        if isinstance(v, np.ndarray) or (isinstance(v, np.generic) and not isinstance(v, np.number)):
+            v = torch.from_numpy(np.asarray(v))
+        elif isinstance(v, np.number):
+            v = v.item()
+        if isinstance(v, torch.Tensor):
+            if device is None or (v.dim() and device != v.device):
+                if device is not None and any(t.dim() and t.device != v.device for t in tensors
+                                              if isinstance(t, torch.Tensor)):
+                    raise NotationValueError(f"'{name}' is on {v.device} but other inputs are on {device}")
+                device = v.device if v.dim() or device is None else device
+        elif not isinstance(v, (int, float, complex)) or isinstance(v, bool):
+            raise TypeError(f"input '{name}' must be a tensor, an array or a number, "
+                            f"not {type(v).__name__}")
+        tensors.append(v)
+    dtype = _common_dtype(tensors, has_complex_const)
+    device = device or torch.device("cpu")
+    out = []
+    for v in tensors:
+        if isinstance(v, torch.Tensor):
+            if v.dtype != dtype or v.device != device:
+                v = v.to(device=device, dtype=dtype)
+        else:
+            v = torch.tensor(v, dtype=dtype, device=device)
+        out.append(v)
+    return out, dtype, device
+
+
+def _common_dtype(values, has_complex_const):
+    dtype = None
+    for v in values:
+        if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex()):
+            dtype = v.dtype if dtype is None else torch.promote_types(dtype, v.dtype)
+    dtype = dtype or torch.get_default_dtype()
+    wants_complex = has_complex_const or any(isinstance(v, complex) for v in values)
+    if wants_complex and not dtype.is_complex:
+        dtype = torch.promote_types(dtype, torch.complex64)
+    return dtype
+
+
+def run(compiled, tensors):
+    """Apply a compiled signature; gradients flow only when some wanted input needs one."""
+    if any(compiled.wanted) and torch.is_grad_enabled():
+        return _Apply.apply(compiled, *tensors)
+    with torch.no_grad():
+        outs = compiled.forward(*tensors)[0]
+    return tuple(_fresh(o, tensors) for o in outs)
+
+
+def signature(tensors, dtype, device, wrt_mask):
+    grad = torch.is_grad_enabled()
+    return (dtype, device) + tuple((t.shape, grad and w and t.requires_grad)
+                                   for t, w in zip(tensors, wrt_mask))
+
+
+def build(cell, shapes, wants, dtype, device, label, low_memory, comments=None):
+    program = plan.build(cell, shapes, wants)
+    return compile_program(program, label, low_memory, dtype, device, comments)

@@ -1,0 +1,161 @@
+"""The quickstart in a real JupyterLab, driven through Debian's chromium.
+
+Runs every cell of demo_notebooks/quickstart.ipynb (outputs stripped first, so
+everything checked here was produced live), then checks that the derivation
+renders through MathJax and that the "Show code" toggle shows and hides the
+generated source.  Screenshots go to tests/artifacts/.
+"""
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "tests" / "artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+# Lab settings: no windowing (every cell stays laid out), no news or update checks.
+LAB_SETTINGS = {
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false", "checkForUpdates": False,
+    },
+}
+NOTEBOOK = "window.jupyterapp.shell.currentWidget"
+KERNEL_IDLE = f"""() => {{
+    const nb = window.jupyterapp && {NOTEBOOK};
+    const kernel = nb && nb.sessionContext && nb.sessionContext.session && nb.sessionContext.session.kernel;
+    return Boolean(kernel) && kernel.status === 'idle';
+}}"""
+# 'done' when every code cell has run and the kernel is idle; 'error' as soon as a cell fails.
+RUN_STATE = f"""() => {{
+    const nb = {NOTEBOOK};
+    const cells = nb.content.widgets.filter(c => c.model.type === 'code');
+    if (cells.some(c => c.model.outputs.toJSON().some(o => o.output_type === 'error'))) return 'error';
+    const ran = cells.every(c => c.model.executionCount !== null);
+    return ran && nb.sessionContext.session.kernel.status === 'idle' ? 'done' : '';
+}}"""
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stripped_quickstart(path):
+    """The quickstart with no outputs, so only a live run can pass."""
+    nb = nbformat.read(REPO / "demo_notebooks" / "quickstart.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nb.metadata.pop("widgets", None)
+    nbformat.write(nb, path)
+
+
+def _write_settings(directory):
+    for name, value in LAB_SETTINGS.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+
+
+def _wait_until_up(url, server, log, seconds=120):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            tail = log.read_text().splitlines()[-15:]
+            raise RuntimeError(f"jupyter lab exited with {server.returncode}:\n" + "\n".join(tail))
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"jupyter lab did not answer {url} within {seconds}s")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server on 127.0.0.1 serving a fresh copy of the quickstart."""
+    root, home = tmp_path_factory.mktemp("lab_root"), tmp_path_factory.mktemp("lab_home")
+    _stripped_quickstart(root / "quickstart.ipynb")
+    _write_settings(home / "settings")
+    port, token = _free_port(), secrets.token_hex(16)
+    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": pythonpath, "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
+    command = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.open_browser=False",
+        "--allow-root", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+        "--LabApp.expose_app_in_browser=True",
+        f"--LabApp.user_settings_dir={home / 'settings'}",
+        f"--LabApp.workspaces_dir={home / 'workspaces'}",
+    ]
+    with open(home / "server.log", "w") as log:
+        server = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(f"{url}/api/status?token={token}", server, home / "server.log")
+        yield url, token
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture
+def page():
+    """A chromium page (the system's chromium: playwright downloads no browser here)."""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+        yield browser.new_page(viewport={"width": 1400, "height": 1000})
+        browser.close()
+
+
+def test_quickstart_renders_math_and_toggles_code(lab, page):
+    url, token = lab
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.goto(f"{url}/lab/tree/quickstart.ipynb?token={token}")
+    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    state = page.wait_for_function(RUN_STATE, timeout=240_000, polling=500).json_value()
+    if state == "error":
+        page.screenshot(path=ARTIFACTS / "quickstart_error.png", full_page=True)
+    assert state == "done", "a quickstart cell failed in JupyterLab (see tests/artifacts)"
+
+    math = page.locator(".jp-OutputArea-output mjx-container")
+    expect(math.first).to_be_visible(timeout=60_000)
+    assert page.locator(".jp-OutputArea-output[data-mime-type='text/latex'] mjx-container").count() >= 3
+
+    toggle = page.locator(".tensormagic-code-toggle").last
+    button, code = toggle.locator("button"), toggle.locator(".widget-html")
+    expect(button).to_have_text("Show code")
+    expect(code).to_be_hidden()
+
+    button.click()
+    expect(code).to_be_visible()
+    expect(button).to_have_text("Hide code")
+    expect(code).to_contain_text("def ")
+    cell = page.locator(".jp-CodeCell", has=toggle)
+    cell.scroll_into_view_if_needed()
+    cell.screenshot(path=ARTIFACTS / "quickstart_code_shown.png")
+    page.screenshot(path=ARTIFACTS / "quickstart_lab.png")
+
+    button.click()
+    expect(code).to_be_hidden()
+    expect(button).to_have_text("Show code")

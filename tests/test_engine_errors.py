@@ -1,0 +1,241 @@
+"""Invalid inputs, one table row each: the exception type, and a message that
+quotes the offending statement with a caret under the culprit."""
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+import tensormagic as tm
+from conftest import make_tensor
+
+
+@dataclass
+class Bad:
+    id: str
+    text: str
+    error: type
+    at: object = None  # substring whose first character the caret must point at (or a tuple of choices)
+    nth: int = 0  # which occurrence of `at` in the statement
+    words: tuple = ()  # must all appear in the message
+    wrt: object = None
+    line: str = None  # the statement quoted (default: the whole text)
+    lineno: int = 1
+
+    def __str__(self):
+        return self.id
+
+
+SYN, VAL = tm.NotationSyntaxError, tm.NotationValueError
+
+BAD = [
+    # malformed
+    Bad("double-star-operator", "A[i,k] := B[i,j] * * C[j,k]", SYN, at="* C"),
+    Bad("juxtaposition", "A[i,k] := B[i,j] C[j,k]", SYN, at="C["),
+    Bad("unclosed-bracket", "A[i,k] := B[i,j * C[j,k]", SYN, at="[i,j *"),
+    Bad("dangling-plus", "A[i,k] := B[i,j] +", SYN, at=("+", "\0end")),
+    Bad("no-assignment", "A[i,k] B[i,j]", SYN, at=("A", "B")),
+    Bad("empty-right-side", "A[i] := ", SYN, at=(":=", "\0end")),
+    Bad("attribute", "A[i] := B.T[i]", SYN, at=("B.T", ".T", "T["), words=("attribute",)),
+    Bad("method-call", "A[i] := B[i].sum()", SYN, at=("B[i].sum", ".sum", "sum")),
+    Bad("lambda", "A[i] := B[i] * (lambda: 2)", SYN, at="lambda", words=("lambda",)),
+    Bad("conditional", "A[i] := x[i] * (B[i] if c else 1)", SYN, at=("B[i] if", "if")),
+    Bad("string-literal", "A[i] := B[i] * 'x'", SYN, at="'x'"),
+    Bad("bytes-literal", "A[i] := B[i] * b'x'", SYN, at="b'x'"),
+    Bad("bool-literal", "A[i] := B[i] * True", SYN, at="True"),
+    Bad("comparison", "A[i] := B[i] < C[i]", SYN, at=("B[i] <", "<")),
+    Bad("matmul-operator", "A[i] := B[i] @ C[i]", SYN, at=("@", " @")),
+    Bad("index-arithmetic", "A[i,j] := B[i+1,j]", SYN, at=("i+1", "+1")),
+    Bad("index-call", "A[i] := B[f(i)]", SYN, at="f(i)"),
+    Bad("index-number", "A[i] := B[0]", SYN, at="0"),
+    Bad("index-slice", "A[i] := B[:]", SYN, at=":]"),
+    Bad("index-nested-subscript", "A[i] := B[C[i]]", SYN, at="C[i]"),
+    Bad("subscript-of-expression", "A[i] := (B + C)[i]", SYN, at=("B + C", "(B + C)")),
+    Bad("semicolon-second-statement", "A[i] := B[i]; C[i] := B[i]", SYN, at=";"),
+    Bad("walrus-inside", "A[i] := (B := C[i])", SYN, at=("B :=", ":=", "(B")),
+    Bad("list-literal", "A[i] := [B[i]]", SYN, at="[B"),
+    Bad("left-index-arithmetic", "A[i+1] := B[i]", SYN, at=("i+1", "+1")),
+    Bad("left-number", "2 := B[i]", SYN, at="2"),
+    Bad("left-attribute", "A.x[i] := B[i]", SYN, at=("A.x", "A")),
+    Bad("minus-equals", "A[i] -= B[i]", SYN, at="-="),
+    Bad("import-call-statement", "__import__('os')", SYN, at=("_", "'os'")),
+    Bad("two-args", "A[i] := exp(B[i], C[i])", SYN, at=("exp(", "C[i]")),
+    Bad("keyword-arg", "A[i] := exp(B[i], base=2)", SYN, at=("exp(", "base")),
+    Bad("syntax-on-line-3", "A[i] := B[i]\n\nC[i] := A[i] * * 2", SYN, at="* 2", line="C[i] := A[i] * * 2",
+        lineno=3),
+    # meaningless
+    Bad("unknown-function", "A[i] := foo(B[i])", VAL, at="foo", words=("foo", "exp", "tanh", "sigmoid", "softplus")),
+    Bad("unknown-function-nested", "Y[i] := tanh(frobnicate(X[i,j] * v[j]))", VAL, at="frobnicate",
+        words=("frobnicate", "exp")),
+    Bad("eval-call", "A[i] := eval(B[i])", VAL, at="eval", words=("eval",)),
+    Bad("print-call", "A[i] := print(B[i])", VAL, at="print", words=("print",)),
+    Bad("getattr-call", "A[i] := getattr(B[i], C[i])", (SYN, VAL), at="getattr", words=("getattr",)),
+    Bad("import-call-rhs", "A[i] := __import__('os')", (SYN, VAL), at=("__import__", "'os'")),
+    Bad("left-index-missing", "A[i,k] := B[i,j]", VAL, at="k", words=("k",)),
+    Bad("left-index-missing-scalar-rhs", "A[i] := alpha * 2", VAL, at="i", words=("i",)),
+    Bad("left-index-repeated", "A[i,i] := B[i,j] * C[j,i]", VAL, at="i", nth=1, words=("i",)),
+    Bad("define-after-read", "A[i] := B[i] * 2\nB[i] := A[i]", VAL, at="B", line="B[i] := A[i]", lineno=2,
+        words=("B", "read before")),
+    Bad("unknown-function-line-2", "A[i] := B[i]\nC[i] := sinc(A[i])", VAL, at="sinc", line="C[i] := sinc(A[i])",
+        lineno=2, words=("sinc",)),
+]
+
+
+def _caret_column(message, statement):
+    """Column (0-based, inside `statement`) of the first caret under the quoted statement."""
+    lines = message.splitlines()
+    for k, line in enumerate(lines[:-1]):
+        if line.endswith(statement) and "^" in lines[k + 1]:
+            return lines[k + 1].index("^") - (len(line) - len(statement))
+    raise AssertionError(f"statement {statement!r} not quoted with a caret in:\n{message}")
+
+
+def _columns(bad, statement):
+    choices = bad.at if isinstance(bad.at, tuple) else (bad.at,)
+    cols = set()
+    for c in choices:
+        if c == "\0end":
+            cols.update({len(statement), len(statement.rstrip()), len(statement.rstrip()) - 1})
+            continue
+        at = -1
+        for _ in range(bad.nth + 1):
+            at = statement.index(c, at + 1)
+        cols.add(at)
+    return cols
+
+
+@pytest.mark.parametrize("bad", BAD, ids=str)
+def test_invalid_statement(bad):
+    with pytest.raises(bad.error) as info:
+        tm.tensorgrad(bad.text, wrt=bad.wrt)
+    e = info.value
+    assert isinstance(e, tm.NotationError)
+    statement = bad.line or bad.text.strip()
+    message = str(e)
+    assert statement in message
+    assert e.statement.strip() == statement
+    assert e.lineno == bad.lineno
+    col = _caret_column(message, statement)
+    assert col in _columns(bad, statement), (col, message)
+    if isinstance(e, SyntaxError):
+        assert e.offset == col + 1
+    for w in bad.words:
+        assert w in message, (w, message)
+    assert e.short() == message or e.short() in message
+
+
+def test_error_classes():
+    assert issubclass(tm.NotationSyntaxError, SyntaxError)
+    assert issubclass(tm.NotationValueError, ValueError)
+    assert issubclass(tm.NotationSyntaxError, tm.NotationError)
+    assert issubclass(tm.NotationValueError, tm.NotationError)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "# just a comment\n\n", "\n\n"])
+def test_empty_text(text):
+    with pytest.raises(tm.NotationSyntaxError) as info:
+        tm.tensorgrad(text)
+    assert "statement" in str(info.value)
+
+
+# ----------------------------------------------------------------------------
+# wrt
+
+
+@pytest.mark.parametrize(
+    "text, wrt, culprit",
+    [
+        ("A[i,k] := B[i,j] * C[j,k]", "B Q", "Q"),
+        ("A[i,k] := B[i,j] * C[j,k]", ["Zed"], "Zed"),
+        ("A[i,k] := B[i,j] * C[j,k]", "A", "A"),  # an output, not an input
+        ("A[i] := x[i]\ny[i] := A[i] * 2", "A", "A"),  # an intermediate output
+        ("A[i,k] := B[i,j] * C[j,k]", "i", "i"),  # an index
+        ("A[i,k] = B[i,j] * C[j,k]", "A", "A"),  # the old value of '=' has no gradient
+    ],
+)
+def test_wrt_must_name_differentiable_inputs(text, wrt, culprit):
+    with pytest.raises(tm.NotationValueError) as info:
+        tm.tensorgrad(text, wrt=wrt)
+    assert culprit in str(info.value)
+
+
+# ----------------------------------------------------------------------------
+# call-time
+
+
+def _raises_value(fn, *args, words=(), **kwargs):
+    with pytest.raises(ValueError) as info:
+        fn(*args, **kwargs)
+    assert isinstance(info.value, tm.NotationValueError)
+    for w in words:
+        assert w in str(info.value), (w, str(info.value))
+    return info.value
+
+
+def test_size_mismatch_names_index_tensors_and_sizes():
+    fn = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k]")
+    _raises_value(fn, make_tensor((2, 3)), make_tensor((4, 5)), words=("j", "B", "C", "3", "4"))
+
+
+def test_size_mismatch_across_terms():
+    fn = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k] + E[i,k]")
+    _raises_value(fn, make_tensor((2, 3)), make_tensor((3, 4)), make_tensor((2, 5)), words=("k", "C", "E", "4", "5"))
+
+
+def test_size_mismatch_on_diagonal():
+    fn = tm.tensorgrad("s := D[l,l]")
+    _raises_value(fn, make_tensor((2, 3)), words=("l", "D", "2", "3"))
+
+
+def test_size_mismatch_in_later_statement():
+    fn = tm.tensorgrad("A[i] := x[i] * 2\nB[i] := A[i] * y[i]")
+    _raises_value(fn, make_tensor((3,)), make_tensor((4,)), words=("i", "3", "4"))
+
+
+def test_size_mismatch_does_not_broadcast_size_one():
+    fn = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k]")
+    _raises_value(fn, make_tensor((2, 1)), make_tensor((3, 4)), words=("j", "1", "3"))
+
+
+def test_wrong_rank():
+    fn = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k]")
+    _raises_value(fn, make_tensor((2, 3, 1)), make_tensor((3, 4)), words=("B",))
+
+
+def test_overwrite_shape_checked():
+    fn = tm.tensorgrad("A[i,k] = B[i,j] * C[j,k]")
+    _raises_value(fn, make_tensor((3, 3)), make_tensor((3, 4)), make_tensor((4, 2)), words=("A", "k"))
+
+
+def test_accumulate_shape_checked():
+    fn = tm.tensorgrad("A[i,k] += B[i,j] * C[j,k]")
+    _raises_value(fn, make_tensor((2, 2)), make_tensor((3, 4)), make_tensor((4, 2)), words=("A", "i"))
+
+
+_B, _C, _X = (make_tensor(s) for s in [(2, 3), (3, 4), (2,)])
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, culprit",
+    [
+        ((_B,), {}, "C"),  # too few
+        ((), {"B": _B}, "C"),  # missing keyword
+        ((_B, _C, _X), {}, "3"),  # too many
+        ((_B,), {"C": _C, "Q": _C}, "Q"),  # unknown keyword
+        ((_B, _C), {"B": _B}, "B"),  # given twice
+    ],
+    ids=["too-few", "missing-keyword", "too-many", "unknown-keyword", "given-twice"],
+)
+def test_wrong_arguments(args, kwargs, culprit):
+    fn = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k]")
+    with pytest.raises((TypeError, tm.NotationError)) as info:
+        fn(*args, **kwargs)
+    assert culprit in str(info.value)
+
+
+def test_errors_leave_function_usable():
+    fn = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k]")
+    with pytest.raises(ValueError):
+        fn(make_tensor((2, 3)), make_tensor((4, 5)))
+    B, C = make_tensor((2, 3)), make_tensor((3, 4))
+    torch.testing.assert_close(fn(B, C), B @ C)

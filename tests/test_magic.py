@@ -1,0 +1,247 @@
+"""%%tensorgrad in a real IPython shell, and the command line."""
+import subprocess
+import sys
+from pathlib import Path
+
+import ipywidgets
+import pytest
+import torch
+from IPython.core.error import UsageError
+from IPython.testing.globalipapp import start_ipython
+from IPython.utils.capture import capture_output
+
+from tensormagic.magic import TensorgradCellError
+from tensormagic.widget import CodeToggle
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = "A[i,k] := B[i,j] * C[j,k] * D[l,l]"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+@pytest.fixture(scope="module")
+def shell():
+    ip = start_ipython()
+    for kind in ("text/latex", "text/html"):
+        if kind not in ip.display_formatter.active_types:
+            ip.display_formatter.active_types.append(kind)
+    return ip
+
+
+@pytest.fixture
+def ip(shell):
+    """The shell with the extension loaded, B C D defined, and a clean slate after."""
+    shell.run_line_magic("load_ext", "tensormagic")
+    before = set(shell.user_ns)
+    torch.manual_seed(0)
+    shell.push({"B": torch.randn(2, 3, dtype=torch.float64),
+                "C": torch.randn(3, 4, dtype=torch.float64),
+                "D": torch.randn(5, 5, dtype=torch.float64)})
+    yield shell
+    shell.run_line_magic("tensorgrad_verbose", "off")
+    for name in set(shell.user_ns) - before:
+        del shell.user_ns[name]
+
+
+def run(ip, line, cell):
+    with capture_output() as captured:
+        ip.run_cell_magic("tensorgrad", line, cell)
+    return captured
+
+
+def expected_seed(ns):
+    return ns["B"] @ ns["C"] * torch.trace(ns["D"])
+
+
+def snapshot(ns):
+    """Which object each public name is bound to (IPython's own _ names change per cell)."""
+    return {name: id(value) for name, value in ns.items() if not name.startswith("_")}
+
+
+def widgets_in(captured):
+    return [ipywidgets.widget_serialization["from_json"]("IPY_MODEL_" + o.data[WIDGET_VIEW]["model_id"], None)
+            for o in captured.outputs if WIDGET_VIEW in o.data]
+
+
+def test_defines_callable_and_binds_output(ip):
+    captured = run(ip, "B C", SEED)
+    fn = ip.user_ns["A_fn"]
+    assert fn.inputs == ("B", "C", "D") and fn.wrt == ("B", "C")
+    torch.testing.assert_close(ip.user_ns["A"], expected_seed(ip.user_ns))
+    assert "A_fn(B, C, D)" in captured.stdout and "bound A [2×4]" in captured.stdout
+
+
+def test_gradients_only_for_the_named_inputs(ip):
+    run(ip, "B C", SEED)
+    B, C, D = (ip.user_ns[n].clone().requires_grad_() for n in "BCD")
+    dA = torch.randn(2, 4, dtype=torch.float64)
+    ip.user_ns["A_fn"](B, C, D).backward(dA)
+    Br, Cr = (ip.user_ns[n].clone().requires_grad_() for n in "BC")
+    (Br @ Cr * torch.trace(ip.user_ns["D"])).backward(dA)
+    torch.testing.assert_close(B.grad, Br.grad)
+    torch.testing.assert_close(C.grad, Cr.grad)
+    assert D.grad is None
+
+
+def test_default_wrt_is_every_input(ip):
+    run(ip, "", SEED)
+    assert ip.user_ns["A_fn"].wrt == ("B", "C", "D")
+
+
+def test_name_option(ip):
+    run(ip, "B --name matmul", SEED)
+    assert ip.user_ns["matmul"].name == "matmul"
+    assert "A_fn" not in ip.user_ns
+    torch.testing.assert_close(ip.user_ns["A"], expected_seed(ip.user_ns))
+
+
+def test_no_eval_only_defines(ip):
+    captured = run(ip, "--no-eval", SEED)
+    assert "A_fn" in ip.user_ns and "A" not in ip.user_ns
+    assert "not evaluated (--no-eval)" in captured.stdout
+
+
+def test_missing_inputs_are_named(ip):
+    del ip.user_ns["D"]
+    captured = run(ip, "", SEED)
+    assert "A_fn" in ip.user_ns and "A" not in ip.user_ns
+    assert "missing input: D" in captured.stdout
+
+
+def test_every_output_is_bound(ip):
+    run(ip, "", "E[i,k] := B[i,j] * C[j,k]\nF[i] := E[i,k] * E[i,k]")
+    E = ip.user_ns["B"] @ ip.user_ns["C"]
+    torch.testing.assert_close(ip.user_ns["E"], E)
+    torch.testing.assert_close(ip.user_ns["F"], (E * E).sum(1))
+    assert ip.user_ns["F_fn"].outputs == ("E", "F")
+
+
+def test_displays_latex_with_plain_text_fallback(ip):
+    captured = run(ip, "B C", SEED)
+    fn = ip.user_ns["A_fn"]
+    (math,) = captured.outputs
+    assert math.data == {"text/latex": fn.latex(), "text/plain": str(fn)}
+    assert "ΔB" in math.data["text/plain"] and "ΔD" not in math.data["text/plain"]
+
+
+def test_quiet_shows_nothing(ip):
+    captured = run(ip, "--quiet --verbose", SEED)
+    assert captured.outputs == [] and captured.stdout == ""
+    assert "A" in ip.user_ns
+
+
+def test_verbose_shows_code_toggle_and_plan(ip):
+    captured = run(ip, "--verbose", SEED)
+    fn = ip.user_ns["A_fn"]
+    (toggle,) = widgets_in(captured)
+    bundle = next(o.data for o in captured.outputs if WIDGET_VIEW in o.data)
+    assert bundle["text/html"].startswith("<details") and "</details>" in bundle["text/html"]
+    assert fn.plan in captured.stdout
+    assert toggle.code.layout.display == "none" and toggle.button.description == "Show code"
+    toggle.button.value = True
+    assert toggle.code.layout.display is None and toggle.button.description == "Hide code"
+    toggle.button.value = False
+    assert toggle.code.layout.display == "none" and toggle.button.description == "Show code"
+
+
+def test_verbose_line_magic_sets_the_default(ip):
+    ip.run_line_magic("tensorgrad_verbose", "on")
+    assert len(widgets_in(run(ip, "", SEED))) == 1
+    ip.run_line_magic("tensorgrad_verbose", "off")
+    assert widgets_in(run(ip, "", SEED)) == []
+    with pytest.raises(UsageError):
+        ip.run_line_magic("tensorgrad_verbose", "loud")
+
+
+def test_code_toggle_shows_highlighted_source():
+    toggle = CodeToggle("def f(x):\n    return x\n")
+    assert "<span" in toggle.code.value and "return" in toggle.code.value
+    toggle.button.value = True
+    assert toggle.code.layout.display is None
+    assert "<details" in toggle._repr_mimebundle_()["text/html"]
+
+
+BAD_CELLS = {
+    "syntax": "A[i,k] := B[i,j] * C[j,k",
+    "left index missing on the right": "A[i,m] := B[i,j] * C[j,k]",
+    "unknown function": "A[i,k] := B[i,j] * cosh2(C[j,k])",
+    "size mismatch": "A[i,k] := B[i,j] * D[j,k]",
+}
+
+
+@pytest.mark.parametrize("cell", BAD_CELLS.values(), ids=BAD_CELLS.keys())
+def test_errors_change_nothing_and_show_no_traceback(ip, cell):
+    ip.user_ns["A"] = object()
+    before = snapshot(ip.user_ns)
+    with capture_output() as captured:
+        result = ip.run_cell(f"%%tensorgrad\n{cell}")
+    assert isinstance(result.error_in_exec, TensorgradCellError)
+    assert "^" in captured.stdout and "Traceback" not in captured.stdout + captured.stderr
+    assert captured.outputs == []
+    assert snapshot(ip.user_ns) == before
+
+
+def test_wrt_naming_an_absent_input_is_an_error(ip):
+    with pytest.raises(TensorgradCellError, match="Q"):
+        run(ip, "B Q", SEED)
+    assert "A_fn" not in ip.user_ns
+
+
+@pytest.mark.parametrize("line", ["--memory medium", "--name 1x", "--name class", "--bogus"])
+def test_bad_arguments_are_usage_errors(ip, line):
+    with pytest.raises(UsageError):
+        run(ip, line, SEED)
+    assert "A_fn" not in ip.user_ns
+
+
+def test_memory_low_gives_the_same_values(ip):
+    run(ip, "--memory low", SEED)
+    torch.testing.assert_close(ip.user_ns["A"], expected_seed(ip.user_ns))
+
+
+def test_help_shows_the_arguments(ip):
+    with capture_output() as captured:
+        ip.run_cell("%%tensorgrad?")
+    for text in ("%%tensorgrad [--name FN]", "NAME", "--no-eval", "--memory", "--verbose", "--quiet"):
+        assert text in captured.stdout
+
+
+def test_unload_and_reload(ip):
+    assert ip.run_line_magic("unload_ext", "tensormagic") is None
+    assert "tensorgrad" not in ip.magics_manager.magics["cell"]
+    assert "tensorgrad_verbose" not in ip.magics_manager.magics["line"]
+    with pytest.raises(UsageError):
+        ip.run_cell_magic("tensorgrad", "", SEED)
+    ip.run_line_magic("load_ext", "tensormagic")
+    ip.run_line_magic("reload_ext", "tensormagic")
+    run(ip, "", SEED)
+    torch.testing.assert_close(ip.user_ns["A"], expected_seed(ip.user_ns))
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "tensormagic", *args], capture_output=True,
+                          text=True, cwd=REPO, timeout=120)
+
+
+def test_cli_prints_statement_and_requested_formulas():
+    done = cli(SEED, "--wrt", "B C")
+    assert done.returncode == 0, done.stderr
+    assert "A_fn(B, C, D) -> A" in done.stdout
+    assert "ΔB[i,j] =" in done.stdout and "ΔC[j,k] =" in done.stdout and "ΔD" not in done.stdout
+
+
+def test_cli_code_and_name():
+    done = cli(SEED, "--code", "--plan", "--name", "matmul")
+    assert done.returncode == 0, done.stderr
+    assert "def " in done.stdout and "matmul(B, C, D)" in done.stdout
+
+
+def test_cli_several_statements():
+    done = cli("E[i,k] := B[i,j] * C[j,k]", "F[i] := E[i,k] * E[i,k]", "--code")
+    assert done.returncode == 0, done.stderr
+    assert "F_fn(B, C) -> E, F" in done.stdout
+
+
+def test_cli_error_is_one_short_message():
+    done = cli("A[i,m] := B[i,j] * C[j,k]")
+    assert done.returncode == 2 and done.stdout == ""
+    assert "^" in done.stderr and "Traceback" not in done.stderr
