@@ -1,8 +1,9 @@
 """tensorgrad(): the public entry point, and the callable it returns."""
 import torch
 
-from . import runtime
+from . import render, runtime
 from .cell import analyse
+from .derive import derive
 from .errors import NotationValueError
 from .ir import Const, children
 
@@ -39,6 +40,10 @@ class TensorGradFunction:
         self._complex_const = any(_has_complex(st.rhs) for st in self.cell.statements)
         self._cache = {}
         self._last = None
+        self.derivation = tuple(derive(self.cell, self.wrt))
+        self.formulas = {f.name: render.formula_text(f) for f in self.derivation
+                         if f.target.name == "Δ" + f.name and f.name in self.wrt}
+        self.statement = "\n".join(render.statement_text(st) for st in self.cell.statements)
 
     # -- calling -------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
@@ -98,6 +103,26 @@ class TensorGradFunction:
                                  torch.device("cpu"), self.name, self.memory == "low")
         return self._last
 
+    @property
+    def plan(self):
+        """The contraction plan (forward and backward FLOPs) for the last call's shapes."""
+        from .plan import describe
+        return describe(self._example().program)
+
+    def latex(self):
+        """The statements, then each derived gradient, as one LaTeX display."""
+        lines = [render.statement_latex(st) for st in self.cell.statements]
+        lines += [render.formula_latex(f) for f in self.derivation]
+        return "$$\\begin{aligned}" + " \\\\ ".join(_align(line) for line in lines) + \
+            "\\end{aligned}$$"
+
+    def _repr_latex_(self):
+        return self.latex()
+
+    def __str__(self):
+        lines = [self.statement, ""] + [render.formula_text(f) for f in self.derivation]
+        return "\n".join(lines)
+
     def __repr__(self):
         return f"<tensorgrad {self.name}({', '.join(self.inputs)}) -> {', '.join(self.outputs)}>"
 
@@ -121,3 +146,12 @@ def _has_complex(e):
     if isinstance(e, Const):
         return isinstance(e.value, complex)
     return any(_has_complex(c) for c in children(e))
+
+
+def _align(line):
+    """Put the alignment point at the first assignment sign."""
+    for sign in (":=", "\\mathrel{+}=", "="):
+        if sign in line:
+            head, tail = line.split(sign, 1)
+            return f"{head} &{sign} {tail}"
+    return line

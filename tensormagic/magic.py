@@ -118,21 +118,8 @@ def _show_code(fn):
     """The generated source behind the toggle, and the contraction plan."""
     from .widget import CodeToggle
 
-    code, plan = _generated(fn, "code"), _generated(fn, "plan")
-    if code:
-        display(CodeToggle(code))
-    if plan:
-        print(plan)
-    if not (code or plan):
-        print("(code and plan are generated at the first call, once shapes are known)")
-
-
-def _generated(fn, attribute):
-    """fn.code or fn.plan, or None before the first call fixed the shapes."""
-    try:
-        return getattr(fn, attribute)
-    except (AttributeError, RuntimeError):
-        return None
+    display(CodeToggle(fn.code))
+    print(fn.plan)
 
 
 def load_ipython_extension(ip):

@@ -45,6 +45,7 @@ class Program:
     inputs: Tuple[int, ...]    # var ids, in the cell's input order
     outputs: Tuple[int, ...]   # var ids of the final value of each output name
     complex: bool = False
+    products: tuple = ()       # (operand refs, output labels, sizes) of each planned product
 
 
 def build(cell, shapes, wants):
@@ -55,7 +56,7 @@ def build(cell, shapes, wants):
 class _Builder:
     def __init__(self, cell, wants):
         self.cell, self.wants = cell, set(wants)
-        self.vars, self.ops, self.env = [], [], {}
+        self.vars, self.ops, self.env, self.products = [], [], {}, []
 
     def run(self, shapes):
         inputs = []
@@ -67,7 +68,7 @@ class _Builder:
         for st in self.cell.statements:
             self.statement(st)
         outputs = tuple(self.env[name] for name in self.cell.outputs)
-        return Program(self.vars, self.ops, tuple(inputs), outputs)
+        return Program(self.vars, self.ops, tuple(inputs), outputs, products=tuple(self.products))
 
     def new(self, labels, shape, needs=False, name=None):
         v = Var(len(self.vars), tuple(labels), tuple(shape), needs, name)
@@ -165,6 +166,7 @@ class _Builder:
         if len(operands) == 1:
             return self.reshape(operands[0], out)
         path = self.path(operands, out)
+        self.products.append((tuple(operands), out, dict(self.sizes)))
         pending = list(operands)
         for step, pair in enumerate(path):
             a, b = (pending[i] for i in pair)
@@ -219,3 +221,69 @@ def _uses(st):
         yield st.target, st.indices, st.target_span
     for leaf in leaves(st.rhs):
         yield leaf.name, getattr(leaf, "indices", ()), leaf.span
+
+
+# -- the plan as a table -------------------------------------------------------------------
+def _cost(labels, sizes):
+    n = 1
+    for i in set(labels):
+        n *= sizes[i]
+    return n
+
+
+def describe(program):
+    """Each contraction of the forward and the backward, with its multiply-adds (FLOPs/2),
+    beside the cost of one full contraction per gradient (TensorGrad.jl's way)."""
+    var = program.vars
+    rows, fwd, bwd = [], 0, 0
+    for op in program.ops:
+        if op.kind != "pair":
+            continue
+        a, b = op.args
+        out = var[op.out]
+        sizes = dict(zip(out.labels, out.shape))
+        for r in (a, b):
+            sizes.update(zip(r.labels, var[r.var].shape if len(var[r.var].shape) == len(r.labels) else ()))
+        cost = _cost(a.labels + b.labels, sizes)
+        grads = sum(var[r.var].needs for r in (a, b)) if out.needs else 0
+        fwd += cost
+        bwd += cost * grads
+        rows.append((f"{_names(a.labels)},{_names(b.labels)}->{_names(out.labels)}", cost, grads,
+                     _product(out.shape)))
+    naive = 0
+    for operands, out, sizes in program.products:
+        forward = _path_cost(operands, out, sizes)
+        wanted = sum(var[r.var].needs for r in operands)
+        others = [_path_cost([o for o in operands if o is not r] + [Ref(-1, out)], r.labels, sizes)
+                  for r in operands if var[r.var].needs]
+        naive += forward + sum(others)
+        del wanted
+    lines = [f"{'contraction':<40} {'multiply-adds':>14} {'grads':>6} {'result size':>12}"]
+    lines += [f"{eq:<40} {cost:>14,} {grads:>6} {size:>12,}" for eq, cost, grads, size in rows]
+    largest = max((r[3] for r in rows), default=0)
+    lines.append(f"forward {fwd:,}  backward {bwd:,}  total {fwd + bwd:,} multiply-adds; "
+                 f"largest intermediate {largest:,} elements")
+    if naive:
+        lines.append(f"one full contraction per gradient: {naive:,} "
+                     f"({naive / max(fwd + bwd, 1):.2f}x this plan)")
+    return "\n".join(lines)
+
+
+def _path_cost(operands, out, sizes):
+    letters = _letters(unique([i for r in operands for i in r.labels] + list(out)))
+    eq = ",".join("".join(letters[i] for i in r.labels) for r in operands) + "->" + \
+        "".join(letters[i] for i in out)
+    shapes = [tuple(sizes[i] for i in r.labels) for r in operands]
+    _, info = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize="auto")
+    return int(info.opt_cost) // 2
+
+
+def _names(labels):
+    return "".join(labels) if all(len(i) == 1 for i in labels) else " ".join(labels)
+
+
+def _product(shape):
+    n = 1
+    for s in shape:
+        n *= s
+    return n

@@ -1,14 +1,16 @@
 """The summation rule: make every implicit Σ an explicit Sigma node where it sits.
 
-An index on the left is never summed. Any other index that occurs several times
-is summed over the smallest slot holding all its occurrences; one that occurs
-once, over its whole top-level term. Slots are the right-hand side, the terms
-of a sum, the arguments of functions, and the operands of ** (products are
-transparent: they are what sums multiply through).
+An index on the left is never summed. Einstein's rule, term by term: an index
+that meets itself in a product (B[i,j]*C[j,k], or D[l,l]) is summed over the
+smallest slot holding all its occurrences. Any other index (one occurrence, or
+occurrences that only meet in a sum, x[b] - y[b], or across **) is free where it
+stands and is summed over its whole top-level term, outside any function. Slots
+are the right-hand side, the terms of a sum, the arguments of functions, and
+the operands of ** (products are transparent: they are what sums multiply through).
 """
 from collections import defaultdict
 
-from .ir import Add, Call, Mul, Pow, Sigma, Tensor, children
+from .ir import Add, Call, Mul, Pow, Sigma, Tensor, children, unique
 
 _SLOT_PARENTS = (Add, Call, Pow)
 
@@ -24,11 +26,13 @@ def place_sums(rhs, kept):
     for index, paths in occurrences.items():
         if index in kept:
             continue
-        if len(paths) > 1:
-            slot = _nearest_slot(rhs, _common_prefix(paths))
-        else:
-            slot = paths[0][:1] if isinstance(rhs, Add) else ()
-        sums_at[slot].append(index)
+        meet = _common_prefix(paths)
+        if len(paths) > 1 and isinstance(_node_at(rhs, meet), (Mul, Tensor)):
+            slots = [_nearest_slot(rhs, meet)]
+        else:  # free where it stands: summed over each top-level term holding it
+            slots = unique(p[:1] if isinstance(rhs, Add) else () for p in paths)
+        for slot in slots:
+            sums_at[slot].append(index)
     return _rebuild(rhs, (), sums_at)
 
 

@@ -1,0 +1,283 @@
+"""Symbolic reverse mode on the IR: the readable gradient formulas.
+
+Each formula is itself a statement of the language (same summation rule): the
+incoming gradient ΔY times the partial derivative along the path to the
+tensor, the indices it does not keep summed, a δ where a repeated index is
+rebuilt. Formulas are written for real numbers; for complex inputs the code
+multiplies by the conjugate of each partial, as torch does.
+"""
+from dataclasses import dataclass
+from typing import Tuple
+
+from .functions import FUNCTIONS, X, Y
+from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, children, leaves
+
+PRIME = "ʹ"  # U+02B9: a letter, so a primed index is still an identifier
+DELTA = "δ"
+
+
+@dataclass(frozen=True)
+class Formula:
+    name: str               # the tensor (version) this is the gradient of
+    target: Tensor          # ΔB[i,j]
+    rhs: object             # an expression, Const(0) when the gradient vanishes
+    accumulate: bool = False
+
+
+def derive(cell, wrt):
+    """The formulas for every tensor between the last output and the inputs in `wrt`,
+    in the order reverse mode computes them."""
+    versions = _versions(cell)
+    relevant = _relevant(cell, versions, set(wrt))
+    last = len(cell.statements) - 1
+    terms = {(cell.statements[last].target, last): []}
+    shown = {}
+    formulas = []
+    for k in range(last, -1, -1):
+        st = cell.statements[k]
+        me = (st.target, k)
+        if me not in terms:
+            continue
+        upstream = Tensor(_delta(versions, me), st.indices)
+        if me != (st.target, last):
+            formulas.append(_formula(versions, me, shown[me], terms[me]))
+        for leaf, factors in _paths(st.rhs, st):
+            if isinstance(leaf, Tensor) or isinstance(leaf, Scalar):
+                v = versions["reads"][(k, id(leaf))]
+                if v in relevant:
+                    indices = leaf.indices if isinstance(leaf, Tensor) else ()
+                    shown.setdefault(v, _lhs(indices))
+                    terms.setdefault(v, []).append(_term(upstream, factors, indices, shown[v]))
+        if st.op == "+=":
+            v = versions["old"][k]
+            if v in relevant:
+                shown.setdefault(v, st.indices)
+                terms.setdefault(v, []).append(Mul((upstream,)))
+    for name in wrt:
+        v = (name, -1)
+        indices = shown.get(v, _lhs(tuple(f"i{n}" for n in range(cell.ndim[name]))))
+        formulas.append(_formula(versions, v, indices, terms.get(v, [])))
+    return formulas
+
+
+def _versions(cell):
+    """Which version of each name every leaf reads: (name, defining statement or -1)."""
+    current, reads, old = {}, {}, {}
+    count = {}
+    for k, st in enumerate(cell.statements):
+        if st.op != ":=":
+            old[k] = current.get(st.target, (st.target, -1))
+        for leaf in leaves(st.rhs):
+            reads[(k, id(leaf))] = current.get(leaf.name, (leaf.name, -1))
+        current[st.target] = (st.target, k)
+        count[st.target] = count.get(st.target, 0) + 1
+    return {"reads": reads, "old": old, "final": current, "count": count}
+
+
+def _relevant(cell, versions, wrt):
+    """Versions that lie on a path from an input in wrt."""
+    relevant = {(n, -1) for n in wrt}
+    for k, st in enumerate(cell.statements):
+        reads = [versions["reads"][(k, id(leaf))] for leaf in leaves(st.rhs)]
+        if st.op == "+=":
+            reads.append(versions["old"][k])
+        if any(r in relevant for r in reads):
+            relevant.add((st.target, k))
+    return relevant
+
+
+def _delta(versions, v):
+    name, k = v
+    final = versions["final"].get(name) == v or (k == -1 and name not in versions["final"])
+    if final:
+        return "Δ" + name
+    return "Δ" + name + ("_in" if k == -1 else f"_{k + 1}")
+
+
+def _formula(versions, v, indices, terms):
+    target = Tensor(_delta(versions, v), indices)
+    kept = [t for t in terms if t is not None]
+    if not kept:
+        return Formula(v[0], target, Const(0))
+    if len(kept) == 1:
+        return Formula(v[0], target, kept[0])
+    signs = tuple(-1 if _negative(t) else 1 for t in kept)
+    kept = [_simplify(Mul((Const(-1), t))) if sign < 0 else t for t, sign in zip(kept, signs)]
+    return Formula(v[0], target, Add(tuple(kept), signs))
+
+
+def _negative(term):
+    lead = term.factors[0] if term.factors else None
+    return isinstance(lead, Const) and not isinstance(lead.value, complex) and lead.value < 0
+
+
+def _lhs(indices):
+    """A repeated index gets a prime on its later occurrences: D[l,l] → ΔD[l,lʹ]."""
+    out = []
+    for i in indices:
+        name = i
+        while name in out:
+            name += PRIME
+        out.append(name)
+    return tuple(out)
+
+
+def _paths(e, st, factors=()):
+    """(leaf, the factors multiplying its adjoint) for every leaf occurrence under e."""
+    if isinstance(e, (Tensor, Scalar)):
+        yield e, factors
+    elif isinstance(e, Add):
+        for term, sign in zip(e.terms, e.signs):
+            yield from _paths(term, st, factors + ((Const(-1),) if sign < 0 else ()))
+    elif isinstance(e, Mul):
+        for k, f in enumerate(e.factors):
+            yield from _paths(f, st, factors + e.factors[:k] + e.factors[k + 1:])
+    elif isinstance(e, Sigma):
+        yield from _paths(e.body, st, factors)
+    elif isinstance(e, Call):
+        value = Tensor(st.target, st.indices) if e is st.rhs else e
+        rule = FUNCTIONS[e.func].derivative
+        if rule is None:  # conj: linear, and the identity on real numbers
+            yield from _paths(e.arg, st, factors)
+        elif not (isinstance(rule, Const) and rule.value == 0):
+            yield from _paths(e.arg, st, factors + (_substitute(rule, e.arg, value),))
+    elif isinstance(e, Pow):
+        base, exponent = e.base, e.exponent
+        yield from _paths(base, st, factors + (Mul((exponent, _power(base, _minus_one(exponent)))),))
+        value = Tensor(st.target, st.indices) if e is st.rhs else e
+        yield from _paths(exponent, st, factors + (Mul((value, Call("log", base))),))
+
+
+def _power(base, exponent):
+    if isinstance(exponent, Const) and exponent.value == 1:
+        return base
+    return Pow(base, exponent)
+
+
+def _minus_one(e):
+    if isinstance(e, Const):
+        return Const(e.value - 1)
+    return Add((e, Const(1)), (1, -1))
+
+
+def _substitute(rule, x, y):
+    if rule == X:
+        return x
+    if rule == Y:
+        return y
+    if isinstance(rule, Add):
+        return Add(tuple(_substitute(t, x, y) for t in rule.terms), rule.signs)
+    if isinstance(rule, Mul):
+        return Mul(tuple(_substitute(f, x, y) for f in rule.factors))
+    if isinstance(rule, Call):
+        return Call(rule.func, _substitute(rule.arg, x, y))
+    if isinstance(rule, Pow):
+        return Pow(_substitute(rule.base, x, y), _substitute(rule.exponent, x, y))
+    return rule
+
+
+def _term(upstream, factors, leaf_indices, lhs):
+    """ΔY · factors, renamed so the leaf's indices read as the formula's left side,
+    with δ for repeated ones."""
+    mapping = {}
+    deltas = []
+    for old, new in zip(leaf_indices, lhs):
+        if old in mapping:
+            deltas.append(Tensor(DELTA, (mapping[old], new)))
+        else:
+            mapping[old] = new
+    product = _simplify(Mul((upstream,) + tuple(factors)))
+    if product is None:
+        return None
+    product = _rename(product, mapping, used=set(lhs))
+    if deltas:
+        product = _simplify(Mul((product,) + tuple(deltas)))
+    return _fresh_bound(product)
+
+
+def _outer_indices(e):
+    """Indices of e not bound inside it."""
+    if isinstance(e, Tensor):
+        return list(e.indices)
+    if isinstance(e, Sigma):
+        return [i for i in _outer_indices(e.body) if i not in e.indices]
+    return [i for c in children(e) for i in _outer_indices(c)]
+
+
+def _rename(e, mapping, used):
+    """Rename the formula-level indices: mapping first, any other that clashes gets a fresh name."""
+    taken = set(used) | set(mapping.values())
+    full = dict(mapping)
+    for i in _outer_indices(e):
+        if i not in full:
+            full[i] = _fresh(i, taken) if i in taken else i
+            taken.add(full[i])
+    return _apply(e, full)
+
+
+def _fresh(i, taken):
+    name = i + PRIME
+    while name in taken:
+        name += PRIME
+    return name
+
+
+def _apply(e, mapping):
+    if isinstance(e, Tensor):
+        return Tensor(e.name, tuple(mapping.get(i, i) for i in e.indices), e.span)
+    if isinstance(e, Sigma):
+        inner = {k: v for k, v in mapping.items() if k not in e.indices}
+        return Sigma(e.indices, _apply(e.body, inner))
+    return _rebuild(e, tuple(_apply(c, mapping) for c in children(e)))
+
+
+def _fresh_bound(e, taken=None):
+    """Give every index bound inside a factor a name no other part of the formula uses."""
+    taken = set(_outer_indices(e)) if taken is None else taken
+    if isinstance(e, Sigma):
+        mapping = {}
+        for i in e.indices:
+            if i in taken:
+                mapping[i] = _fresh(i, taken | set(mapping.values()) | _all_indices(e))
+            taken.add(mapping.get(i, i))
+        body = _apply(e.body, mapping)
+        return Sigma(tuple(mapping.get(i, i) for i in e.indices), _fresh_bound(body, taken))
+    return _rebuild(e, tuple(_fresh_bound(c, taken) for c in children(e)))
+
+
+def _all_indices(e):
+    return {i for leaf in leaves(e) if isinstance(leaf, Tensor) for i in leaf.indices}
+
+
+def _rebuild(e, kids):
+    if isinstance(e, Add):
+        return Add(kids, e.signs)
+    if isinstance(e, Mul):
+        return Mul(kids)
+    if isinstance(e, Call):
+        return Call(e.func, kids[0])
+    if isinstance(e, Pow):
+        return Pow(*kids)
+    if isinstance(e, Sigma):
+        return Sigma(e.indices, kids[0])
+    return e
+
+
+def _simplify(product):
+    """Flatten a product and fold its numbers into one leading constant; None when zero."""
+    factors, value = [], 1
+    stack = list(product.factors)
+    while stack:
+        f = stack.pop(0)
+        if isinstance(f, Mul):
+            stack[:0] = f.factors
+        elif isinstance(f, Const):
+            value *= f.value
+        else:
+            factors.append(f)
+    if value == 0:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return Mul(((Const(value),) if value != 1 else ()) + tuple(factors))
+

@@ -1,0 +1,234 @@
+"""Views of the IR: plain text (itself valid index notation) and LaTeX with every Σ shown."""
+from .functions import FUNCTIONS
+from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, free
+
+# Precedence: a child binds at least this tightly or gets parentheses.
+_SUM, _PROD, _UNARY, _POW, _ATOM = 1, 2, 3, 4, 5
+
+
+# -- plain text --------------------------------------------------------------------------
+def text(e, sums=False):
+    """Python-style index notation. sums=True writes each Σ where it sits (Σ_j ...)."""
+    return _text(e, sums)[0]
+
+
+def _text(e, sums):
+    """(source, precedence)."""
+    if isinstance(e, Tensor):
+        return (f"{e.name}[{','.join(e.indices)}]" if e.indices else e.name), _ATOM
+    if isinstance(e, Scalar):
+        return e.name, _ATOM
+    if isinstance(e, Const):
+        return _number(e.value), _ATOM if _is_plain(e.value) else _SUM
+    if isinstance(e, Sigma):
+        body, prec = _text(e.body, sums)
+        if not sums:
+            return body, prec
+        if prec <= _SUM:
+            body = f"({body})"
+        return f"Σ_{_subscript(e.indices)} {body}", _SUM
+    if isinstance(e, Add):
+        out = ""
+        for k, (term, sign) in enumerate(zip(e.terms, e.signs)):
+            piece, prec = _text(term, sums)
+            if prec <= _SUM and (len(e.terms) > 1 and (isinstance(term, Sigma) or k or sign < 0)):
+                piece = f"({piece})"
+            out += (piece if k == 0 else f" + {piece}") if sign > 0 else \
+                (f"-{piece}" if k == 0 else f" - {piece}")
+        return out, _SUM
+    if isinstance(e, Mul):
+        return _text_product(e, sums)
+    if isinstance(e, Pow):
+        base, bp = _text(e.base, sums)
+        exp, ep = _text(e.exponent, sums)
+        base = base if bp > _POW else f"({base})"
+        exp = exp if ep >= _POW else f"({exp})"
+        return f"{base}**{exp}", _POW
+    if isinstance(e, Call):
+        arg = _text(e.arg, sums)[0]
+        if e.func == "recip":
+            return f"1 / {_wrap(e.arg, sums, _POW)}", _PROD
+        return f"{e.func}({arg})", _ATOM
+    raise TypeError(e)
+
+
+def _split_sign(factors):
+    """A leading negative number becomes a minus sign: (-2) * x → -, [2, x]."""
+    first = factors[0] if factors else None
+    if isinstance(first, Const) and not isinstance(first.value, complex) and first.value < 0 \
+            and len(factors) > 1:
+        rest = factors[1:] if first.value == -1 else [Const(-first.value)] + factors[1:]
+        return "-", rest
+    return "", factors
+
+
+def _text_product(e, sums):
+    lead, factors = _split_sign(list(e.factors))
+    out = ""
+    for k, f in enumerate(factors):
+        if isinstance(f, Call) and f.func == "recip" and k:
+            out += f" / {_wrap(f.arg, sums, _POW)}"
+            continue
+        piece = _wrap(f, sums, _PROD)
+        out += piece if k == 0 else f" * {piece}"
+    return lead + out, (_UNARY if lead else _PROD)
+
+
+def _wrap(e, sums, at_least):
+    piece, prec = _text(e, sums)
+    return piece if prec > at_least or (prec == at_least and at_least != _POW) else f"({piece})"
+
+
+def _number(v):
+    if isinstance(v, complex):
+        return f"({v.real!r}{v.imag:+g}j)" if v.real else f"{v.imag!r}j"
+    return repr(v)
+
+
+def _is_plain(v):
+    return not isinstance(v, complex) and v >= 0
+
+
+def _subscript(indices):
+    return indices[0] if len(indices) == 1 else "{" + ",".join(indices) + "}"
+
+
+def statement_text(st, sums=True):
+    target = f"{st.target}[{','.join(st.indices)}]" if st.indices else st.target
+    return f"{target} {st.op} {text(st.rhs, sums)}"
+
+
+def formula_text(f):
+    return f"{text(f.target)} = {text(f.rhs)}" if f.target.indices else \
+        f"{f.target.name} = {text(f.rhs)}"
+
+
+# -- LaTeX -------------------------------------------------------------------------------
+_GREEK = {g: "\\" + n for g, n in zip(
+    "αβγδεζηθικλμνξπρστυφχψωΓΔΘΛΞΠΣΦΨΩ",
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi pi rho sigma tau "
+    "upsilon phi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Phi Psi Omega".split())}
+
+
+def _ident(name):
+    """An identifier in LaTeX: Greek letters as commands, primes as ', the rest upright if long."""
+    primes = len(name) - len(name.rstrip("ʹ"))
+    core = name.rstrip("ʹ")
+    out = ""
+    for ch in core:
+        out += (_GREEK[ch] + " ") if ch in _GREEK else ("\\_" if ch == "_" else ch)
+    out = out.strip()
+    plain = [ch for ch in core if ch not in _GREEK]
+    if len(plain) > 1 and not core.startswith("Δ"):
+        out = "\\mathrm{" + out + "}"
+    elif core.startswith("Δ") and len(plain) > 1:
+        out = "\\Delta \\mathrm{" + out[len("\\Delta "):] + "}"
+    return out + "'" * primes
+
+
+def _tensor_latex(e):
+    if not e.indices:
+        return _ident(e.name)
+    sep = "" if all(len(i.rstrip("ʹ")) == 1 for i in e.indices) else ","
+    return f"{_ident(e.name)}_{{{sep.join(_ident(i) for i in e.indices)}}}"
+
+
+def latex(e):
+    return _latex(e)[0]
+
+
+def _latex(e):
+    if isinstance(e, Tensor):
+        if e.name == "δ":
+            return "\\delta_{" + "".join(_ident(i) for i in e.indices) + "}", _ATOM
+        return _tensor_latex(e), _ATOM
+    if isinstance(e, Scalar):
+        return _ident(e.name), _ATOM
+    if isinstance(e, Const):
+        v = e.value
+        s = _number(v).strip("()") if isinstance(v, complex) else (f"{v:g}" if isinstance(v, float) else str(v))
+        return s, _ATOM if _is_plain(v) else _SUM
+    if isinstance(e, Sigma):
+        body, prec = _latex(e.body)
+        if prec <= _SUM:
+            body = f"\\left({body}\\right)"
+        return f"\\sum_{{{','.join(_ident(i) for i in e.indices)}}} {body}", _SUM
+    if isinstance(e, Add):
+        out = ""
+        for k, (term, sign) in enumerate(zip(e.terms, e.signs)):
+            piece, prec = _latex(term)
+            if prec <= _SUM and len(e.terms) > 1 and (isinstance(term, Sigma) and k < len(e.terms) - 1
+                                                      or sign < 0 or (k and not isinstance(term, Sigma))):
+                piece = f"\\left({piece}\\right)"
+            out += (piece if k == 0 else f" + {piece}") if sign > 0 else \
+                (f"-{piece}" if k == 0 else f" - {piece}")
+        return out, _SUM
+    if isinstance(e, Mul):
+        return _latex_product(e)
+    if isinstance(e, Pow):
+        base, bp = _latex(e.base)
+        if bp <= _POW or (isinstance(e.base, Call) and e.base.func in ("recip", "sqrt", "abs", "conj")):
+            base = f"\\left({base}\\right)"
+        return f"{base}^{{{_latex(e.exponent)[0]}}}", _POW
+    if isinstance(e, Call):
+        arg = _latex(e.arg)[0]
+        return _latex_call(e.func, arg), _ATOM
+    raise TypeError(e)
+
+
+def _latex_call(func, arg):
+    if func == "recip":
+        return f"\\frac{{1}}{{{arg}}}"
+    if func == "sqrt":
+        return f"\\sqrt{{{arg}}}"
+    if func == "abs":
+        return f"\\left|{arg}\\right|"
+    if func == "conj":
+        return f"\\overline{{{arg}}}"
+    name = FUNCTIONS[func].latex or f"\\operatorname{{{func}}}"
+    return f"{name}\\left({arg}\\right)"
+
+
+def _latex_product(e):
+    lead, factors = _split_sign(list(e.factors))
+    numer = [f for f in factors if not (isinstance(f, Call) and f.func == "recip")]
+    denom = [f.arg for f in factors if isinstance(f, Call) and f.func == "recip"]
+    top = _latex_factors(numer) or "1"
+    if denom:
+        bottom = _latex_factors(denom, in_fraction=True)
+        return f"{lead}\\frac{{{top}}}{{{bottom}}}", _UNARY if lead else _ATOM
+    return lead + top, (_UNARY if lead else _PROD)
+
+
+def _latex_factors(factors, in_fraction=False):
+    parts = []
+    for f in factors:
+        piece, prec = _latex(f)
+        if prec < _PROD or (prec == _SUM) or (prec == _PROD and len(factors) > 1 and not in_fraction):
+            if not (in_fraction and len(factors) == 1):
+                piece = f"\\left({piece}\\right)"
+        parts.append(piece)
+    return " \\, ".join(parts)
+
+
+def statement_latex(st):
+    target = _tensor_latex(Tensor(st.target, st.indices))
+    op = {":=": ":=", "=": "=", "+=": "\\mathrel{+}="}[st.op]
+    return f"{target} {op} {latex(st.rhs)}"
+
+
+def formula_latex(f):
+    rhs = f.rhs
+    summed = [i for i in free(rhs) if i not in f.target.indices] if not isinstance(rhs, Add) else []
+    body = latex(Sigma(tuple(summed), rhs)) if summed else latex(rhs)
+    if isinstance(rhs, Add):
+        body = ""
+        for k, (term, sign) in enumerate(zip(rhs.terms, rhs.signs)):
+            piece = _term_latex(term, f.target.indices)
+            body += (piece if k == 0 else f" + {piece}") if sign > 0 else f" - {piece}"
+    return f"{_tensor_latex(f.target)} = {body}"
+
+
+def _term_latex(term, kept):
+    summed = [i for i in free(term) if i not in kept]
+    return latex(Sigma(tuple(summed), term)) if summed else latex(term)
