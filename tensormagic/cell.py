@@ -14,7 +14,7 @@ RESERVED = ("torch",)
 class Cell:
     statements: Tuple[Statement, ...]   # rhs with Sigma nodes
     inputs: Tuple[str, ...]             # read before assigned, in order of first appearance
-    outputs: Tuple[str, ...]            # assigned, in order of first assignment
+    outputs: Tuple[str, ...]            # assigned, in order of last assignment: the result is last
     ndim: Dict[str, int]                # every name's number of dimensions
     shape_only: Tuple[str, ...]         # inputs read only for their shape (targets of '=')
 
@@ -51,8 +51,9 @@ def analyse(text):
                 raise _error(st, st.target_span, f"'{st.target}' is read before it is assigned: "
                                                  f"use '=' or '+=' to update an existing tensor")
             ndim[st.target] = len(st.indices)
-        if st.target not in outputs:
-            outputs.append(st.target)
+        if st.target in outputs:
+            outputs.remove(st.target)
+        outputs.append(st.target)
         assigned.add(st.target)
         placed.append(replace(st, rhs=place_sums(st.rhs, st.indices)))
     return Cell(tuple(placed), tuple(inputs), tuple(outputs), ndim, tuple(shape_only))

@@ -21,7 +21,7 @@ class Formula:
     name: str               # the tensor (version) this is the gradient of
     target: Tensor          # ΔB[i,j]
     rhs: object             # an expression, Const(0) when the gradient vanishes
-    accumulate: bool = False
+    of_input: bool = False  # the gradient of a cell input (not of an intermediate)
 
 
 def derive(cell, wrt):
@@ -41,13 +41,13 @@ def derive(cell, wrt):
         upstream = Tensor(_delta(versions, me), st.indices)
         if me != (st.target, last):
             formulas.append(_formula(versions, me, shown[me], terms[me]))
-        for leaf, factors in _paths(st.rhs, st):
+        for leaf, factors in _paths(st.rhs, st, (upstream,)):
             if isinstance(leaf, Tensor) or isinstance(leaf, Scalar):
                 v = versions["reads"][(k, id(leaf))]
                 if v in relevant:
                     indices = leaf.indices if isinstance(leaf, Tensor) else ()
                     shown.setdefault(v, _lhs(indices))
-                    terms.setdefault(v, []).append(_term(upstream, factors, indices, shown[v]))
+                    terms.setdefault(v, []).append(_term(factors, indices, shown[v]))
         if st.op == "+=":
             v = versions["old"][k]
             if v in relevant:
@@ -97,13 +97,16 @@ def _delta(versions, v):
 def _formula(versions, v, indices, terms):
     target = Tensor(_delta(versions, v), indices)
     kept = [t for t in terms if t is not None]
+    taken = set(indices) | {i for t in kept for i in _outer_indices(t)}
+    kept = [_unique_bound(t, taken) for t in kept]
+    of_input = v[1] == -1
     if not kept:
-        return Formula(v[0], target, Const(0))
+        return Formula(v[0], target, Const(0), of_input)
     if len(kept) == 1:
-        return Formula(v[0], target, kept[0])
+        return Formula(v[0], target, kept[0], of_input)
     signs = tuple(-1 if _negative(t) else 1 for t in kept)
     kept = [_simplify(Mul((Const(-1), t))) if sign < 0 else t for t, sign in zip(kept, signs)]
-    return Formula(v[0], target, Add(tuple(kept), signs))
+    return Formula(v[0], target, Add(tuple(kept), signs), of_input)
 
 
 def _negative(term):
@@ -122,30 +125,31 @@ def _lhs(indices):
     return tuple(out)
 
 
-def _paths(e, st, factors=()):
-    """(leaf, the factors multiplying its adjoint) for every leaf occurrence under e."""
+def _paths(e, st, chain):
+    """(leaf, its adjoint's factors) for every leaf occurrence under e. `chain` is the adjoint
+    of e so far; in a product it takes the place of the factor it flows into."""
     if isinstance(e, (Tensor, Scalar)):
-        yield e, factors
+        yield e, chain
     elif isinstance(e, Add):
         for term, sign in zip(e.terms, e.signs):
-            yield from _paths(term, st, factors + ((Const(-1),) if sign < 0 else ()))
+            yield from _paths(term, st, ((Const(-1),) if sign < 0 else ()) + chain)
     elif isinstance(e, Mul):
         for k, f in enumerate(e.factors):
-            yield from _paths(f, st, factors + e.factors[:k] + e.factors[k + 1:])
+            yield from _paths(f, st, e.factors[:k] + chain + e.factors[k + 1:])
     elif isinstance(e, Sigma):
-        yield from _paths(e.body, st, factors)
+        yield from _paths(e.body, st, chain)
     elif isinstance(e, Call):
         value = Tensor(st.target, st.indices) if e is st.rhs else e
         rule = FUNCTIONS[e.func].derivative
         if rule is None:  # conj: linear, and the identity on real numbers
-            yield from _paths(e.arg, st, factors)
+            yield from _paths(e.arg, st, chain)
         elif not (isinstance(rule, Const) and rule.value == 0):
-            yield from _paths(e.arg, st, factors + (_substitute(rule, e.arg, value),))
+            yield from _paths(e.arg, st, chain + (_substitute(rule, e.arg, value),))
     elif isinstance(e, Pow):
         base, exponent = e.base, e.exponent
-        yield from _paths(base, st, factors + (Mul((exponent, _power(base, _minus_one(exponent)))),))
+        yield from _paths(base, st, chain + (Mul((exponent, _power(base, _minus_one(exponent)))),))
         value = Tensor(st.target, st.indices) if e is st.rhs else e
-        yield from _paths(exponent, st, factors + (Mul((value, Call("log", base))),))
+        yield from _paths(exponent, st, chain + (Mul((value, Call("log", base))),))
 
 
 def _power(base, exponent):
@@ -176,7 +180,7 @@ def _substitute(rule, x, y):
     return rule
 
 
-def _term(upstream, factors, leaf_indices, lhs):
+def _term(factors, leaf_indices, lhs):
     """ΔY · factors, renamed so the leaf's indices read as the formula's left side,
     with δ for repeated ones."""
     mapping = {}
@@ -186,13 +190,13 @@ def _term(upstream, factors, leaf_indices, lhs):
             deltas.append(Tensor(DELTA, (mapping[old], new)))
         else:
             mapping[old] = new
-    product = _simplify(Mul((upstream,) + tuple(factors)))
+    product = _simplify(Mul(tuple(factors)))
     if product is None:
         return None
     product = _rename(product, mapping, used=set(lhs))
     if deltas:
         product = _simplify(Mul((product,) + tuple(deltas)))
-    return _fresh_bound(product)
+    return product
 
 
 def _outer_indices(e):
@@ -231,22 +235,18 @@ def _apply(e, mapping):
     return _rebuild(e, tuple(_apply(c, mapping) for c in children(e)))
 
 
-def _fresh_bound(e, taken=None):
-    """Give every index bound inside a factor a name no other part of the formula uses."""
-    taken = set(_outer_indices(e)) if taken is None else taken
+def _unique_bound(e, taken):
+    """Give every index bound inside the formula a name used nowhere else in it, so that the
+    formula, read as a statement, sums each index where it sits."""
     if isinstance(e, Sigma):
         mapping = {}
         for i in e.indices:
-            if i in taken:
-                mapping[i] = _fresh(i, taken | set(mapping.values()) | _all_indices(e))
-            taken.add(mapping.get(i, i))
+            name = _fresh(i, taken) if i in taken else i
+            taken.add(name)
+            mapping[i] = name
         body = _apply(e.body, mapping)
-        return Sigma(tuple(mapping.get(i, i) for i in e.indices), _fresh_bound(body, taken))
-    return _rebuild(e, tuple(_fresh_bound(c, taken) for c in children(e)))
-
-
-def _all_indices(e):
-    return {i for leaf in leaves(e) if isinstance(leaf, Tensor) for i in leaf.indices}
+        return Sigma(tuple(mapping[i] for i in e.indices), _unique_bound(body, taken))
+    return _rebuild(e, tuple(_unique_bound(c, taken) for c in children(e)))
 
 
 def _rebuild(e, kids):

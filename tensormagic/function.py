@@ -41,8 +41,7 @@ class TensorGradFunction:
         self._cache = {}
         self._last = None
         self.derivation = tuple(derive(self.cell, self.wrt))
-        self.formulas = {f.name: render.formula_text(f) for f in self.derivation
-                         if f.target.name == "Δ" + f.name and f.name in self.wrt}
+        self.formulas = {f.name: render.formula_text(f) for f in self.derivation if f.of_input}
         self.statement = "\n".join(render.statement_text(st) for st in self.cell.statements)
 
     # -- calling -------------------------------------------------------------------------

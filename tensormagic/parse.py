@@ -86,20 +86,16 @@ def _find_operator(text, lineno):
 
 def _parse_expr(fragment, ctx):
     source = _EMPTY_BRACKETS.sub(lambda m: " " * len(m.group(1)), fragment)
-    if not source.strip():
+    lead = len(source) - len(source.lstrip())
+    source = source.strip()
+    if not source:
         raise ctx.syntax("nothing on this side of the assignment", (ctx.start, ctx.start + len(fragment)))
-    # A leading space would be an "unexpected indent"; keep columns by parenthesising.
     try:
-        tree = ast.parse("(" + source + "\n)", mode="eval")
+        tree = ast.parse(source, mode="eval")
     except SyntaxError as e:
-        if e.lineno == 1 and e.offset:
-            col = _char_col(source, e.offset - 2)
-            end = _char_col(source, e.end_offset - 2) if e.end_lineno == 1 and e.end_offset else col + 1
-        else:  # the statement ended too early
-            col = len(fragment.rstrip())
-            end = col + 1
-        raise ctx.syntax(f"invalid syntax: {e.msg}", (ctx.start + col, ctx.start + max(end, col + 1))) from None
-    return _shift(tree.body)
+        col, end, message = _locate(source, e)
+        raise ctx.syntax(message, (ctx.start + lead + col, ctx.start + lead + end)) from None
+    return _shift(tree.body, lead)
 
 
 def _char_col(source, byte_col):
@@ -108,13 +104,38 @@ def _char_col(source, byte_col):
     return len(source.encode("utf-8")[:byte_col].decode("utf-8", "replace"))
 
 
-def _shift(node):
-    """Undo the '(' added in front: every column moves back by one byte."""
+def _shift(node, lead):
+    """Columns count from the fragment's start, leading blanks included."""
     for n in ast.walk(node):
         if hasattr(n, "col_offset"):
-            n.col_offset -= 1
-            n.end_col_offset -= 1
+            n.col_offset += lead
+            n.end_col_offset += lead
     return node
+
+
+def _locate(source, error):
+    """(column, end column, message) of a Python syntax error, in characters."""
+    if error.lineno != 1 or not error.offset:
+        return len(source), len(source) + 1, "incomplete expression: the statement ends too early"
+    col = _char_col(source, error.offset - 1)
+    end = _char_col(source, error.end_offset - 1) if error.end_lineno == 1 and error.end_offset else col + 1
+    if "forgot a comma" in error.msg:
+        # Two operands side by side: point at the second one.
+        for cut in range(end - 1, col, -1):
+            if source[cut - 1] != " " and _parses(source[col:cut]) and source[cut:end].strip():
+                col = cut + len(source[cut:end]) - len(source[cut:end].lstrip())
+                return col, col + 1, "missing operator: write * (or + - / **) between these terms"
+    if error.msg.startswith("invalid syntax"):
+        return col, max(end, col + 1), "invalid syntax"
+    return col, max(end, col + 1), f"invalid syntax: {error.msg}"
+
+
+def _parses(text):
+    try:
+        ast.parse(text, mode="eval")
+        return True
+    except SyntaxError:
+        return False
 
 
 def _parse_target(fragment, ctx):
