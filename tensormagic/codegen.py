@@ -45,16 +45,25 @@ class _Gen:
         self.p = program
         self.saved = []
         self.conj = program.complex
+        # A statement whose right side is already the result, in order, names no new value.
+        self.alias = {}
+        for op in program.ops:
+            rhs = op.args[0] if op.args else None
+            if op.kind == "emit" and op.info["op"] != "+=" and isinstance(rhs, Ref) \
+                    and rhs.labels == program.vars[op.out].labels:
+                self.alias[op.out] = self.alias.get(rhs.var, rhs.var)
 
     # -- names -------------------------------------------------------------------------
     def name(self, ref_or_id):
         vid = ref_or_id.var if isinstance(ref_or_id, Ref) else ref_or_id
+        vid = self.alias.get(vid, vid)
         v = self.p.vars[vid]
         return v.name if vid in self.p.inputs else f"_{vid}"
 
     def use(self, ref_or_id):
         """A forward value read by the backward: it must be saved."""
         vid = ref_or_id.var if isinstance(ref_or_id, Ref) else ref_or_id
+        vid = self.alias.get(vid, vid)
         if vid not in self.saved:
             self.saved.append(vid)
         return self.name(vid)
@@ -74,7 +83,7 @@ class _Gen:
         for k, op in enumerate(self.p.ops):
             if k in comments:
                 lines.append(f"    # {comments[k]}")
-            if op.kind != "input":
+            if op.kind != "input" and op.out not in self.alias:
                 lines.append(f"    _{op.out} = {self.forward_expr(op)}")
         outs = "".join(f"{self.name(v)}, " for v in self.p.outputs)
         saved = "".join(f"{self.name(v)}, " for v in self.saved)

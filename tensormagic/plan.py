@@ -46,6 +46,7 @@ class Program:
     outputs: Tuple[int, ...]   # var ids of the final value of each output name
     complex: bool = False
     products: tuple = ()       # (operand refs, output labels, sizes) of each planned product
+    starts: tuple = ()         # index of each statement's first op
 
 
 def build(cell, shapes, wants):
@@ -65,10 +66,13 @@ class _Builder:
             self.ops.append(Op("input", v.id, (name,)))
             self.env[name] = v.id
             inputs.append(v.id)
+        starts = []
         for st in self.cell.statements:
+            starts.append(len(self.ops))
             self.statement(st)
         outputs = tuple(self.env[name] for name in self.cell.outputs)
-        return Program(self.vars, self.ops, tuple(inputs), outputs, products=tuple(self.products))
+        return Program(self.vars, self.ops, tuple(inputs), outputs, products=tuple(self.products),
+                       starts=tuple(starts))
 
     def new(self, labels, shape, needs=False, name=None):
         v = Var(len(self.vars), tuple(labels), tuple(shape), needs, name)

@@ -6,7 +6,7 @@ from itertools import count
 import numpy as np
 import torch
 
-from . import codegen, plan
+from . import codegen, plan, render
 from .errors import NotationValueError
 
 _ids = count()
@@ -48,7 +48,7 @@ class _Apply(torch.autograd.Function):
     @staticmethod
     def forward(ctx, compiled, *args):
         outs, saved = compiled.forward(*args)
-        outs = tuple(_fresh(o, args) for o in outs)
+        outs = _fresh_all(outs, args)
         ctx.compiled = compiled
         ctx.n_args = len(args)
         if compiled.low_memory:
@@ -75,11 +75,14 @@ class _Apply(torch.autograd.Function):
         return (None, *compiled.backward(saved, grads))
 
 
-def _fresh(out, args):
-    """Outputs never alias an input or a view: users may write into them."""
-    if out._is_view() or any(out is a for a in args):
-        return out.clone(memory_format=torch.contiguous_format)
-    return out
+def _fresh_all(outs, args):
+    """Outputs never alias an input, a view or each other: users may write into them."""
+    fresh = []
+    for out in outs:
+        if out._is_view() or any(out is a for a in args) or any(out is f for f in fresh):
+            out = out.clone(memory_format=torch.contiguous_format)
+        fresh.append(out)
+    return tuple(fresh)
 
 
 def prepare(values, names, has_complex_const=False):
@@ -131,7 +134,7 @@ def run(compiled, tensors):
         return _Apply.apply(compiled, *tensors)
     with torch.no_grad():
         outs = compiled.forward(*tensors)[0]
-    return tuple(_fresh(o, tensors) for o in outs)
+    return _fresh_all(outs, tensors)
 
 
 def signature(tensors, dtype, device, wrt_mask):
@@ -140,6 +143,7 @@ def signature(tensors, dtype, device, wrt_mask):
                                    for t, w in zip(tensors, wrt_mask))
 
 
-def build(cell, shapes, wants, dtype, device, label, low_memory, comments=None):
+def build(cell, shapes, wants, dtype, device, label, low_memory):
     program = plan.build(cell, shapes, wants)
+    comments = {start: render.statement_text(st) for start, st in zip(program.starts, cell.statements)}
     return compile_program(program, label, low_memory, dtype, device, comments)
