@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import opt_einsum
 
+from . import layout
 from .functions import FUNCTIONS, X, Y
 from .ir import Add, Call, Const, Mul, Pow, Scalar
 from .plan import Ref
@@ -34,6 +35,28 @@ def _eq(operands, out):
         letters.setdefault(label, opt_einsum.get_symbol(len(letters)))
     return ",".join("".join(letters[i] for i in labels) for labels in operands) + "->" + \
         "".join(letters[i] for i in out)
+
+
+def _prod(values):
+    n = 1
+    for v in values:
+        n *= v
+    return n
+
+
+def _plain(batch, first, second):
+    """A tensor with these index groups is already a (batched) matrix: no reshape needed."""
+    return batch <= 1 and len(first) == 1 and len(second) == 1
+
+
+def _t(text):
+    """The matrix transpose of a matrix expression."""
+    return text[:-3] if text.endswith(".mT") else text + ".mT"
+
+
+def _shape(sizes, labels):
+    dims = [str(sizes[i]) for i in labels]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
 def _num(value):
@@ -95,6 +118,8 @@ class _Gen:
         a = op.args
         if op.kind == "literal":
             return f"torch.tensor({_num(op.info['value'])}, dtype=_dtype, device=_device)"
+        if op.kind == "pair" and self.recipe(op):
+            return self.matmul_forward(op, out)
         if op.kind in ("einsum1", "pair"):
             return f"torch.einsum('{_eq([r.labels for r in a], out.labels)}', " \
                    f"{', '.join(self.name(r) for r in a)})"
@@ -193,6 +218,8 @@ class _Gen:
         a = op.args
         if op.kind == "einsum1":
             self.give(a[0], self.spread([(g, out.labels)], a[0]))
+        elif op.kind == "pair" and self.recipe(op):
+            self.matmul_backward(op, out, g)
         elif op.kind == "pair":
             x, y = a
             if self.wants(x):
@@ -216,6 +243,79 @@ class _Gen:
                 self.give(rhs, self.reduce(g, out.labels, rhs.labels))
             if op.info["op"] == "+=" and self.wants(a[1]):
                 self.give(a[1], g)
+
+    # -- products as matrix multiplications -----------------------------------------
+    def recipe(self, op):
+        """The matmul recipe of a pair op, or None when nothing is contracted (einsum does it)."""
+        a, b = op.args
+        r = layout.recipe(a.labels, b.labels, self.p.vars[op.out].labels)
+        return r if r.contracted else None
+
+    def sizes(self, *refs):
+        out = {}
+        for r in refs:
+            out.update(zip(r.labels, self.p.vars[r.var].shape))
+        return out
+
+    def matrix(self, ref, order, perm, first, second, transposed, sizes, name=None):
+        """ref as a (batch ×) first × second matrix (transposed: stored second × first)."""
+        text = name or self.name(ref)
+        if perm is not None:
+            text += f".permute({', '.join(map(str, perm))})"
+        batch = [sizes[i] for i in order[:len(order) - len(first) - len(second)]]
+        rows, cols = _prod(sizes[i] for i in first), _prod(sizes[i] for i in second)
+        shape = ([_prod(batch)] if batch else []) + ([cols, rows] if transposed else [rows, cols])
+        if perm is not None or not _plain(len(batch), first, second):
+            text += f".reshape({', '.join(map(str, shape))})"
+        return text + ".mT" if transposed else text
+
+    def operands(self, op, use=False):
+        a, b = op.args
+        r = self.recipe(op)
+        sizes = self.sizes(a, b)
+        an = self.use(a) if use else None
+        bn = self.use(b) if use else None
+        am = self.matrix(a, r.a_order, r.a_perm, r.left, r.contracted, r.a_transposed, sizes, an)
+        bm = self.matrix(b, r.b_order, r.b_perm, r.contracted, r.right, r.b_transposed, sizes, bn)
+        return r, sizes, am, bm
+
+    def matmul_forward(self, op, out):
+        r, sizes, am, bm = self.operands(op)
+        text = f"torch.matmul({am}, {bm})"
+        if not _plain(len(r.batch), r.left, r.right):
+            text += f".reshape({_shape(sizes, r.natural)})"
+        if tuple(out.labels) != r.natural:
+            text += f".permute({', '.join(str(r.natural.index(i)) for i in out.labels)})"
+        return text
+
+    def matmul_backward(self, op, out, g):
+        a, b = op.args
+        r, sizes, am, bm = self.operands(op, use=True)
+        batch = [sizes[i] for i in r.batch]
+        gm = g
+        if tuple(out.labels) != r.natural:
+            gm += f".permute({', '.join(str(out.labels.index(i)) for i in r.natural)})"
+        shape = ([_prod(batch)] if batch else []) + [_prod(sizes[i] for i in r.left),
+                                                     _prod(sizes[i] for i in r.right)]
+        if gm != g or not _plain(len(r.batch), r.left, r.right):
+            gm += f".reshape({', '.join(map(str, shape))})"
+        c = ".conj()" if self.conj else ""
+        if self.wants(a):
+            # ΔA = ΔC Bᴴ, read in A's own layout
+            prod = f"torch.matmul({bm}{c}, {_t(gm)})" if r.a_transposed else f"torch.matmul({gm}, {_t(bm)}{c})"
+            self.give(a, self.unlayout(prod, r.a_order, r.a_perm, sizes, _plain(len(r.batch), r.left, r.contracted)))
+        if self.wants(b):
+            # ΔB = Aᴴ ΔC, read in B's own layout
+            prod = f"torch.matmul({_t(gm)}, {am}{c})" if r.b_transposed else f"torch.matmul({_t(am)}{c}, {gm})"
+            self.give(b, self.unlayout(prod, r.b_order, r.b_perm, sizes, _plain(len(r.batch), r.contracted, r.right)))
+
+    def unlayout(self, text, order, perm, sizes, plain=False):
+        if perm is not None or not plain:
+            text += f".reshape({_shape(sizes, order)})"
+        if perm is not None:
+            inverse = [perm.index(k) for k in range(len(perm))]
+            text += f".permute({', '.join(map(str, inverse))})"
+        return text
 
     def backward_scale(self, op, out, g):
         src, *scalars = op.args

@@ -52,6 +52,8 @@ class TensorgradMagics(Magics):
         if args.name is not None and not _is_name(args.name):
             raise UsageError(f"--name {args.name!r} is not a valid Python name")
         fn = _build(cell, args)
+        if fn.name in fn.outputs:
+            raise UsageError(f"--name {fn.name} would hide the output of the same name")
         missing = [n for n in fn.inputs if n not in self.shell.user_ns]
         evaluate = not args.no_eval and not missing
         outputs = self._evaluate(fn) if evaluate else {}
@@ -107,7 +109,8 @@ def _status(fn, outputs, missing, no_eval):
         return f"defined {signature}; bound {bound}"
     if no_eval:
         return f"defined {signature}; not evaluated (--no-eval)"
-    return f"defined {signature}; not evaluated, missing input{'s' * (len(missing) > 1)}: {', '.join(missing)}"
+    plural = "s" * (len(missing) > 1)
+    return f"defined {signature}; not evaluated, missing input{plural}: {', '.join(missing)}"
 
 
 def _shape(tensor):

@@ -11,6 +11,7 @@ from typing import Optional, Tuple
 import opt_einsum
 
 from .errors import NotationValueError
+from .layout import natural_labels
 from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, free, unique
 
 
@@ -89,6 +90,7 @@ class _Builder:
     def statement(self, st):
         self.st = st
         self.sizes = _sizes(st, self.env, self.vars)
+        self.prefer = st.indices  # the order the statement's result is wanted in
         rhs = self.expr(st.rhs)
         args = [rhs]
         if st.op != ":=":
@@ -138,6 +140,8 @@ class _Builder:
 
     # -- products --------------------------------------------------------------------
     def contract(self, factors, out):
+        if set(out) == set(self.prefer):
+            out = tuple(self.prefer)
         out = tuple(out)
         operands, scalars = [], []
         for f in factors:
@@ -175,11 +179,13 @@ class _Builder:
         for step, pair in enumerate(path):
             a, b = (pending[i] for i in pair)
             pending = [r for i, r in enumerate(pending) if i not in pair]
-            if step == len(path) - 1:
-                labels = out
-            else:
-                needed = set(out).union(*(r.labels for r in pending))
-                labels = tuple(i for i in unique(a.labels + b.labels) if i in needed)
+            needed = set(out).union(*(r.labels for r in pending))
+            labels = natural_labels(a.labels, b.labels, needed)
+            if step == len(path) - 1 and labels != out:
+                # The last product may come out in any order (readers align by label):
+                # swap the operands if that gives the order wanted.
+                if natural_labels(b.labels, a.labels, needed) == out:
+                    a, b, labels = b, a, out
             pending.append(self.emit("pair", labels, (a, b)))
         return pending[0]
 

@@ -5,19 +5,19 @@ source, which starts hidden.  Its display bundle also carries a static HTML
 ``<details>`` block, so a saved notebook or an HTML export without a running
 kernel still shows the code behind a click.
 """
-import html
-
 import ipywidgets as widgets
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 SHOW, HIDE = "Show code", "Hide code"
+_FORMATTER = HtmlFormatter(noclasses=True, nobackground=True,
+                           prestyles="font-family: var(--jp-code-font-family, monospace)")
 
 
 def highlight_python(source):
-    """Python source as HTML with inline colours (no stylesheet needed)."""
-    return highlight(source, PythonLexer(), HtmlFormatter(noclasses=True, nobackground=True))
+    """Python source as HTML with inline colours and fonts (no stylesheet needed)."""
+    return highlight(source, PythonLexer(), _FORMATTER)
 
 
 class CodeToggle(widgets.VBox):
@@ -27,12 +27,14 @@ class CodeToggle(widgets.VBox):
     becomes None) and relabels the button "Hide code"; False hides it again.
     """
 
-    def __init__(self, source, title="generated code"):
+    def __init__(self, source):
         self.button = widgets.ToggleButton(
-            value=False, description=SHOW, icon="code", tooltip=f"show or hide the {title}"
+            value=False, description=SHOW, icon="code", tooltip="show or hide the generated code"
         )
-        self.code = widgets.HTML(highlight_python(source), layout=widgets.Layout(display="none"))
-        self._static = _details_html(source, title)
+        highlighted = highlight_python(source)
+        self.code = widgets.HTML(highlighted, layout=widgets.Layout(display="none"))
+        self._static = (f'<details class="tensormagic-code"><summary>{SHOW}</summary>\n'
+                        f"{highlighted}</details>")
         super().__init__([self.button, self.code])
         self.add_class("tensormagic-code-toggle")
         self.button.observe(self._on_toggle, names="value")
@@ -47,10 +49,3 @@ class CodeToggle(widgets.VBox):
         bundle["text/html"] = self._static
         return bundle
 
-
-def _details_html(source, title):
-    """The static fallback: a collapsed <details> block holding the code."""
-    return (
-        f'<details class="tensormagic-code"><summary>{SHOW} ({html.escape(title)})</summary>\n'
-        f"{highlight_python(source)}</details>"
-    )
