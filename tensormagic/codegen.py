@@ -4,6 +4,8 @@ Only the program's data is read: einsum equations are letters, names are
 identifiers the parser has already validated, numbers are repr()s. Nothing a
 user typed is pasted in.
 """
+import cmath
+import math
 from dataclasses import dataclass
 
 import opt_einsum
@@ -60,7 +62,20 @@ def _shape(sizes, labels):
 
 
 def _num(value):
-    return repr(value) if not isinstance(value, complex) else f"complex({value.real!r}, {value.imag!r})"
+    if isinstance(value, complex):
+        return f"complex({_num(value.real)}, {_num(value.imag)})"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float('{value}')"
+    return repr(value)
+
+
+def _log(value, complex_dtype):
+    """log of a constant base, as torch would take it in this dtype."""
+    if not isinstance(value, complex) and value > 0:
+        return math.log(value)
+    if value == 0:
+        return float("-inf")
+    return cmath.log(value) if complex_dtype else float("nan")
 
 
 class _Gen:
@@ -361,7 +376,8 @@ class _Gen:
                                         base.labels))
         if self.wants(exponent):
             y = self.use(op.out)
-            self.give(exponent, self.reduce(f"({g} * {self.cj(f'{y} * torch.log({b})')})", out.labels,
+            log = _num(_log(base.value, self.conj)) if isinstance(base, Const) else f"torch.log({b})"
+            self.give(exponent, self.reduce(f"({g} * {self.cj(f'{y} * {log}')})", out.labels,
                                             exponent.labels))
 
     def align_used(self, arg, labels):

@@ -131,9 +131,11 @@ def load_ipython_extension(ip):
 
 
 def unload_ipython_extension(ip):
-    """Remove the magics (``%unload_ext tensormagic``)."""
+    """Remove the magics (``%unload_ext tensormagic``), undoing what registering did."""
     manager = ip.magics_manager
     for kind, names in TensorgradMagics.magics.items():
         for name in names:
             manager.magics[kind].pop(name, None)
-    manager.registry.pop(TensorgradMagics.__name__, None)
+    instance = manager.registry.pop(TensorgradMagics.__name__, None)
+    if instance in ip.configurables:
+        ip.configurables.remove(instance)

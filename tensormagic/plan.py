@@ -158,7 +158,7 @@ class _Builder:
             return result
         result = self.pairwise(operands, out)
         if scalars:
-            result = self.emit("scale", out, (result, *scalars))
+            result = self.emit("scale", result.labels, (result, *scalars))
         return result
 
     def pretrace(self, operands, out):
