@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Tuple
 
 from .functions import FUNCTIONS, X, Y
-from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, children, leaves
+from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, children, leaves, unique
 
 PRIME = "ʹ"  # U+02B9: a letter, so a primed index is still an identifier
 DELTA = "δ"
@@ -41,13 +41,13 @@ def derive(cell, wrt):
         upstream = Tensor(_delta(versions, me), st.indices)
         if me != (st.target, last):
             formulas.append(_formula(versions, me, shown[me], terms[me]))
-        for leaf, factors in _paths(st.rhs, st, (upstream,)):
+        for leaf, factors, bound in _paths(st.rhs, st, (upstream,)):
             if isinstance(leaf, Tensor) or isinstance(leaf, Scalar):
                 v = versions["reads"][(k, id(leaf))]
                 if v in relevant:
                     indices = leaf.indices if isinstance(leaf, Tensor) else ()
                     shown.setdefault(v, _lhs(indices))
-                    terms.setdefault(v, []).append(_term(factors, indices, shown[v]))
+                    terms.setdefault(v, []).append(_term(factors, indices, shown[v], bound))
         if st.op == "+=":
             v = versions["old"][k]
             if v in relevant:
@@ -105,11 +105,19 @@ def _formula(versions, v, indices, terms):
     if len(kept) == 1:
         return Formula(v[0], target, kept[0], of_input)
     signs = tuple(-1 if _negative(t) else 1 for t in kept)
-    kept = [_simplify(Mul((Const(-1), t))) if sign < 0 else t for t, sign in zip(kept, signs)]
+    kept = [_negated(t) if sign < 0 else t for t, sign in zip(kept, signs)]
     return Formula(v[0], target, Add(tuple(kept), signs), of_input)
 
 
+def _negated(term):
+    if isinstance(term, Sigma):
+        return Sigma(term.indices, _negated(term.body))
+    return _simplify(Mul((Const(-1), term)))
+
+
 def _negative(term):
+    if isinstance(term, Sigma):
+        return _negative(term.body)
     lead = term.factors[0] if term.factors else None
     return isinstance(lead, Const) and not isinstance(lead.value, complex) and lead.value < 0
 
@@ -125,31 +133,33 @@ def _lhs(indices):
     return tuple(out)
 
 
-def _paths(e, st, chain):
-    """(leaf, its adjoint's factors) for every leaf occurrence under e. `chain` is the adjoint
-    of e so far; in a product it takes the place of the factor it flows into."""
+def _paths(e, st, chain, bound=()):
+    """(leaf, its adjoint's factors, the sums above it) for every leaf occurrence under e.
+    `chain` is the adjoint of e so far; in a product it takes the place of the factor it
+    flows into."""
     if isinstance(e, (Tensor, Scalar)):
-        yield e, chain
+        yield e, chain, bound
     elif isinstance(e, Add):
         for term, sign in zip(e.terms, e.signs):
-            yield from _paths(term, st, ((Const(-1),) if sign < 0 else ()) + chain)
+            yield from _paths(term, st, ((Const(-1),) if sign < 0 else ()) + chain, bound)
     elif isinstance(e, Mul):
         for k, f in enumerate(e.factors):
-            yield from _paths(f, st, e.factors[:k] + chain + e.factors[k + 1:])
+            yield from _paths(f, st, e.factors[:k] + chain + e.factors[k + 1:], bound)
     elif isinstance(e, Sigma):
-        yield from _paths(e.body, st, chain)
+        yield from _paths(e.body, st, chain, bound + e.indices)
     elif isinstance(e, Call):
         value = Tensor(st.target, st.indices) if e is st.rhs else e
         rule = FUNCTIONS[e.func].derivative
         if rule is None:  # conj: linear, and the identity on real numbers
-            yield from _paths(e.arg, st, chain)
+            yield from _paths(e.arg, st, chain, bound)
         elif not (isinstance(rule, Const) and rule.value == 0):
-            yield from _paths(e.arg, st, chain + (_substitute(rule, e.arg, value),))
+            yield from _paths(e.arg, st, chain + (_substitute(rule, e.arg, value),), bound)
     elif isinstance(e, Pow):
         base, exponent = e.base, e.exponent
-        yield from _paths(base, st, chain + (Mul((exponent, _power(base, _minus_one(exponent)))),))
+        yield from _paths(base, st, chain + (Mul((exponent, _power(base, _minus_one(exponent)))),),
+                          bound)
         value = Tensor(st.target, st.indices) if e is st.rhs else e
-        yield from _paths(exponent, st, chain + (Mul((value, Call("log", base))),))
+        yield from _paths(exponent, st, chain + (Mul((value, Call("log", base))),), bound)
 
 
 def _power(base, exponent):
@@ -180,9 +190,10 @@ def _substitute(rule, x, y):
     return rule
 
 
-def _term(factors, leaf_indices, lhs):
+def _term(factors, leaf_indices, lhs, bound=()):
     """ΔY · factors, renamed so the leaf's indices read as the formula's left side,
-    with δ for repeated ones."""
+    with δ for repeated ones. A sum above the leaf over an index that no factor carries
+    (the term was broadcast along it) stays as an explicit Σ: it counts that index's size."""
     mapping = {}
     deltas = []
     for old, new in zip(leaf_indices, lhs):
@@ -193,9 +204,13 @@ def _term(factors, leaf_indices, lhs):
     product = _simplify(Mul(tuple(factors)))
     if product is None:
         return None
+    phantom = [i for i in unique(bound) if i not in leaf_indices and i not in _outer_indices(product)]
     product = _rename(product, mapping, used=set(lhs))
     if deltas:
         product = _simplify(Mul((product,) + tuple(deltas)))
+    if phantom:
+        taken = set(lhs) | set(_outer_indices(product))
+        product = Sigma(tuple(_fresh(i, taken) if i in taken else i for i in phantom), product)
     return product
 
 

@@ -231,7 +231,18 @@ def add(left, right, sign):
     """left ± right, flattening nested sums (parentheses around a sum never matter)."""
     lt, ls = (left.terms, left.signs) if isinstance(left, Add) else ((left,), (1,))
     rt, rs = (right.terms, right.signs) if isinstance(right, Add) else ((right,), (1,))
-    return Add(lt + rt, ls + tuple(sign * s for s in rs))
+    terms, signs = [], []
+    for t, s in zip(lt + rt, ls + tuple(sign * s for s in rs)):
+        if _is_negated(t):  # a + -b is a - b
+            t, s = negate(t), -s
+        terms.append(t)
+        signs.append(s)
+    return Add(tuple(terms), tuple(signs))
+
+
+def _is_negated(e):
+    lead = e.factors[0] if isinstance(e, Mul) else e
+    return isinstance(lead, Const) and not isinstance(lead.value, complex) and lead.value < 0
 
 
 def multiply(left, right):

@@ -99,8 +99,24 @@ def statement_text(st, sums=True):
 
 
 def formula_text(f):
-    return f"{text(f.target)} = {text(f.rhs)}" if f.target.indices else \
-        f"{f.target.name} = {text(f.rhs)}"
+    """Einstein style; a sum over an index no factor carries (a broadcast, summed) is explicit."""
+    rhs = f.rhs
+    if isinstance(rhs, Add):
+        body = ""
+        for k, (term, sign) in enumerate(zip(rhs.terms, rhs.signs)):
+            piece = _formula_term(term)
+            body += (piece if k == 0 else f" + {piece}") if sign > 0 else \
+                (f"-{piece}" if k == 0 else f" - {piece}")
+    else:
+        body = _formula_term(rhs)
+    return f"{text(f.target)} = {body}"
+
+
+def _formula_term(term):
+    if isinstance(term, Sigma):
+        return f"Σ_{_subscript(term.indices)} ({text(term.body)})"
+    piece, prec = _text(term, False)
+    return piece
 
 
 # -- LaTeX -------------------------------------------------------------------------------
