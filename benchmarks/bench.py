@@ -55,11 +55,15 @@ def parse_args(argv=None):
     p.add_argument("--no-tiny", action="store_true", help="skip the tiny sizes")
     p.add_argument("--tm-memory", choices=["high", "low"],
                    help="pass memory=... to tm.tensorgrad")
+    p.add_argument("--threads", type=int,
+                   help="torch.set_num_threads (default: torch's own choice)")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="wall time (default) or process CPU time (for a busy machine)")
     p.add_argument("--output", default=str(HERE / "results.md"),
                    help="Markdown report path ('' to not write)")
     args = p.parse_args(argv)
     quick = args.quick
-    args.reps = args.reps or (7 if quick else 21)
+    args.reps = args.reps or (7 if quick else 15)
     args.warmup = args.warmup if args.warmup is not None else (1 if quick else 3)
     if args.reps < 7:
         p.error("--reps must be at least 7")
@@ -113,7 +117,8 @@ def run_case(case, methods, args, tiny: bool) -> CaseResult:
     fns = {k: r.fwd_bwd for k, r in runners.items()}
     fns.update({f"{k}:fwd": runners[k].fwd for k in FWD_ONLY if k in runners})
     result.stats = measure(fns, args.reps, args.warmup,
-                           args.min_sample_tiny if tiny else args.min_sample_large)
+                           args.min_sample_tiny if tiny else args.min_sample_large,
+                           args.clock)
     return result
 
 
@@ -138,7 +143,15 @@ def environment() -> dict:
         "torch.einsum path": (f"opt_einsum {torch.backends.opt_einsum.strategy}"
                               if torch.backends.opt_einsum.enabled else "left to right"),
         "tensormagic commit": _git_head(),
+        "load average at start": _load(),
     }
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1/5/15 min)"
+    except OSError:
+        return "unknown"
 
 
 def _git_head() -> str:
@@ -159,7 +172,7 @@ def render(args, env, methods, large, tiny, skipped, selected) -> str:
         "\n".join(f"{k}: {v}  " for k, v in env.items()),
         "",
         f"Method: forward plus gradients of every input (`out = f(*xs); "
-        f"out.backward(g)`), float32; {args.reps} repetitions after "
+        f"out.backward(g)`), float32, {args.clock} clock time; {args.reps} repetitions after "
         f"{args.warmup} warm-up call(s), methods interleaved round-robin within each "
         f"repetition; the median is shown. Short calls are looped so one sample "
         f"lasts at least {args.min_sample_large * 1e3:g} ms (large) / "
@@ -207,6 +220,8 @@ def to_json(env, large, tiny) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     selected = cases_mod.select(args.cases)
     methods = make_methods({"memory": args.tm_memory} if args.tm_memory else None)
     if args.methods:
@@ -226,6 +241,7 @@ def main(argv=None) -> int:
         if not args.no_tiny:
             log(f"{case.key} (tiny) ...")
             tiny.append(run_case(case.tiny(), methods, args, tiny=True))
+    env["load average at end"] = _load()
     text = render(args, env, methods, large, tiny, skipped, selected)
     print(text)
     if args.output:

@@ -39,7 +39,10 @@ def main(argv=None) -> None:
     p.add_argument("--rows", type=int, default=20)
     p.add_argument("--cprofile", action="store_true", help="Python-level profile")
     p.add_argument("--shapes", action="store_true", help="group ops by input shapes")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: leave)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     case = cases_mod.select([args.case])[0]
     case = case.tiny() if args.tiny else case
@@ -68,10 +71,24 @@ def main(argv=None) -> None:
                      record_shapes=args.shapes) as prof:
             for _ in range(args.calls):
                 runner.fwd_bwd()
-        print(prof.key_averages(group_by_input_shape=args.shapes).table(
-            sort_by="self_cpu_time_total", row_limit=args.rows))
+        print(_table(prof.key_averages(group_by_input_shape=args.shapes),
+                     args.calls, args.rows))
         if m.key == "tm" and getattr(runner.fn, "plan", None):
             print(runner.fn.plan)
+
+
+def _table(events, calls: int, rows: int) -> str:
+    """Compact: self CPU ms per fwd+bwd, share, calls per fwd+bwd, shapes."""
+    events = sorted(events, key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    lines = [f"total self CPU {total / 1e3 / calls:.2f} ms per fwd+bwd",
+             f"{'self ms':>8} {'share':>6} {'calls':>6}  op  [input shapes]"]
+    for e in events[:rows]:
+        shapes = f"  {e.input_shapes}" if e.input_shapes else ""
+        lines.append(f"{e.self_cpu_time_total / 1e3 / calls:8.3f} "
+                     f"{e.self_cpu_time_total / total:6.1%} {e.count / calls:6.1f}  "
+                     f"{e.key}{shapes}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

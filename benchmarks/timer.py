@@ -40,39 +40,46 @@ def paired_ratio(a: Stats, b: Stats) -> float:
     return statistics.median(x / y for x, y in zip(a.samples, b.samples))
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
 def measure(fns: dict[str, Callable[[], object]], reps: int, warmup: int,
-            min_sample_s: float) -> dict[str, Stats]:
+            min_sample_s: float, clock: str = "wall") -> dict[str, Stats]:
     """Median seconds per call of each function.
 
     After `warmup` untimed calls, each function gets an inner loop count so one
     sample lasts at least `min_sample_s` (tiny calls are too short to time
     singly).  Then `reps` rounds; round r starts at function r mod n.
+    clock "cpu" counts this process's CPU time (all threads): steadier than
+    wall time on a shared machine, but it also counts threads spinning idle.
     """
-    inner = {name: _calibrate(f, warmup, min_sample_s) for name, f in fns.items()}
+    now = CLOCKS[clock]
+    inner = {name: _calibrate(f, warmup, min_sample_s, now) for name, f in fns.items()}
     samples: dict[str, list[float]] = {name: [] for name in fns}
     names = list(fns)
     for r in range(reps):
         k = r % len(names)
         for name in names[k:] + names[:k]:
-            samples[name].append(_sample(fns[name], inner[name]))
+            samples[name].append(_sample(fns[name], inner[name], now))
     return {name: _stats(s, inner[name]) for name, s in samples.items()}
 
 
-def _calibrate(f: Callable[[], object], warmup: int, min_sample_s: float) -> int:
+def _calibrate(f: Callable[[], object], warmup: int, min_sample_s: float,
+               now: Callable[[], float]) -> int:
     for _ in range(warmup):
         f()
-    once = _sample(f, 1)
+    once = _sample(f, 1, now)
     return max(1, min(100_000, math.ceil(min_sample_s / max(once, 1e-7))))
 
 
-def _sample(f: Callable[[], object], n: int) -> float:
+def _sample(f: Callable[[], object], n: int, now: Callable[[], float]) -> float:
     gc_was_on = gc.isenabled()
     gc.disable()
     try:
-        t0 = time.perf_counter()
+        t0 = now()
         for _ in range(n):
             f()
-        return (time.perf_counter() - t0) / n
+        return (now() - t0) / n
     finally:
         if gc_was_on:
             gc.enable()

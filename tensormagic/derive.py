@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Tuple
 
 from .functions import FUNCTIONS, X, Y
+from .render import text
 from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, children, leaves, unique
 
 PRIME = "ʹ"  # U+02B9: a letter, so a primed index is still an identifier
@@ -30,7 +31,11 @@ def derive(cell, wrt):
     versions = _versions(cell)
     relevant = _relevant(cell, versions, set(wrt))
     last = len(cell.statements) - 1
-    terms = {(cell.statements[last].target, last): []}
+    # The derivation starts from every output no later statement reads (its Δ is given).
+    read_later = {v for k in range(last + 1) for v in _reads(cell, versions, k)}
+    sinks = {(st.target, k) for k, st in enumerate(cell.statements)
+             if versions["final"][st.target] == (st.target, k) and (st.target, k) not in read_later}
+    terms = {v: [] for v in sinks}
     shown = {}
     formulas = []
     for k in range(last, -1, -1):
@@ -39,7 +44,7 @@ def derive(cell, wrt):
         if me not in terms:
             continue
         upstream = Tensor(_delta(versions, me), st.indices)
-        if me != (st.target, last):
+        if me not in sinks:
             formulas.append(_formula(versions, me, shown[me], terms[me]))
         for leaf, factors, bound in _paths(st.rhs, st, (upstream,)):
             if isinstance(leaf, Tensor) or isinstance(leaf, Scalar):
@@ -60,6 +65,12 @@ def derive(cell, wrt):
     return formulas
 
 
+def _reads(cell, versions, k):
+    st = cell.statements[k]
+    reads = [versions["reads"][(k, id(leaf))] for leaf in leaves(st.rhs)]
+    return reads + ([versions["old"][k]] if st.op == "+=" else [])
+
+
 def _versions(cell):
     """Which version of each name every leaf reads: (name, defining statement or -1)."""
     current, reads, old = {}, {}, {}
@@ -78,10 +89,7 @@ def _relevant(cell, versions, wrt):
     """Versions that lie on a path from an input in wrt."""
     relevant = {(n, -1) for n in wrt}
     for k, st in enumerate(cell.statements):
-        reads = [versions["reads"][(k, id(leaf))] for leaf in leaves(st.rhs)]
-        if st.op == "+=":
-            reads.append(versions["old"][k])
-        if any(r in relevant for r in reads):
+        if any(r in relevant for r in _reads(cell, versions, k)):
             relevant.add((st.target, k))
     return relevant
 
@@ -97,6 +105,7 @@ def _delta(versions, v):
 def _formula(versions, v, indices, terms):
     target = Tensor(_delta(versions, v), indices)
     kept = [t for t in terms if t is not None]
+    kept = _merge(kept)
     taken = set(indices) | {i for t in kept for i in _outer_indices(t)}
     kept = [_unique_bound(t, taken) for t in kept]
     of_input = v[1] == -1
@@ -107,6 +116,39 @@ def _formula(versions, v, indices, terms):
     signs = tuple(-1 if _negative(t) else 1 for t in kept)
     kept = [_negated(t) if sign < 0 else t for t, sign in zip(kept, signs)]
     return Formula(v[0], target, Add(tuple(kept), signs), of_input)
+
+
+def _merge(terms):
+    """Terms that differ only in their numeric factor become one: x*ΔL + ΔL*x is 2 * ΔL * x."""
+    merged, keys = [], []
+    for term in terms:
+        key = _key(term)
+        if key in keys:
+            k = keys.index(key)
+            merged[k] = _with_coefficient(merged[k], _coefficient(merged[k]) + _coefficient(term))
+        else:
+            keys.append(key)
+            merged.append(term)
+    return [t for t in merged if _coefficient(t) != 0]
+
+
+def _key(term):
+    if isinstance(term, Sigma):
+        return ("Σ", term.indices, _key(term.body))
+    return tuple(sorted(text(f, sums=True) for f in term.factors if not isinstance(f, Const)))
+
+
+def _coefficient(term):
+    if isinstance(term, Sigma):
+        return _coefficient(term.body)
+    return term.factors[0].value if term.factors and isinstance(term.factors[0], Const) else 1
+
+
+def _with_coefficient(term, value):
+    if isinstance(term, Sigma):
+        return Sigma(term.indices, _with_coefficient(term.body, value))
+    rest = tuple(f for f in term.factors if not isinstance(f, Const))
+    return _simplify(Mul((Const(value),) + rest)) or Mul((Const(0),))
 
 
 def _negated(term):

@@ -38,17 +38,20 @@ def natural_labels(a, b, keep):
 
 def recipe(a, b, out):
     """A and B (label tuples, unique labels) → C with labels out."""
-    batch = tuple(i for i in a if i in b and i in out)
+    a, b, out = tuple(a), tuple(b), tuple(out)
+    batch = tuple(i for i in out if i in a and i in b)
+    left = tuple(i for i in out if i in a and i not in b)
+    right = tuple(i for i in out if i in b and i not in a)
+    if out != batch + left + right:  # comes out in natural order, then is permuted
+        batch = tuple(i for i in a if i in b and i in out)
+        left = tuple(i for i in a if i not in b)
+        right = tuple(i for i in b if i not in a)
     contracted = tuple(i for i in a if i in b and i not in out)
-    left = tuple(i for i in a if i not in b)
-    right = tuple(i for i in b if i not in a)
     a_trans, a_ok = _fits(a, batch, left, contracted)
     if not a_ok:
         # A must be copied anyway: let B's order decide the contracted indices.
         contracted = tuple(i for i in b if i in contracted)
     b_trans, b_ok = _fits(b, batch, contracted, right)
-    if not b_ok and a_ok:
-        b_trans = False
     a_order = batch + ((contracted + left) if a_trans else (left + contracted))
     b_order = batch + ((right + contracted) if b_trans else (contracted + right))
     return Recipe(batch, left, contracted, right, a_order, b_order,

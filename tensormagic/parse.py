@@ -259,8 +259,8 @@ def multiply(left, right):
             rest.append(f)
     if not rest:
         return Const(value)
-    if value == 1 and len(rest) == 1:
-        return rest[0]
+    if value == 1 and len(rest) == 1 and not isinstance(rest[0], Add):
+        return rest[0]  # (a sum stays wrapped: a product around a sum is one term)
     return Mul(((Const(value),) if value != 1 else ()) + tuple(rest))
 
 

@@ -175,19 +175,16 @@ class _Builder:
             return self.reshape(operands[0], out)
         path = self.path(operands, out)
         self.products.append((tuple(operands), out, dict(self.sizes)))
-        pending = list(operands)
-        for step, pair in enumerate(path):
-            a, b = (pending[i] for i in pair)
-            pending = [r for i, r in enumerate(pending) if i not in pair]
-            needed = set(out).union(*(r.labels for r in pending))
-            labels = natural_labels(a.labels, b.labels, needed)
-            if step == len(path) - 1 and labels != out:
-                # The last product may come out in any order (readers align by label):
-                # swap the operands if that gives the order wanted.
-                if natural_labels(b.labels, a.labels, needed) == out:
-                    a, b, labels = b, a, out
-            pending.append(self.emit("pair", labels, (a, b)))
-        return pending[0]
+        tree = _tree(operands, path, out)
+        _orient(tree, tuple(out))
+        return self.emit_tree(tree)
+
+    def emit_tree(self, node):
+        if isinstance(node, Ref):
+            return node
+        a, b = self.emit_tree(node.a), self.emit_tree(node.b)
+        labels = node.order or natural_labels(a.labels, b.labels, node.keep)
+        return self.emit("pair", labels, (a, b))
 
     def path(self, operands, out):
         letters = _letters(unique([i for r in operands for i in r.labels] + list(out)))
@@ -197,6 +194,84 @@ class _Builder:
         strategy = "optimal" if len(operands) <= 4 else "auto-hq"
         path, _ = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize=strategy)
         return path
+
+
+@dataclass
+class _Node:
+    """One pairwise product of the contraction tree: its operands, the labels it keeps,
+    and the order its result should come out in (None: whatever is natural)."""
+    a: object
+    b: object
+    keep: frozenset
+    order: Optional[tuple] = None
+
+
+def _labels(node):
+    return set(node.labels) if isinstance(node, Ref) else set(node.keep)
+
+
+def _tree(operands, path, out):
+    pending = list(operands)
+    for pair in path:
+        a, b = (pending[i] for i in pair)
+        pending = [r for i, r in enumerate(pending) if i not in pair]
+        needed = set(out).union(*(_labels(r) for r in pending))
+        keep = frozenset((_labels(a) | _labels(b)) & needed)
+        pending.append(_Node(a, b, keep))
+    return pending[0]
+
+
+def _orient(node, order):
+    """Decide, from the output down, the order each intermediate comes out in, so that
+    the product reading it needs no copy: the consumer's wish becomes the producer's order."""
+    if isinstance(node, Ref):
+        return
+    la, lb = _labels(node.a), _labels(node.b)
+    batch = [i for i in order if i in la and i in lb]
+    only_a = [i for i in order if i in la and i not in lb]
+    only_b = [i for i in order if i in lb and i not in la]
+    n = len(batch)
+    if tuple(order[:n]) == tuple(batch) and tuple(order[n:]) == tuple(only_b + only_a) and only_a \
+            and only_b:
+        node.a, node.b = node.b, node.a  # result = batch × (b's) × (a's): swap the roles
+        la, lb, only_a, only_b = lb, la, only_b, only_a
+    if tuple(order) != tuple(batch + only_a + only_b):
+        for child in (node.a, node.b):
+            _orient_free(child)
+        return
+    node.order = tuple(order)
+    contracted = [i for i in (node.a.labels if isinstance(node.a, Ref) else
+                              node.b.labels if isinstance(node.b, Ref) else sorted(la & lb))
+                  if i in la and i in lb and i not in order]
+    # Each operand may be read as batch × free × contracted or transposed: both are copy-free.
+    _orient(node.a, _first_fit(node.a, [batch + only_a + contracted, batch + contracted + only_a]))
+    _orient(node.b, _first_fit(node.b, [batch + contracted + only_b, batch + only_b + contracted]))
+
+
+def _first_fit(node, orders):
+    for order in orders:
+        if _fits(node, tuple(order)):
+            return tuple(order)
+    return tuple(orders[0])
+
+
+def _fits(node, order):
+    """Can node's result come out in this order without a copy?"""
+    if isinstance(node, Ref):
+        return tuple(node.labels) == order
+    la, lb = _labels(node.a), _labels(node.b)
+    batch = [i for i in order if i in la and i in lb]
+    only_a = [i for i in order if i in la and i not in lb]
+    only_b = [i for i in order if i in lb and i not in la]
+    return order in (tuple(batch + only_a + only_b), tuple(batch + only_b + only_a))
+
+
+def _orient_free(node):
+    """No wish from above: intermediates below come out in their natural order."""
+    if isinstance(node, _Node):
+        node.order = None
+        _orient_free(node.a)
+        _orient_free(node.b)
 
 
 def _letters(labels):

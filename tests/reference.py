@@ -1,6 +1,7 @@
 """Brute-force reference evaluator of the tensormagic language.
 
-Written from the summation rule in the contract, independently of the engine
+Written from the summation rule in the contract (as revised by the lead:
+Einstein, term by term), independently of the engine
 (it never imports ``tensormagic``).  Every node of a right-hand side is
 evaluated as a torch tensor with one dimension per index of the statement
 (size 1 where the node does not depend on the index), and each Σ is applied
@@ -113,10 +114,12 @@ def inputs(text):
 
 
 def outputs(text):
+    """Names assigned, in order of their last assignment (the last statement's target is last)."""
     result = []
     for st in statements(text):
-        if st.name not in result:
-            result.append(st.name)
+        if st.name in result:
+            result.remove(st.name)
+        result.append(st.name)
     return tuple(result)
 
 
@@ -182,8 +185,21 @@ def _ancestors(node, parent):
     return chain
 
 
+def _is_product(node):
+    """Products are what Einstein sums multiply through: *, the / numerator side, a trace."""
+    return isinstance(node, ast.Subscript) or (
+        isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Div))
+    )
+
+
 def place_sums(rhs, lhs_indices):
-    """{slot node: [indices summed there]} following the contract's rule."""
+    """{slot node: [indices summed there]} following the contract's (revised) rule.
+
+    An index whose occurrences meet in a product (or one tensor: a trace) is
+    summed at the nearest slot at or above their lowest common ancestor.  Any
+    other index (one occurrence, or occurrences meeting in a sum or across **)
+    is free where it stands and is summed over each top-level term holding it.
+    """
     parent = _parents(rhs)
     slots = _slots(rhs)
     top_terms = _flat_terms(rhs) if _is_sum(rhs) else [rhs]
@@ -193,14 +209,15 @@ def place_sums(rhs, lhs_indices):
             by_index.setdefault(i, []).append(node)
     placed = {}
     for i, nodes in by_index.items():
-        if len(nodes) >= 2:
-            chains = [_ancestors(n, parent) for n in nodes]
-            common = set(chains[0]).intersection(*map(set, chains[1:]))
-            lca = next(n for n in chains[0] if n in common)
-            slot = next(n for n in _ancestors(lca, parent) if n in slots)
+        chains = [_ancestors(n, parent) for n in nodes]
+        common = set(chains[0]).intersection(*map(set, chains[1:]))
+        lca = next(n for n in chains[0] if n in common)
+        if len(nodes) >= 2 and _is_product(lca):
+            where = [next(n for n in _ancestors(lca, parent) if n in slots)]
         else:
-            slot = next(n for n in _ancestors(nodes[0], parent) if n in top_terms)
-        placed.setdefault(slot, []).append(i)
+            where = [t for t in top_terms if any(t in chain for chain in chains)]
+        for slot in where:
+            placed.setdefault(slot, []).append(i)
     return placed
 
 
@@ -277,9 +294,13 @@ def _eval_node(node, ctx):
 
 
 def _as_tensor(x, like=None):
+    """A Python number as a tensor: like `like`'s dtype, else float64/complex128 (Python's own precision)."""
     if isinstance(x, torch.Tensor):
         return x
-    dtype = like.dtype if isinstance(like, torch.Tensor) else torch.get_default_dtype()
+    if isinstance(like, torch.Tensor):
+        dtype = like.dtype
+    else:
+        dtype = torch.float64
     if isinstance(x, complex) and not dtype.is_complex:
         dtype = torch.complex128
     return torch.tensor(x, dtype=dtype)

@@ -121,6 +121,7 @@ def lab(tmp_path_factory):
 @pytest.fixture
 def page():
     """A chromium page (the system's chromium: playwright downloads no browser here)."""
+    expect.set_options(timeout=30_000)  # each toggle click is a round trip to the kernel
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
         yield browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -139,10 +140,14 @@ def test_quickstart_renders_math_and_toggles_code(lab, page):
     assert state == "done", "a quickstart cell failed in JupyterLab (see tests/artifacts)"
 
     math = page.locator(".jp-OutputArea-output mjx-container")
-    expect(math.first).to_be_visible(timeout=60_000)
+    expect(math.first).to_be_visible(timeout=60_000)  # MathJax loads on first use
+    seed = page.locator(".jp-CodeCell").filter(has_text="%%tensorgrad B C").first
+    expect(seed.locator("mjx-container")).to_have_count(1)
+    seed.screenshot(path=ARTIFACTS / "quickstart_seed.png")
     assert page.locator(".jp-OutputArea-output[data-mime-type='text/latex'] mjx-container").count() >= 3
 
-    toggle = page.locator(".tensormagic-code-toggle").last
+    cell = page.locator(".jp-CodeCell").filter(has=page.locator(".tensormagic-code-toggle")).last
+    toggle = cell.locator(".tensormagic-code-toggle")
     button, code = toggle.locator("button"), toggle.locator(".widget-html")
     expect(button).to_have_text("Show code")
     expect(code).to_be_hidden()
@@ -151,7 +156,6 @@ def test_quickstart_renders_math_and_toggles_code(lab, page):
     expect(code).to_be_visible()
     expect(button).to_have_text("Hide code")
     expect(code).to_contain_text("def ")
-    cell = page.locator(".jp-CodeCell", has=toggle)
     cell.scroll_into_view_if_needed()
     cell.screenshot(path=ARTIFACTS / "quickstart_code_shown.png")
     page.screenshot(path=ARTIFACTS / "quickstart_lab.png")

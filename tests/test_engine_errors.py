@@ -31,12 +31,13 @@ SYN, VAL = tm.NotationSyntaxError, tm.NotationValueError
 BAD = [
     # malformed
     Bad("double-star-operator", "A[i,k] := B[i,j] * * C[j,k]", SYN, at="* C"),
-    Bad("juxtaposition", "A[i,k] := B[i,j] C[j,k]", SYN, at="C["),
+    Bad("juxtaposition", "A[i,k] := B[i,j] C[j,k]", SYN, at=("C[", "B[i,j] C")),
     Bad("unclosed-bracket", "A[i,k] := B[i,j * C[j,k]", SYN, at="[i,j *"),
     Bad("dangling-plus", "A[i,k] := B[i,j] +", SYN, at=("+", "\0end")),
     Bad("no-assignment", "A[i,k] B[i,j]", SYN, at=("A", "B")),
     Bad("empty-right-side", "A[i] := ", SYN, at=(":=", "\0end")),
-    Bad("attribute", "A[i] := B.T[i]", SYN, at=("B.T", ".T", "T["), words=("attribute",)),
+    Bad("attribute-indexed", "A[i] := B.T[i]", SYN, at=("B.T", ".T", "T[")),
+    Bad("attribute", "A[i] := B[i] * torch.pi", SYN, at=("torch", ".pi"), words=("attribute",)),
     Bad("method-call", "A[i] := B[i].sum()", SYN, at=("B[i].sum", ".sum", "sum")),
     Bad("lambda", "A[i] := B[i] * (lambda: 2)", SYN, at="lambda", words=("lambda",)),
     Bad("conditional", "A[i] := x[i] * (B[i] if c else 1)", SYN, at=("B[i] if", "if")),

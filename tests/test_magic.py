@@ -186,7 +186,7 @@ def test_wrt_naming_an_absent_input_is_an_error(ip):
     assert "A_fn" not in ip.user_ns
 
 
-@pytest.mark.parametrize("line", ["--memory medium", "--name 1x", "--name class", "--bogus"])
+@pytest.mark.parametrize("line", ["--memory medium", "--name 1x", "--name class", "--name A", "--bogus"])
 def test_bad_arguments_are_usage_errors(ip, line):
     with pytest.raises(UsageError):
         run(ip, line, SEED)
@@ -213,6 +213,7 @@ def test_unload_and_reload(ip):
         ip.run_cell_magic("tensorgrad", "", SEED)
     ip.run_line_magic("load_ext", "tensormagic")
     ip.run_line_magic("reload_ext", "tensormagic")
+    assert sum(type(c).__name__ == "TensorgradMagics" for c in ip.configurables) == 1
     run(ip, "", SEED)
     torch.testing.assert_close(ip.user_ns["A"], expected_seed(ip.user_ns))
 
