@@ -155,12 +155,16 @@ def _load() -> str:
 
 
 def _git_head() -> str:
+    """Short HEAD commit, flagged when tensormagic/ has uncommitted changes."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(HERE.parent), *args], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
     try:
-        out = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "no commit yet"
+        head = git("rev-parse", "--short", "HEAD") or "no commit yet"
+        dirty = git("status", "--porcelain", "--", "tensormagic")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    return head + (" + uncommitted changes in tensormagic/" if dirty else "")
 
 
 def render(args, env, methods, large, tiny, skipped, selected) -> str:

@@ -93,6 +93,8 @@ class _Gen:
 
     # -- names -------------------------------------------------------------------------
     def name(self, ref_or_id):
+        if isinstance(ref_or_id, str):
+            return ref_or_id  # a named temporary
         vid = ref_or_id.var if isinstance(ref_or_id, Ref) else ref_or_id
         vid = self.alias.get(vid, vid)
         v = self.p.vars[vid]
@@ -101,7 +103,7 @@ class _Gen:
     def use(self, ref_or_id):
         """A forward value read by the backward: it must be saved."""
         vid = ref_or_id.var if isinstance(ref_or_id, Ref) else ref_or_id
-        vid = self.alias.get(vid, vid)
+        vid = vid if isinstance(vid, str) else self.alias.get(vid, vid)
         if vid not in self.saved:
             self.saved.append(vid)
         return self.name(vid)
@@ -122,11 +124,27 @@ class _Gen:
             if k in comments:
                 lines.append(f"    # {comments[k]}")
             if op.kind != "input" and op.out not in self.alias:
+                lines.extend(f"    {t} = {e}" for t, e in self.temporaries(op))
                 lines.append(f"    _{op.out} = {self.forward_expr(op)}")
         outs = "".join(f"{self.name(v)}, " for v in self.p.outputs)
         saved = "".join(f"{self.name(v)}, " for v in self.saved)
         lines.append(f"    return ({outs}), ({saved})")
         return lines
+
+    def temporaries(self, op):
+        """Operands a product must copy into matrix layout: copied once, kept for the backward."""
+        if op.kind != "pair" or not self.recipe(op):
+            return []
+        return [(name, text) for name, text in self.copies(op) if name]
+
+    def copies(self, op):
+        a, b = op.args
+        r = self.recipe(op)
+        sizes = self.sizes(a, b)
+        am = self.matrix(a, r.a_order, r.a_perm, r.left, r.contracted, r.a_transposed, sizes)
+        bm = self.matrix(b, r.b_order, r.b_perm, r.contracted, r.right, r.b_transposed, sizes)
+        return [(f"_m{op.out}a" if r.a_perm is not None else None, am),
+                (f"_m{op.out}b" if r.b_perm is not None else None, bm)]
 
     def forward_expr(self, op):
         out = self.p.vars[op.out]
@@ -196,7 +214,7 @@ class _Gen:
     def backward(self):
         p = self.p
         self.contribs = {v: [] for v in range(len(p.vars))}
-        lines = []
+        lines = self.blines = []
         for k, vid in enumerate(p.outputs):
             if p.vars[vid].needs:
                 self.contribs[vid].append(f"_grads[{k}]")
@@ -272,9 +290,9 @@ class _Gen:
             out.update(zip(r.labels, self.p.vars[r.var].shape))
         return out
 
-    def matrix(self, ref, order, perm, first, second, transposed, sizes, name=None):
+    def matrix(self, ref, order, perm, first, second, transposed, sizes):
         """ref as a (batch ×) first × second matrix (transposed: stored second × first)."""
-        text = name or self.name(ref)
+        text = self.name(ref)
         if perm is not None:
             text += f".permute({', '.join(map(str, perm))})"
         batch = [sizes[i] for i in order[:len(order) - len(first) - len(second)]]
@@ -285,14 +303,19 @@ class _Gen:
         return text + ".mT" if transposed else text
 
     def operands(self, op, use=False):
+        """The recipe, sizes, and the two matrix expressions (a copied one by its name)."""
         a, b = op.args
         r = self.recipe(op)
         sizes = self.sizes(a, b)
-        an = self.use(a) if use else None
-        bn = self.use(b) if use else None
-        am = self.matrix(a, r.a_order, r.a_perm, r.left, r.contracted, r.a_transposed, sizes, an)
-        bm = self.matrix(b, r.b_order, r.b_perm, r.contracted, r.right, r.b_transposed, sizes, bn)
-        return r, sizes, am, bm
+        mats = []
+        for ref, (temp, text) in zip((a, b), self.copies(op)):
+            if temp:
+                mats.append(self.use(temp) if use else temp)
+            else:
+                if use:
+                    self.use(ref)
+                mats.append(text)
+        return (r, sizes, *mats)
 
     def matmul_forward(self, op, out):
         r, sizes, am, bm = self.operands(op)
@@ -314,6 +337,9 @@ class _Gen:
                                                      _prod(sizes[i] for i in r.right)]
         if gm != g or not _plain(len(r.batch), r.left, r.right):
             gm += f".reshape({', '.join(map(str, shape))})"
+            if self.wants(a) and self.wants(b):  # read twice: copy (if at all) once
+                self.blines.append(f"    _gm{op.out} = {gm}")
+                gm = f"_gm{op.out}"
         c = ".conj()" if self.conj else ""
         if self.wants(a):
             # ΔA = ΔC Bᴴ, read in A's own layout
@@ -365,6 +391,9 @@ class _Gen:
             deriv, conj = FUNCTIONS[func].derivative, FUNCTIONS[func].conj
         if isinstance(deriv, Const) and deriv.value == 0:
             return
+        if func in ("tanh", "sigmoid") and not self.conj:  # one fused kernel, same formula
+            self.give(src, f"torch.ops.aten.{func}_backward({g}, {self.use(op.out)})")
+            return
         text = self.elementwise(deriv, {"@x": src.var, "@y": op.out})
         self.give(src, f"{g} * {self.cj(text) if conj else text}")
 
@@ -412,6 +441,9 @@ class _Gen:
             return g
         if set(have) == set(want):
             return f"{g}.permute({', '.join(str(have.index(i)) for i in want)})"
+        if [i for i in have if i in want] == list(want):  # a plain sum keeps the order
+            dims = [str(k) for k, i in enumerate(have) if i not in want]
+            return f"{g}.sum({dims[0]})" if len(dims) == 1 else f"{g}.sum(({', '.join(dims)}))"
         return f"torch.einsum('{_eq([have], want)}', {g})"
 
     def spread(self, operands, target):

@@ -231,12 +231,20 @@ def add(left, right, sign):
     """left ± right, flattening nested sums (parentheses around a sum never matter)."""
     lt, ls = (left.terms, left.signs) if isinstance(left, Add) else ((left,), (1,))
     rt, rs = (right.terms, right.signs) if isinstance(right, Add) else ((right,), (1,))
-    terms, signs = [], []
+    terms, signs, number = [], [], 0
     for t, s in zip(lt + rt, ls + tuple(sign * s for s in rs)):
+        if isinstance(t, Const):  # numbers fold into one
+            number += s * t.value
+            continue
         if _is_negated(t):  # a + -b is a - b
             t, s = negate(t), -s
         terms.append(t)
         signs.append(s)
+    if not terms:
+        return Const(number)
+    if number != 0:
+        terms.append(Const(abs(number)) if not isinstance(number, complex) else Const(number))
+        signs.append(-1 if not isinstance(number, complex) and number < 0 else 1)
     return Add(tuple(terms), tuple(signs))
 
 

@@ -2,6 +2,7 @@
 
 import ast
 import os
+import re
 import sys
 
 import pytest
@@ -31,13 +32,50 @@ def make_tensor(shape, kind="normal", dtype=torch.float64, generator=None):
     return torch.randn(shape, dtype=dtype, generator=generator) * 0.7
 
 
-def evaluate_formula(formula, env, shape):
+def index_sizes(text, vals):
+    """Every index's size in a text, read off the shapes of the tensors it indexes."""
+    sizes = {}
+    for name, inside in re.findall(r"(\w+)\[([^\]]*)\]", text):
+        if name in vals and inside.strip():
+            for index, n in zip((i.strip() for i in inside.split(",")), torch.as_tensor(vals[name]).shape):
+                sizes[index] = n
+    return sizes
+
+
+def expand_phantom_sums(formula, env, sizes):
+    """A formula term summed over an index no factor carries is written `Σ_α (body)`:
+    it is the body times the size of α. Rewrite it as `(body) * ONEk[α]` (ONEk: ones),
+    which the language sums the same way, and put ONEk into env."""
+    k = 0
+    while "Σ_" in formula:
+        at = formula.index("Σ_")
+        m = re.match(r"Σ_(\{[^}]*\}|\w+) \(", formula[at:])
+        assert m, formula
+        indices = [i.strip() for i in m.group(1).strip("{}").split(",")]
+        start = at + m.end() - 1
+        depth, end = 0, start
+        for end in range(start, len(formula)):
+            depth += formula[end] == "("
+            depth -= formula[end] == ")"
+            if depth == 0:
+                break
+        name = f"ONE{k}"
+        env[name] = torch.ones([sizes[i] for i in indices], dtype=torch.float64)
+        formula = formula[:at] + formula[start:end + 1] + f" * {name}[{','.join(indices)}]" + formula[end + 1:]
+        k += 1
+    return formula
+
+
+def evaluate_formula(formula, env, shape, sizes=None):
     """Evaluate a formula as a statement with tm.tensorgrad.  A gradient constant along
     some left index leaves it off the right side (by design that is no statement), so
-    then the statement is read without those left indices and broadcast along them."""
+    then the statement is read without those left indices and broadcast along them.
+    sizes: index sizes, for the explicit Σ over an index no factor carries."""
     import reference
     import tensormagic as tm
 
+    env = dict(env)
+    formula = expand_phantom_sums(formula, env, sizes or {})
     st = reference.statements(formula)[0]
     on_right = {i for _, i in reference._occurrences(st.rhs)}
     kept = [i for i in st.indices if i in on_right]

@@ -18,7 +18,7 @@ import torch
 from torch.nn.functional import softplus
 
 import reference
-from conftest import evaluate_formula, make_tensor
+from conftest import evaluate_formula, index_sizes, make_tensor
 
 import tensormagic as tm
 
@@ -170,7 +170,7 @@ FORMS = [
     Form("function-of-numbers", "A[i] := x[i] * sqrt(3 + 2) - sinh(2 - 3)", {"x": (3,)},
          lambda x: x * 5**0.5 - torch.sinh(torch.tensor(-1.0, dtype=F64))),
     Form("function-of-python-scalar", "A[i] := x[i] * softplus(s) - exp(s)", {"x": (3,), "s": 0.7},
-         lambda x, s: x * softplus(torch.tensor(s, dtype=F64)) - torch.exp(torch.tensor(s, dtype=F64))),
+         lambda x, s: x * softplus(torch.as_tensor(s, dtype=F64)) - torch.exp(torch.as_tensor(s, dtype=F64))),
     Form("nested-tanh-layer", "Y[b,c] := tanh(X[b,i] * W[i,o] + c[o]) * V[o,c]",
          {"X": (3, 4), "W": (4, 5), "c": (5,), "V": (5, 2)}, lambda X, W, c, V: torch.tanh(X @ W + c) @ V),
     Form("nested-tanh-layer-distinct", "Y[b,k] := tanh(X[b,i] * W[i,o] + c[o]) * V[o,k]",
@@ -443,7 +443,7 @@ def test_formulas_evaluate_to_the_gradient(form):
         formula = fn.formulas[name]
         assert isinstance(formula, str) and formula.startswith("Δ" + name), formula
         env = _formula_inputs(formula, name, form.text, vals, upstream)
-        got = evaluate_formula(formula, env, tuple(theirs[name].shape))
+        got = evaluate_formula(formula, env, tuple(theirs[name].shape), index_sizes(form.text, vals))
         close(got, torch.zeros_like(theirs[name]) if w is None else w)
 
 

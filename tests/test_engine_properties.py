@@ -273,5 +273,5 @@ def test_formulas_are_statements_that_give_the_gradient(program, seed):
             else:  # the formula reads a forward output
                 env[m] = reference.evaluate(text, vals)[m]
         else:
-            got = evaluate_formula(formula, env, shape)
+            got = evaluate_formula(formula, env, shape, sizes)
             _close(got, torch.zeros_like(theirs[n]) if w is None else w, f"formula {formula}")
