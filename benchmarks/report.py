@@ -9,6 +9,9 @@ from cases import Case
 from timer import Stats, paired_ratio
 
 THREE_PLUS = 3  # "multi-tensor" cases have at least this many operands
+NOISY = 0.5  # flag a time whose interquartile range exceeds this fraction of its median
+NOISY_NOTE = (f"† interquartile range over {NOISY:.0%} of the median: the machine was busy "
+              f"during that measurement; read it with care.")
 
 
 @dataclass
@@ -65,6 +68,8 @@ def _cell(r: CaseResult, key: str, baseline: str, unit: str) -> str:
     if key not in r.stats:
         return "—"
     t = _fmt_time(r.stats[key].median, unit)
+    if r.stats[key].spread > NOISY:
+        t += "†"
     if key == baseline:
         return t
     return f"{t} ({r.ratio(key, baseline):.2f}×)"
@@ -91,7 +96,10 @@ def timing_table(results: list[CaseResult], methods, baseline: str, unit: str,
             *(_cell(r, k, baseline, unit) for k in keys),
             _x(r.fwd_ratio("tm")), _x(r.fwd_ratio(baseline)),
         ])
-    return table(header, rows, "l" * len(lead) + "r" * (len(header) - len(lead)))
+    text = table(header, rows, "l" * len(lead) + "r" * (len(header) - len(lead)))
+    if any(s.spread > NOISY for r in results for k, s in r.stats.items() if k in keys):
+        text += "\n\n" + NOISY_NOTE
+    return text
 
 
 def cases_table(cases: list[Case]) -> str:

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from typing import Tuple
 
 from .functions import FUNCTIONS, X, Y
+from .parse import parse_statement
 from .render import text
+from .sums import place_sums
 from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, children, leaves, unique
 
 PRIME = "ʹ"  # U+02B9: a letter, so a primed index is still an identifier
@@ -107,7 +109,7 @@ def _formula(versions, v, indices, terms):
     kept = [t for t in terms if t is not None]
     kept = _merge(kept)
     taken = set(indices) | {i for t in kept for i in _outer_indices(t)}
-    kept = [_unique_bound(t, taken) for t in kept]
+    kept = [_readable(_unique_bound(t, taken), indices) for t in kept]
     of_input = v[1] == -1
     if not kept:
         return Formula(v[0], target, Const(0), of_input)
@@ -116,6 +118,20 @@ def _formula(versions, v, indices, terms):
     signs = tuple(-1 if _negative(t) else 1 for t in kept)
     kept = [_negated(t) if sign < 0 else t for t, sign in zip(kept, signs)]
     return Formula(v[0], target, Add(tuple(kept), signs), of_input)
+
+
+def _readable(term, lhs):
+    """Make sure the term, read back as a statement, sums its indices over the whole term.
+    A repeated index inside one tensor within a function, say `1 / T[j,j]` summed over j
+    outside, would read as a trace inside; such sums are written explicitly: Σ_j (...)."""
+    explicit = term.indices if isinstance(term, Sigma) else ()
+    body = term.body if isinstance(term, Sigma) else term
+    st = parse_statement(f"{text(Tensor('Δ', tuple(lhs)))} := {text(body)}")
+    placed = place_sums(st.rhs, st.indices)
+    at_root = placed.indices if isinstance(placed, Sigma) else ()
+    missing = tuple(i for i in unique(_outer_indices(body))
+                    if i not in lhs and i not in at_root and i not in explicit)
+    return Sigma(explicit + missing, body) if missing else term
 
 
 def _merge(terms):

@@ -60,7 +60,8 @@ def expand_phantom_sums(formula, env, sizes):
             if depth == 0:
                 break
         name = f"ONE{k}"
-        env[name] = torch.ones([sizes[i] for i in indices], dtype=torch.float64)
+        # a renamed index (iʹ) has the size of the index it was renamed from (i)
+        env[name] = torch.ones([sizes[i.rstrip("ʹ")] for i in indices], dtype=torch.float64)
         formula = formula[:at] + formula[start:end + 1] + f" * {name}[{','.join(indices)}]" + formula[end + 1:]
         k += 1
     return formula
@@ -75,6 +76,8 @@ def evaluate_formula(formula, env, shape, sizes=None):
     import tensormagic as tm
 
     env = dict(env)
+    if formula.split(" = ", 1)[1].strip() == "0":  # a gradient that vanishes (terms cancelled)
+        return torch.zeros(shape, dtype=torch.float64)
     formula = expand_phantom_sums(formula, env, sizes or {})
     st = reference.statements(formula)[0]
     on_right = {i for _, i in reference._occurrences(st.rhs)}
