@@ -9,6 +9,7 @@ gradient (formulas are written for real numbers).  The independent evaluator
 in reference.py is checked against the same hand-written rows.
 """
 
+import itertools
 import re
 from dataclasses import dataclass, field
 
@@ -598,3 +599,36 @@ def test_accumulate_gradient_to_old_value_is_upstream():
     g = torch.randn(3, 2, dtype=F64)
     (gA,) = torch.autograd.grad(fn(A, B, C), A, g)
     close(gA, g)
+
+
+def _subsets(names):
+    """Every non-empty subset for up to 4 names; beyond that each single name, each
+    leave-one-out set and the whole set (the count stays small, the coverage broad)."""
+    if len(names) <= 4:
+        return [c for k in range(1, len(names) + 1) for c in itertools.combinations(names, k)]
+    singles = [(n,) for n in names]
+    leave_one_out = [tuple(m for m in names if m != n) for n in names]
+    return singles + leave_one_out + [tuple(names)]
+
+
+@pytest.mark.parametrize("memory", ["high", "low"])
+@pytest.mark.parametrize("form", FORMS, ids=ids(FORMS))
+def test_every_wrt_subset_and_memory_mode(form, memory):
+    """The planned path (pairwise products, saved or recomputed intermediates, pruned
+    branches) gives the reference's values and gradients for every choice of wrt."""
+    vals = make_inputs(form)
+    everything = grad_names(form, vals, tm.tensorgrad(form.text, wrt=form.wrt))
+    for wrt in _subsets(everything):
+        fn = tm.tensorgrad(form.text, wrt=list(wrt), memory=memory)
+        mine, theirs = leaves(vals), leaves(vals)
+        out = fn(**mine)
+        ref = form.ref(**theirs)
+        close(out.detach(), ref.detach())
+        upstream = torch.randn_like(ref)
+        got = torch.autograd.grad(out, [mine[n] for n in wrt], upstream)
+        want = torch.autograd.grad(ref, [theirs[n] for n in wrt], upstream, allow_unused=True)
+        for n, g, w in zip(wrt, got, want):
+            close(g, torch.zeros_like(theirs[n]) if w is None else w)
+        for n in set(mine) - set(wrt):  # never computed, never touched
+            if isinstance(mine[n], torch.Tensor):
+                assert mine[n].grad is None
