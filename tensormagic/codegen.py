@@ -153,6 +153,15 @@ class _Gen:
             return f"torch.tensor({_num(op.info['value'])}, dtype=_dtype, device=_device)"
         if op.kind == "pair" and self.recipe(op):
             return self.matmul_forward(op, out)
+        if op.kind == "einsum1":  # diagonals, then a sum or a transpose
+            text, labels = self.name(a[0]), list(a[0].labels)
+            while len(set(labels)) < len(labels):
+                first = next(i for i in labels if labels.count(i) > 1)
+                p = labels.index(first)
+                q = labels.index(first, p + 1)
+                text = f"torch.diagonal({text}, 0, {p}, {q})"
+                labels = [i for k, i in enumerate(labels) if k not in (p, q)] + [first]
+            return self.reduce(text, labels, out.labels)
         if op.kind in ("einsum1", "pair"):
             return f"torch.einsum('{_eq([r.labels for r in a], out.labels)}', " \
                    f"{', '.join(self.name(r) for r in a)})"
@@ -317,9 +326,14 @@ class _Gen:
                 mats.append(text)
         return (r, sizes, *mats)
 
+    @staticmethod
+    def mm(recipe):
+        """Matrices are exactly 2-D, or 3-D with one batch dimension."""
+        return "torch.bmm" if recipe.batch else "torch.mm"
+
     def matmul_forward(self, op, out):
         r, sizes, am, bm = self.operands(op)
-        text = f"torch.matmul({am}, {bm})"
+        text = f"{self.mm(r)}({am}, {bm})"
         if not _plain(len(r.batch), r.left, r.right):
             text += f".reshape({_shape(sizes, r.natural)})"
         if tuple(out.labels) != r.natural:
@@ -341,13 +355,14 @@ class _Gen:
                 self.blines.append(f"    _gm{op.out} = {gm}")
                 gm = f"_gm{op.out}"
         c = ".conj()" if self.conj else ""
+        mm = self.mm(r)
         if self.wants(a):
             # ΔA = ΔC Bᴴ, read in A's own layout
-            prod = f"torch.matmul({bm}{c}, {_t(gm)})" if r.a_transposed else f"torch.matmul({gm}, {_t(bm)}{c})"
+            prod = f"{mm}({bm}{c}, {_t(gm)})" if r.a_transposed else f"{mm}({gm}, {_t(bm)}{c})"
             self.give(a, self.unlayout(prod, r.a_order, r.a_perm, sizes, _plain(len(r.batch), r.left, r.contracted)))
         if self.wants(b):
             # ΔB = Aᴴ ΔC, read in B's own layout
-            prod = f"torch.matmul({_t(gm)}, {am}{c})" if r.b_transposed else f"torch.matmul({_t(am)}{c}, {gm})"
+            prod = f"{mm}({_t(gm)}, {am}{c})" if r.b_transposed else f"{mm}({_t(am)}{c}, {gm})"
             self.give(b, self.unlayout(prod, r.b_order, r.b_perm, sizes, _plain(len(r.batch), r.contracted, r.right)))
 
     def unlayout(self, text, order, perm, sizes, plain=False):
@@ -443,6 +458,8 @@ class _Gen:
             return f"{g}.permute({', '.join(str(have.index(i)) for i in want)})"
         if [i for i in have if i in want] == list(want):  # a plain sum keeps the order
             dims = [str(k) for k, i in enumerate(have) if i not in want]
+            if not want:
+                return f"{g}.sum()"
             return f"{g}.sum({dims[0]})" if len(dims) == 1 else f"{g}.sum(({', '.join(dims)}))"
         return f"torch.einsum('{_eq([have], want)}', {g})"
 
@@ -467,6 +484,8 @@ class _Gen:
             args.append((f"torch.eye({n}, dtype=_dtype, device=_device)", (first, fresh)))
         if len(args) == 1 and tuple(args[0][1]) == tuple(computed):
             text = args[0][0]
+        elif len(args) == 2 and not args[0][1] and tuple(args[1][1]) == tuple(computed):
+            text = f"{args[1][0]} * {args[0][0]}"  # a scalar times δ: the gradient of a trace
         else:
             text = f"torch.einsum('{_eq([ls for _, ls in args], computed)}', " \
                    f"{', '.join(t for t, _ in args)})"

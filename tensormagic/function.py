@@ -64,6 +64,8 @@ class TensorGradFunction:
         return runtime.run(compiled, tensors)
 
     def _bind(self, args, kwargs):
+        if not kwargs and len(args) == len(self.inputs):
+            return list(args)
         if len(args) > len(self.inputs):
             raise TypeError(f"{self.name}() takes {len(self.inputs)} inputs "
                             f"({', '.join(self.inputs)}) but {len(args)} were given")

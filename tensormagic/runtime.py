@@ -87,6 +87,12 @@ def _fresh_all(outs, args):
 
 def prepare(values, names, has_complex_const=False):
     """Arguments → tensors of one dtype on one device (NumPy arrays and numbers converted)."""
+    if values and all(isinstance(v, torch.Tensor) for v in values):
+        # The common case, checked cheaply: floating tensors of one dtype on one device.
+        dtype, device = values[0].dtype, values[0].device
+        if (dtype.is_floating_point or dtype.is_complex) and (dtype.is_complex or not has_complex_const) \
+                and all(v.dtype == dtype and v.device == device for v in values):
+            return values, dtype, device
     tensors, device = [], None
     for name, v in zip(names, values):
         if isinstance(v, np.ndarray) or (isinstance(v, np.generic) and not isinstance(v, np.number)):
