@@ -6,6 +6,7 @@ user typed is pasted in.
 """
 import cmath
 import math
+import re
 from dataclasses import dataclass
 
 import opt_einsum
@@ -231,8 +232,12 @@ class _Gen:
             out = p.vars[op.out]
             if not out.needs or op.kind == "input" or not self.contribs[op.out]:
                 continue
-            g = f"_g{op.out}"
-            lines.append(f"    {g} = {' + '.join(self.contribs[op.out])}")
+            parts = self.contribs[op.out]
+            if len(parts) == 1 and re.fullmatch(r"_g\d+|_grads\[\d+\]", parts[0]):
+                g = parts[0]  # the gradient passes through unchanged: no new name
+            else:
+                g = f"_g{op.out}"
+                lines.append(f"    {g} = {' + '.join(parts)}")
             self.backward_op(op, out, g)
         body = lines
         grads = []
@@ -311,17 +316,19 @@ class _Gen:
             text += f".reshape({', '.join(map(str, shape))})"
         return text + ".mT" if transposed else text
 
-    def operands(self, op, use=False):
-        """The recipe, sizes, and the two matrix expressions (a copied one by its name)."""
+    def operands(self, op, use=()):
+        """The recipe, sizes, and the two matrix expressions (a copied one by its name);
+        use: the operands the backward reads (they are saved)."""
         a, b = op.args
         r = self.recipe(op)
         sizes = self.sizes(a, b)
         mats = []
         for ref, (temp, text) in zip((a, b), self.copies(op)):
+            read = ref in use
             if temp:
-                mats.append(self.use(temp) if use else temp)
+                mats.append(self.use(temp) if read else temp)
             else:
-                if use:
+                if read:
                     self.use(ref)
                 mats.append(text)
         return (r, sizes, *mats)
@@ -342,7 +349,7 @@ class _Gen:
 
     def matmul_backward(self, op, out, g):
         a, b = op.args
-        r, sizes, am, bm = self.operands(op, use=True)
+        r, sizes, am, bm = self.operands(op, use=[x for x, y in ((a, b), (b, a)) if self.wants(y)])
         batch = [sizes[i] for i in r.batch]
         gm = g
         if tuple(out.labels) != r.natural:
