@@ -317,39 +317,43 @@ def _cost(labels, sizes):
 
 
 def describe(program):
-    """Each contraction of the forward and the backward, with its multiply-adds (FLOPs/2),
-    beside the cost of one full contraction per gradient (TensorGrad.jl's way)."""
+    """Each contraction of the forward and of the backward with its multiply-adds (FLOPs/2)
+    and result size; the totals beside one full contraction per gradient (TensorGrad.jl's way)."""
     var = program.vars
-    rows, fwd, bwd = [], 0, 0
+    forward, backward = [], []
     for op in program.ops:
         if op.kind != "pair":
             continue
         a, b = op.args
         out = var[op.out]
-        sizes = dict(zip(out.labels, out.shape))
-        for r in (a, b):
-            sizes.update(zip(r.labels, var[r.var].shape if len(var[r.var].shape) == len(r.labels) else ()))
+        sizes = {}
+        for r in (a, b, Ref(op.out, out.labels)):
+            sizes.update(zip(r.labels, var[r.var].shape))
         cost = _cost(a.labels + b.labels, sizes)
-        grads = sum(var[r.var].needs for r in (a, b)) if out.needs else 0
-        fwd += cost
-        bwd += cost * grads
-        rows.append((f"{_names(a.labels)},{_names(b.labels)}->{_names(out.labels)}", cost, grads,
-                     _product(out.shape)))
+        forward.append((f"{_names(a.labels)},{_names(b.labels)}->{_names(out.labels)}", cost,
+                        _product(out.shape)))
+        if out.needs:  # ΔA = ΔC ⊗ B and ΔB = ΔC ⊗ A, each as costly as the product
+            for mine, other in ((a, b), (b, a)):
+                if var[mine.var].needs:
+                    backward.append((f"Δ{_names(out.labels)},{_names(other.labels)}->Δ{_names(mine.labels)}",
+                                     cost, _product(var[mine.var].shape[:len(mine.labels)])))
+    backward.reverse()
+    fwd, bwd = sum(r[1] for r in forward), sum(r[1] for r in backward)
+    lines = [f"{'forward contraction':<44} {'multiply-adds':>14} {'result size':>12}"]
+    lines += [f"{eq:<44} {cost:>14,} {size:>12,}" for eq, cost, size in forward]
+    if backward:
+        lines.append(f"{'backward contraction':<44} {'multiply-adds':>14} {'result size':>12}")
+        lines += [f"{eq:<44} {cost:>14,} {size:>12,}" for eq, cost, size in backward]
+    largest = max((r[2] for r in forward), default=0)
+    lines.append(f"forward {fwd:,} + backward {bwd:,} = {fwd + bwd:,} multiply-adds; "
+                 f"largest intermediate {largest:,} elements")
     naive = 0
     for operands, out, sizes in program.products:
-        forward = _path_cost(operands, out, sizes)
-        wanted = sum(var[r.var].needs for r in operands)
-        others = [_path_cost([o for o in operands if o is not r] + [Ref(-1, out)], r.labels, sizes)
-                  for r in operands if var[r.var].needs]
-        naive += forward + sum(others)
-        del wanted
-    lines = [f"{'contraction':<40} {'multiply-adds':>14} {'grads':>6} {'result size':>12}"]
-    lines += [f"{eq:<40} {cost:>14,} {grads:>6} {size:>12,}" for eq, cost, grads, size in rows]
-    largest = max((r[3] for r in rows), default=0)
-    lines.append(f"forward {fwd:,}  backward {bwd:,}  total {fwd + bwd:,} multiply-adds; "
-                 f"largest intermediate {largest:,} elements")
+        naive += _path_cost(operands, out, sizes)
+        naive += sum(_path_cost([o for o in operands if o is not r] + [Ref(-1, out)], r.labels, sizes)
+                     for r in operands if var[r.var].needs)
     if naive:
-        lines.append(f"one full contraction per gradient: {naive:,} "
+        lines.append(f"one full contraction per gradient would take {naive:,} "
                      f"({naive / max(fwd + bwd, 1):.2f}x this plan)")
     return "\n".join(lines)
 
