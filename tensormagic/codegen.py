@@ -13,7 +13,7 @@ import opt_einsum
 
 from . import layout
 from .functions import FUNCTIONS, X, Y
-from .ir import Add, Call, Const, Mul, Pow, Scalar
+from .ir import Add, Call, Const, Mul, Pow, Scalar, signed_sum
 from .plan import Ref
 
 
@@ -170,12 +170,7 @@ class _Gen:
             parts = [self.value(x) for x in a if x is not None]
             return " * ".join(parts)
         if op.kind == "add":
-            text = ""
-            for k, (term, sign) in enumerate(zip(a, op.info["signs"])):
-                piece = self.align(term, out.labels)
-                text += (piece if k == 0 else f" + {piece}") if sign > 0 else \
-                    (f"-{piece}" if k == 0 else f" - {piece}")
-            return text
+            return signed_sum([self.align(t, out.labels) for t in a], op.info["signs"])
         if op.kind == "map":
             return self.call(op.info["func"], self.name(a[0]), op.info.get("p"))
         if op.kind == "pow":
@@ -443,11 +438,7 @@ class _Gen:
         if isinstance(e, Scalar):
             return self.use(env[e.name])
         if isinstance(e, Add):
-            text = ""
-            for k, (t, s) in enumerate(zip(e.terms, e.signs)):
-                piece = self.elementwise(t, env)
-                text += (piece if k == 0 else f" + {piece}") if s > 0 else f" - {piece}"
-            return f"({text})"
+            return f"({signed_sum([self.elementwise(t, env) for t in e.terms], e.signs)})"
         if isinstance(e, Mul):
             return "(" + " * ".join(self.elementwise(f, env) for f in e.factors) + ")"
         if isinstance(e, Pow):

@@ -13,7 +13,7 @@ from .functions import FUNCTIONS, X, Y
 from .parse import parse_statement
 from .render import text
 from .sums import place_sums
-from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, children, leaves, unique
+from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, children, leaves, unique, with_children
 
 PRIME = "ʹ"  # U+02B9: a letter, so a primed index is still an identifier
 DELTA = "δ"
@@ -305,7 +305,7 @@ def _apply(e, mapping):
     if isinstance(e, Sigma):
         inner = {k: v for k, v in mapping.items() if k not in e.indices}
         return Sigma(e.indices, _apply(e.body, inner))
-    return _rebuild(e, tuple(_apply(c, mapping) for c in children(e)))
+    return with_children(e, tuple(_apply(c, mapping) for c in children(e)))
 
 
 def _unique_bound(e, taken):
@@ -319,21 +319,7 @@ def _unique_bound(e, taken):
             mapping[i] = name
         body = _apply(e.body, mapping)
         return Sigma(tuple(mapping[i] for i in e.indices), _unique_bound(body, taken))
-    return _rebuild(e, tuple(_unique_bound(c, taken) for c in children(e)))
-
-
-def _rebuild(e, kids):
-    if isinstance(e, Add):
-        return Add(kids, e.signs)
-    if isinstance(e, Mul):
-        return Mul(kids)
-    if isinstance(e, Call):
-        return Call(e.func, kids[0])
-    if isinstance(e, Pow):
-        return Pow(*kids)
-    if isinstance(e, Sigma):
-        return Sigma(e.indices, kids[0])
-    return e
+    return with_children(e, tuple(_unique_bound(c, taken) for c in children(e)))
 
 
 def _simplify(product):

@@ -82,6 +82,32 @@ def children(e):
     return ()
 
 
+def with_children(e, kids):
+    """e rebuilt over new children (the inverse of children())."""
+    if isinstance(e, Add):
+        return Add(kids, e.signs)
+    if isinstance(e, Mul):
+        return Mul(kids)
+    if isinstance(e, Call):
+        return Call(e.func, kids[0])
+    if isinstance(e, Pow):
+        return Pow(*kids)
+    if isinstance(e, Sigma):
+        return Sigma(e.indices, kids[0])
+    return e
+
+
+def signed_sum(pieces, signs):
+    """'a + b - c' from pieces and their signs (a leading minus for a negative first term)."""
+    out = ""
+    for k, (piece, sign) in enumerate(zip(pieces, signs)):
+        if k == 0:
+            out = piece if sign > 0 else f"-{piece}"
+        else:
+            out += f" + {piece}" if sign > 0 else f" - {piece}"
+    return out
+
+
 def unique(seq):
     """Items of seq in order of first appearance, without repeats."""
     return tuple(dict.fromkeys(seq))

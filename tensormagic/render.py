@@ -1,6 +1,6 @@
 """Views of the IR: plain text (itself valid index notation) and LaTeX with every Σ shown."""
 from .functions import FUNCTIONS
-from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, free
+from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, free, signed_sum
 
 # Precedence: a child binds at least this tightly or gets parentheses.
 _SUM, _PROD, _UNARY, _POW, _ATOM = 1, 2, 3, 4, 5
@@ -28,14 +28,13 @@ def _text(e, sums):
             body = f"({body})"
         return f"Σ_{_subscript(e.indices)} {body}", _SUM
     if isinstance(e, Add):
-        out = ""
+        pieces = []
         for k, (term, sign) in enumerate(zip(e.terms, e.signs)):
             piece, prec = _text(term, sums)
             if prec <= _SUM and (len(e.terms) > 1 and (isinstance(term, Sigma) or k or sign < 0)):
                 piece = f"({piece})"
-            out += (piece if k == 0 else f" + {piece}") if sign > 0 else \
-                (f"-{piece}" if k == 0 else f" - {piece}")
-        return out, _SUM
+            pieces.append(piece)
+        return signed_sum(pieces, e.signs), _SUM
     if isinstance(e, Mul):
         return _text_product(e, sums)
     if isinstance(e, Pow):
@@ -102,11 +101,7 @@ def formula_text(f):
     """Einstein style; a sum over an index no factor carries (a broadcast, summed) is explicit."""
     rhs = f.rhs
     if isinstance(rhs, Add):
-        body = ""
-        for k, (term, sign) in enumerate(zip(rhs.terms, rhs.signs)):
-            piece = _formula_term(term)
-            body += (piece if k == 0 else f" + {piece}") if sign > 0 else \
-                (f"-{piece}" if k == 0 else f" - {piece}")
+        body = signed_sum([_formula_term(t) for t in rhs.terms], rhs.signs)
     else:
         body = _formula_term(rhs)
     return f"{text(f.target)} = {body}"
@@ -170,15 +165,14 @@ def _latex(e):
             body = f"\\left({body}\\right)"
         return f"\\sum_{{{','.join(_ident(i) for i in e.indices)}}} {body}", _SUM
     if isinstance(e, Add):
-        out = ""
+        pieces = []
         for k, (term, sign) in enumerate(zip(e.terms, e.signs)):
             piece, prec = _latex(term)
             if prec <= _SUM and len(e.terms) > 1 and (isinstance(term, Sigma) and k < len(e.terms) - 1
                                                       or sign < 0 or (k and not isinstance(term, Sigma))):
                 piece = f"\\left({piece}\\right)"
-            out += (piece if k == 0 else f" + {piece}") if sign > 0 else \
-                (f"-{piece}" if k == 0 else f" - {piece}")
-        return out, _SUM
+            pieces.append(piece)
+        return signed_sum(pieces, e.signs), _SUM
     if isinstance(e, Mul):
         return _latex_product(e)
     if isinstance(e, Pow):
@@ -238,10 +232,7 @@ def formula_latex(f):
     summed = [i for i in free(rhs) if i not in f.target.indices] if not isinstance(rhs, Add) else []
     body = latex(Sigma(tuple(summed), rhs)) if summed else latex(rhs)
     if isinstance(rhs, Add):
-        body = ""
-        for k, (term, sign) in enumerate(zip(rhs.terms, rhs.signs)):
-            piece = _term_latex(term, f.target.indices)
-            body += (piece if k == 0 else f" + {piece}") if sign > 0 else f" - {piece}"
+        body = signed_sum([_term_latex(t, f.target.indices) for t in rhs.terms], rhs.signs)
     return f"{_tensor_latex(f.target)} = {body}"
 
 

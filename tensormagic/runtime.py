@@ -48,7 +48,7 @@ class _Apply(torch.autograd.Function):
     @staticmethod
     def forward(ctx, compiled, *args):
         outs, saved = compiled.forward(*args)
-        outs = _fresh_all(outs, args)
+        outs = _fresh_all(outs, args, [t for t in saved if all(t is not o for o in outs)])
         ctx.compiled = compiled
         ctx.n_args = len(args)
         if compiled.low_memory:
@@ -75,14 +75,22 @@ class _Apply(torch.autograd.Function):
         return (None, *compiled.backward(saved, grads))
 
 
-def _fresh_all(outs, args):
-    """Outputs never alias an input, a view or each other: users may write into them."""
+def _fresh_all(outs, args, saved=()):
+    """Outputs are contiguous and alias no input, no other output and nothing the backward
+    reads: users may write into them. A view of a fresh result (a reshape) is kept as it is."""
     fresh = []
+    taken = [_root(t) for t in args] + [_root(t) for t in saved]
     for out in outs:
-        if out._is_view() or any(out is a for a in args) or any(out is f for f in fresh):
+        root = _root(out)
+        if not out.is_contiguous() or any(root is t for t in taken) or \
+                any(root is _root(f) for f in fresh):
             out = out.clone(memory_format=torch.contiguous_format)
         fresh.append(out)
     return tuple(fresh)
+
+
+def _root(t):
+    return t._base if t._base is not None else t
 
 
 def prepare(values, names, has_complex_const=False):

@@ -10,7 +10,7 @@ the operands of ** (products are transparent: they are what sums multiply throug
 """
 from collections import defaultdict
 
-from .ir import Add, Call, Mul, Pow, Sigma, Tensor, children, unique
+from .ir import Add, Call, Mul, Pow, Sigma, Tensor, children, unique, with_children
 
 _SLOT_PARENTS = (Add, Call, Pow)
 
@@ -66,19 +66,7 @@ def _nearest_slot(root, path):
 
 def _rebuild(node, path, sums_at):
     kids = tuple(_rebuild(c, path + (k,), sums_at) for k, c in enumerate(children(node)))
-    node = _with_children(node, kids)
+    node = with_children(node, kids)
     if sums_at.get(path):
         node = Sigma(tuple(sums_at[path]), node)
-    return node
-
-
-def _with_children(node, kids):
-    if isinstance(node, Add):
-        return Add(kids, node.signs)
-    if isinstance(node, Mul):
-        return Mul(kids)
-    if isinstance(node, Call):
-        return Call(node.func, kids[0])
-    if isinstance(node, Pow):
-        return Pow(*kids)
     return node
