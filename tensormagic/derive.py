@@ -62,9 +62,20 @@ def derive(cell, wrt):
                 terms.setdefault(v, []).append(Mul((upstream,)))
     for name in wrt:
         v = (name, -1)
-        indices = shown.get(v, _lhs(tuple(f"i{n}" for n in range(cell.ndim[name]))))
+        indices = shown.get(v) or _lhs(_first_indices(cell, name))
         formulas.append(_formula(versions, v, indices, terms.get(v, [])))
     return formulas
+
+
+def _first_indices(cell, name):
+    """The indices a name is first read with (for a gradient nothing flows into)."""
+    for st in cell.statements:
+        if st.target == name and st.op != ":=":
+            return st.indices
+        for leaf in leaves(st.rhs):
+            if leaf.name == name:
+                return getattr(leaf, "indices", ())
+    return ()
 
 
 def _reads(cell, versions, k):
