@@ -11,8 +11,13 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 . .venv/bin/activate
-python -m pip install -q --upgrade pip
+log=$(mktemp)
+quietly() {  # pip's build chatter goes to a log, shown only when a step fails
+    "$@" >"$log" 2>&1 || { cat "$log"; echo "setup failed: $*" >&2; exit 1; }
+}
+quietly python -m pip install -q --upgrade pip
 # torch first, pinned: the CPU build lies on local disk; an unpinned torch pulls a CUDA build.
-python -m pip install -q torch==2.13.0
-python -m pip install -q -e ".[test,demo]"
-python -m ipykernel install --sys-prefix --name python3 >/dev/null
+quietly python -m pip install -q torch==2.13.0
+quietly python -m pip install -q -e ".[test,demo]"
+quietly python -m ipykernel install --sys-prefix --name python3
+rm -f "$log"
