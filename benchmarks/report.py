@@ -131,8 +131,8 @@ def summary(large: list[CaseResult], tiny: list[CaseResult], methods,
     if large:
         multi = [r for r in large if r.case.n_tensors >= THREE_PLUS
                  and not r.case.dense_tanh]
-        lines.append(f"Geometric mean of time / torch.einsum time, fwd+bwd "
-                     f"(lower is better; < 1 means faster than torch.einsum):")
+        lines.append("Geometric mean of time / torch.einsum time, fwd+bwd "
+                     "(lower is better; < 1 means faster than torch.einsum):")
         for m in others:
             have3 = [r for r in multi if r.ratio(m.key, baseline)]
             have = [r for r in large if r.ratio(m.key, baseline)]

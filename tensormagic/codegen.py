@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import opt_einsum
 
 from . import layout
-from .functions import FUNCTIONS, X, Y
+from .functions import FUNCTIONS, X
 from .ir import Add, Call, Const, Mul, Pow, Scalar, signed_sum
 from .plan import Ref
 

@@ -7,7 +7,6 @@ rebuilt. Formulas are written for real numbers; for complex inputs the code
 multiplies by the conjugate of each partial, as torch does.
 """
 from dataclasses import dataclass
-from typing import Tuple
 
 from .functions import FUNCTIONS, X, Y
 from .parse import parse_statement

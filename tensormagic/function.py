@@ -97,11 +97,12 @@ class TensorGradFunction:
         return self._example().source
 
     def _example(self):
+        """The last call's compiled signature; before any call, one for a small example
+        (every index of size DEFAULT_SIZE, float, every gradient in wrt wanted)."""
         if self._last is None:
             shapes = [(runtime.DEFAULT_SIZE,) * self.cell.ndim[n] for n in self.inputs]
-            wants = set(self.wrt)
-            return runtime.build(self.cell, shapes, wants, torch.get_default_dtype(),
-                                 torch.device("cpu"), self.name, self.memory == "low")
+            self._last = runtime.build(self.cell, shapes, set(self.wrt), torch.get_default_dtype(),
+                                       torch.device("cpu"), self.name, self.memory == "low")
         return self._last
 
     @property

@@ -12,7 +12,7 @@ import opt_einsum
 
 from .errors import NotationValueError
 from .layout import natural_labels
-from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, free, unique
+from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, free, leaves, unique
 
 
 @dataclass
@@ -281,8 +281,7 @@ def _letters(labels):
 def _sizes(st, env, vars):
     """Each index's size in this statement, checked for consistency."""
     sizes, where = {}, {}
-    uses = [(leaf_name, indices, span) for leaf_name, indices, span in _uses(st)]
-    for name, indices, span in uses:
+    for name, indices, span in _uses(st):
         shape = vars[env[name]].shape
         shown = f"{name}[{','.join(indices)}]" if indices else name
         if len(shape) != len(indices):
@@ -301,7 +300,7 @@ def _sizes(st, env, vars):
 
 
 def _uses(st):
-    from .ir import leaves
+    """(name, indices, span) of every tensor a statement reads, its old target included."""
     if st.op != ":=":
         yield st.target, st.indices, st.target_span
     for leaf in leaves(st.rhs):
