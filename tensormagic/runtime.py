@@ -1,6 +1,6 @@
 """Source → a differentiable torch callable: argument checks, compile cache, autograd glue."""
 import linecache
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import count
 
 import numpy as np
@@ -27,7 +27,6 @@ class Compiled:
     saved: tuple
     wanted: tuple          # per input: is its gradient computed
     low_memory: bool = False
-    sizes: dict = field(default_factory=dict)
 
 
 def compile_program(program, label, low_memory, dtype, device, comments=None):
