@@ -385,7 +385,9 @@ class _Gen:
                 prod = " * ".join(rest) if rest else None
                 text = g if prod is None else f"{g} * {self.cj(prod)}"
             else:
-                inner = f"torch.sum({g} * {self.cj(self.use(src))})"
+                # Σ ΔC · conj(C/α) as one dot product: no temporary the size of C
+                dot = "torch.vdot" if self.conj else "torch.dot"
+                inner = f"{dot}({self.use(src)}.reshape(-1), {g}.reshape(-1))"
                 text = inner if not rest else f"{inner} * {self.cj(' * '.join(rest))}"
             self.give(s, text)
         if src is not None and self.wants(src):
