@@ -40,11 +40,10 @@ def _eq(operands, out):
         "".join(letters[i] for i in out)
 
 
-def _prod(values):
-    n = 1
-    for v in values:
-        n *= v
-    return n
+def _matrix_shape(sizes, batch, rows, cols):
+    """The (batch ×) rows × cols shape of a tensor read as a (batched) matrix."""
+    shape = [math.prod(sizes[i] for i in rows), math.prod(sizes[i] for i in cols)]
+    return ([math.prod(sizes[i] for i in batch)] if batch else []) + shape
 
 
 def _plain(batch, first, second):
@@ -163,7 +162,7 @@ class _Gen:
                 text = f"torch.diagonal({text}, 0, {p}, {q})"
                 labels = [i for k, i in enumerate(labels) if k not in (p, q)] + [first]
             return self.reduce(text, labels, out.labels)
-        if op.kind in ("einsum1", "pair"):
+        if op.kind == "pair":  # nothing contracted: an outer or elementwise product
             return f"torch.einsum('{_eq([r.labels for r in a], out.labels)}', " \
                    f"{', '.join(self.name(r) for r in a)})"
         if op.kind == "scale":
@@ -304,9 +303,8 @@ class _Gen:
         text = self.name(ref)
         if perm is not None:
             text += f".permute({', '.join(map(str, perm))})"
-        batch = [sizes[i] for i in order[:len(order) - len(first) - len(second)]]
-        rows, cols = _prod(sizes[i] for i in first), _prod(sizes[i] for i in second)
-        shape = ([_prod(batch)] if batch else []) + ([cols, rows] if transposed else [rows, cols])
+        batch = order[:len(order) - len(first) - len(second)]
+        shape = _matrix_shape(sizes, batch, *((second, first) if transposed else (first, second)))
         if perm is not None or not _plain(len(batch), first, second):
             text += f".reshape({', '.join(map(str, shape))})"
         return text + ".mT" if transposed else text
@@ -345,12 +343,10 @@ class _Gen:
     def matmul_backward(self, op, out, g):
         a, b = op.args
         r, sizes, am, bm = self.operands(op, use=[x for x, y in ((a, b), (b, a)) if self.wants(y)])
-        batch = [sizes[i] for i in r.batch]
         gm = g
         if tuple(out.labels) != r.natural:
             gm += f".permute({', '.join(str(out.labels.index(i)) for i in r.natural)})"
-        shape = ([_prod(batch)] if batch else []) + [_prod(sizes[i] for i in r.left),
-                                                     _prod(sizes[i] for i in r.right)]
+        shape = _matrix_shape(sizes, r.batch, r.left, r.right)
         if gm != g or not _plain(len(r.batch), r.left, r.right):
             gm += f".reshape({', '.join(map(str, shape))})"
             if self.wants(a) and self.wants(b):  # read twice: copy (if at all) once

@@ -8,6 +8,8 @@ operand are taken first. The program is data: codegen turns it into source,
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
+import math
+
 import opt_einsum
 
 from .errors import NotationValueError
@@ -221,25 +223,27 @@ def _tree(operands, path, out):
     return pending[0]
 
 
+def _groups(node, order):
+    """order split by where each index comes from: both operands, only a, only b."""
+    la, lb = _labels(node.a), _labels(node.b)
+    return ([i for i in order if i in la and i in lb], [i for i in order if i in la and i not in lb],
+            [i for i in order if i in lb and i not in la])
+
+
 def _orient(node, order):
     """Decide, from the output down, the order each intermediate comes out in, so that
-    the product reading it needs no copy: the consumer's wish becomes the producer's order."""
+    the product reading it needs no copy: the consumer's wish becomes the producer's order.
+    A node whose wish cannot be met comes out, like those below it, in natural order."""
     if isinstance(node, Ref):
         return
-    la, lb = _labels(node.a), _labels(node.b)
-    batch = [i for i in order if i in la and i in lb]
-    only_a = [i for i in order if i in la and i not in lb]
-    only_b = [i for i in order if i in lb and i not in la]
-    n = len(batch)
-    if tuple(order[:n]) == tuple(batch) and tuple(order[n:]) == tuple(only_b + only_a) and only_a \
-            and only_b:
+    batch, only_a, only_b = _groups(node, order)
+    if only_a and only_b and tuple(order) == tuple(batch + only_b + only_a):
         node.a, node.b = node.b, node.a  # result = batch × (b's) × (a's): swap the roles
-        la, lb, only_a, only_b = lb, la, only_b, only_a
+        only_a, only_b = only_b, only_a
     if tuple(order) != tuple(batch + only_a + only_b):
-        for child in (node.a, node.b):
-            _orient_free(child)
         return
     node.order = tuple(order)
+    la, lb = _labels(node.a), _labels(node.b)
     contracted = [i for i in (node.a.labels if isinstance(node.a, Ref) else
                               node.b.labels if isinstance(node.b, Ref) else sorted(la & lb))
                   if i in la and i in lb and i not in order]
@@ -259,19 +263,8 @@ def _fits(node, order):
     """Can node's result come out in this order without a copy?"""
     if isinstance(node, Ref):
         return tuple(node.labels) == order
-    la, lb = _labels(node.a), _labels(node.b)
-    batch = [i for i in order if i in la and i in lb]
-    only_a = [i for i in order if i in la and i not in lb]
-    only_b = [i for i in order if i in lb and i not in la]
+    batch, only_a, only_b = _groups(node, order)
     return order in (tuple(batch + only_a + only_b), tuple(batch + only_b + only_a))
-
-
-def _orient_free(node):
-    """No wish from above: intermediates below come out in their natural order."""
-    if isinstance(node, _Node):
-        node.order = None
-        _orient_free(node.a)
-        _orient_free(node.b)
 
 
 def _letters(labels):
@@ -309,10 +302,7 @@ def _uses(st):
 
 # -- the plan as a table -------------------------------------------------------------------
 def _cost(labels, sizes):
-    n = 1
-    for i in set(labels):
-        n *= sizes[i]
-    return n
+    return math.prod(sizes[i] for i in set(labels))
 
 
 def describe(program):
@@ -330,12 +320,12 @@ def describe(program):
             sizes.update(zip(r.labels, var[r.var].shape))
         cost = _cost(a.labels + b.labels, sizes)
         forward.append((f"{_names(a.labels)},{_names(b.labels)}->{_names(out.labels)}", cost,
-                        _product(out.shape)))
+                        math.prod(out.shape)))
         if out.needs:  # ΔA = ΔC ⊗ B and ΔB = ΔC ⊗ A, each as costly as the product
             for mine, other in ((a, b), (b, a)):
                 if var[mine.var].needs:
                     backward.append((f"Δ{_names(out.labels)},{_names(other.labels)}->Δ{_names(mine.labels)}",
-                                     cost, _product(var[mine.var].shape[:len(mine.labels)])))
+                                     cost, math.prod(var[mine.var].shape[:len(mine.labels)])))
     backward.reverse()
     fwd, bwd = sum(r[1] for r in forward), sum(r[1] for r in backward)
     lines = [f"{'forward contraction':<44} {'multiply-adds':>14} {'result size':>12}"]
@@ -368,10 +358,3 @@ def _path_cost(operands, out, sizes):
 
 def _names(labels):
     return "".join(labels) if all(len(i) == 1 for i in labels) else " ".join(labels)
-
-
-def _product(shape):
-    n = 1
-    for s in shape:
-        n *= s
-    return n
