@@ -247,15 +247,7 @@ def _substitute(rule, x, y):
         return x
     if rule == Y:
         return y
-    if isinstance(rule, Add):
-        return Add(tuple(_substitute(t, x, y) for t in rule.terms), rule.signs)
-    if isinstance(rule, Mul):
-        return Mul(tuple(_substitute(f, x, y) for f in rule.factors))
-    if isinstance(rule, Call):
-        return Call(rule.func, _substitute(rule.arg, x, y))
-    if isinstance(rule, Pow):
-        return Pow(_substitute(rule.base, x, y), _substitute(rule.exponent, x, y))
-    return rule
+    return with_children(rule, tuple(_substitute(c, x, y) for c in children(rule)))
 
 
 def _term(factors, leaf_indices, lhs, bound=()):
