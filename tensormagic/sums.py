@@ -1,38 +1,41 @@
 """The summation rule: make every implicit Σ an explicit Sigma node where it sits.
 
-An index on the left is never summed. Einstein's rule, term by term: an index
-that meets itself in a product (B[i,j]*C[j,k], or D[l,l]) is summed over the
-smallest slot holding all its occurrences. Any other index (one occurrence, or
+An index on the left is never summed. Einstein's rule, term by term: each top-level
+term of the right-hand side is read on its own. An index whose occurrences in that
+term meet in a product (B[i,j]*C[j,k]) or inside one tensor (D[l,l]) is summed over
+the smallest slot holding them. Any other index (one occurrence in the term, or
 occurrences that only meet in a sum, x[b] - y[b], or across **) is free where it
-stands and is summed over its whole top-level term, outside any function. Slots
-are the right-hand side, the terms of a sum, the arguments of functions, and
-the operands of ** (products are transparent: they are what sums multiply through).
+stands and is summed over that whole term, outside any function. Slots are the
+right-hand side, the terms of a sum, the arguments of functions, and the operands
+of ** (products are transparent: they are what sums multiply through).
 """
 from collections import defaultdict
 
-from .ir import Add, Call, Mul, Pow, Sigma, Tensor, children, unique, with_children
+from .ir import Add, Call, Mul, Pow, Sigma, Tensor, children, with_children
 
 _SLOT_PARENTS = (Add, Call, Pow)
 
 
 def place_sums(rhs, kept):
-    """rhs with a Sigma wrapped around each slot that sums something; kept: left-hand indices."""
-    occurrences = defaultdict(list)
-    for path, node in _walk(rhs, ()):
-        if isinstance(node, Tensor):
-            for index in node.indices:
-                occurrences[index].append(path)
+    """rhs with a Sigma wrapped around each slot that sums something; kept: left-hand indices.
+    Each top-level term is read on its own: occurrences in one term never move another's sum."""
+    terms = rhs.terms if isinstance(rhs, Add) else (rhs,)
     sums_at = defaultdict(list)
-    for index, paths in occurrences.items():
-        if index in kept:
-            continue
-        meet = _common_prefix(paths)
-        if len(paths) > 1 and isinstance(_node_at(rhs, meet), (Mul, Tensor)):
-            slots = [_nearest_slot(rhs, meet)]
-        else:  # free where it stands: summed over each top-level term holding it
-            slots = unique(p[:1] if isinstance(rhs, Add) else () for p in paths)
-        for slot in slots:
-            sums_at[slot].append(index)
+    for k, term in enumerate(terms):
+        top = (k,) if isinstance(rhs, Add) else ()
+        occurrences = defaultdict(list)
+        for path, node in _walk(term, top):
+            if isinstance(node, Tensor):
+                for index in node.indices:
+                    occurrences[index].append(path)
+        for index, paths in occurrences.items():
+            if index in kept:
+                continue
+            meet = _common_prefix(paths)
+            if len(paths) > 1 and isinstance(_node_at(rhs, meet), (Mul, Tensor)):
+                sums_at[_nearest_slot(rhs, meet)].append(index)
+            else:  # free where it stands: summed over its whole top-level term
+                sums_at[top].append(index)
     return _rebuild(rhs, (), sums_at)
 
 

@@ -1,7 +1,7 @@
 """Brute-force reference evaluator of the tensormagic language.
 
-Written from the summation rule in the contract (as revised by the lead:
-Einstein, term by term), independently of the engine
+Written from the summation rule in the contract (Einstein, each top-level
+term read on its own), independently of the engine
 (it never imports ``tensormagic``).  Every node of a right-hand side is
 evaluated as a torch tensor with one dimension per index of the statement
 (size 1 where the node does not depend on the index), and each Σ is applied
@@ -193,31 +193,32 @@ def _is_product(node):
 
 
 def place_sums(rhs, lhs_indices):
-    """{slot node: [indices summed there]} following the contract's (revised) rule.
+    """{slot node: [indices summed there]} following the contract's rule, term by term.
 
-    An index whose occurrences meet in a product (or one tensor: a trace) is
-    summed at the nearest slot at or above their lowest common ancestor.  Any
-    other index (one occurrence, or occurrences meeting in a sum or across **)
-    is free where it stands and is summed over each top-level term holding it.
+    Each top-level term (an operand of the flattened + / - chain of the right side) is
+    read on its own.  An index whose occurrences *in that term* meet in a product (or
+    one tensor: a trace) is summed at the nearest slot at or above their lowest common
+    ancestor.  Any other index of the term (one occurrence, or occurrences meeting in a
+    sum or across **) is free where it stands and is summed over that whole term.
     """
     parent = _parents(rhs)
     slots = _slots(rhs)
     top_terms = _flat_terms(rhs) if _is_sum(rhs) else [rhs]
-    by_index = {}
-    for node, i in _occurrences(rhs):
-        if i not in lhs_indices:
-            by_index.setdefault(i, []).append(node)
     placed = {}
-    for i, nodes in by_index.items():
-        chains = [_ancestors(n, parent) for n in nodes]
-        common = set(chains[0]).intersection(*map(set, chains[1:]))
-        lca = next(n for n in chains[0] if n in common)
-        if len(nodes) >= 2 and _is_product(lca):
-            where = [next(n for n in _ancestors(lca, parent) if n in slots)]
-        else:
-            where = [t for t in top_terms if any(t in chain for chain in chains)]
-        for slot in where:
-            placed.setdefault(slot, []).append(i)
+    for term in top_terms:
+        by_index = {}
+        for node, i in _occurrences(term):
+            if i not in lhs_indices:
+                by_index.setdefault(i, []).append(node)
+        for i, nodes in by_index.items():
+            chains = [_ancestors(n, parent) for n in nodes]
+            common = set(chains[0]).intersection(*map(set, chains[1:]))
+            lca = next(n for n in chains[0] if n in common)
+            if len(nodes) >= 2 and _is_product(lca):
+                where = next(n for n in _ancestors(lca, parent) if n in slots)
+            else:
+                where = term
+            placed.setdefault(where, []).append(i)
     return placed
 
 

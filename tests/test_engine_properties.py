@@ -37,6 +37,9 @@ class _Program:
 
     def index(self, size=None):
         choices = [i for i in self.sizes if size is None or self.sizes[i] == size]
+        again = [i for i in dict.fromkeys(self.used) if i in choices]
+        if again and self.draw(st.integers(0, 2)) == 0:  # reuse: couples terms and factors
+            choices = again
         i = self.draw(st.sampled_from(choices))
         self.used.append(i)
         return i
@@ -282,3 +285,51 @@ def test_formulas_are_statements_that_give_the_gradient(program, seed):
         else:
             got = evaluate_formula(formula, env, shape, sizes)
             _close(got, torch.zeros_like(theirs[n]) if w is None else w, f"formula {formula}")
+
+
+@st.composite
+def coupled_terms(draw):
+    """One statement `O[lhs] := t1 ± t2 ± ...` whose terms share indices (the per-term rule:
+    a regulariser or a skip connection beside a term that contracts the same index)."""
+    sizes = {i: draw(st.integers(1, 3)) for i in INDICES[: draw(st.integers(1, 3))]}
+    prog = _Program(draw, sizes)
+    terms = []
+    for _ in range(draw(st.integers(2, 3))):
+        text, _ = prog.term(0, False)
+        if not re.search(r"\w\[", text):
+            text = f"{text} * {prog.tensor(False)[0]}"
+        terms.append((draw(st.sampled_from([1, -1])) if terms else 1, text))
+    used = list(dict.fromkeys(prog.used))
+    lhs = draw(st.lists(st.sampled_from(used), unique=True, max_size=len(used)))
+    return terms, lhs, sizes, prog.tensors, prog.scalars
+
+
+def _statement(lhs, terms):
+    rhs = ""
+    for k, (sign, t) in enumerate(terms):
+        rhs += (t if sign > 0 else f"-({t})") if k == 0 else f" {'+' if sign > 0 else '-'} ({t})"
+    return f"O[{','.join(lhs)}] := {rhs}" if lhs else f"O := {rhs}"
+
+
+@settings(SETTINGS, max_examples=40)
+@given(case=coupled_terms(), seed=st.integers(0, 2**16))
+def test_terms_are_read_on_their_own(case, seed):
+    """Metamorphic, no reference needed: a sum of terms equals the sum of each term computed
+    as a statement of its own (broadcast along the left indices it lacks)."""
+    terms, lhs, sizes, tensors, scalars = case
+    text = _statement(lhs, terms)
+    note(text)
+    vals = _inputs(text, tensors, scalars, seed)
+    got = tm.tensorgrad(text)(**vals)
+    total = torch.zeros([sizes[i] for i in lhs], dtype=torch.float64)
+    for sign, t in terms:
+        own = [i for i in lhs if re.search(rf"[\[,]{i}[\],]", t)]
+        part_text = _statement(own, [(1, t)])
+        part_vals = {n: vals[n] for n in reference.inputs(part_text)}
+        part = tm.tensorgrad(part_text)(**part_vals)
+        view = [sizes[i] if i in own else 1 for i in lhs]
+        total = total + sign * part.reshape(view)
+    if not torch.isfinite(total).all():
+        return
+    _close(got, total.expand_as(got), text)
+    _close(reference.evaluate(text, vals)["O"], total.expand_as(got), f"reference: {text}")
