@@ -1,0 +1,217 @@
+"""Each op kind's calculus in one place: its forward source, its backward source, what it saves.
+
+A kind is a small class registered in KINDS under the name plan.Op.kind carries.
+`forward(gen, op)` returns the assignments computing op.out; `backward(gen, op, g)`
+hands each differentiable operand its share of the incoming gradient `g` (source text)
+through gen.give. A kind saves exactly the forward values its backward reads through
+gen.use: nothing else is kept for the backward. `tangent` is the place for forward mode
+(jvp): source for op.out's tangent from its operands' tangents; None until implemented.
+Adding a kind means adding one class here (or in a kind_*.py module) and nothing else.
+"""
+from .functions import FUNCTIONS, X
+from .ir import Const, Mul, Pow, signed_sum
+from .plan import Ref
+from .pysrc import const_log, dims, num
+
+KINDS = {}
+
+
+def register(cls):
+    """Class decorator: put one instance of the kind into the table."""
+    KINDS[cls.name] = cls()
+    return cls
+
+
+class Kind:
+    name = None
+    leaf = False       # an input: nothing to compute, its gradient is the cell's result
+    tangent = None     # forward mode: (gen, op, tangents) -> source; not implemented yet
+
+    def forward(self, gen, op):
+        return [(gen.name(op.out), self.expr(gen, op))]
+
+    def expr(self, gen, op):
+        raise NotImplementedError(self.name)
+
+    def backward(self, gen, op, g):
+        raise NotImplementedError(self.name)
+
+    def alias(self, program, op):
+        """The var op.out is merely another name for (None: a value of its own)."""
+        return None
+
+
+@register
+class Input(Kind):
+    name = "input"
+    leaf = True
+
+    def forward(self, gen, op):
+        return []
+
+
+@register
+class Literal(Kind):
+    """A number made a 0-dim tensor (the argument of a function of numbers)."""
+    name = "literal"
+
+    def expr(self, gen, op):
+        return f"torch.tensor({num(op.info['value'])}, dtype=_dtype, device=_device)"
+
+    def backward(self, gen, op, g):
+        pass
+
+
+@register
+class Einsum1(Kind):
+    """One operand's diagonals, then a sum over some indices or a transpose."""
+    name = "einsum1"
+
+    def expr(self, gen, op):
+        a = op.args[0]
+        text, labels = gen.name(a), list(a.labels)
+        while len(set(labels)) < len(labels):
+            first = next(i for i in labels if labels.count(i) > 1)
+            p = labels.index(first)
+            q = labels.index(first, p + 1)
+            text = f"torch.diagonal({text}, 0, {p}, {q})"
+            labels = [i for k, i in enumerate(labels) if k not in (p, q)] + [first]
+        return gen.reduce(text, labels, gen.labels(op.out))
+
+    def backward(self, gen, op, g):
+        a = op.args[0]
+        gen.give(a, gen.spread([(g, gen.labels(op.out))], a))
+
+
+@register
+class Scale(Kind):
+    """A tensor (or nothing: None) times scalar factors."""
+    name = "scale"
+
+    def expr(self, gen, op):
+        return " * ".join(gen.value(x) for x in op.args if x is not None)
+
+    def backward(self, gen, op, g):
+        src, *scalars = op.args
+        for k, s in enumerate(scalars):
+            if not gen.wants(s):
+                continue
+            rest = [gen.value(t, use=True) for j, t in enumerate(scalars) if j != k]
+            if src is None:
+                prod = " * ".join(rest) if rest else None
+                text = g if prod is None else f"{g} * {gen.cj(prod)}"
+            else:
+                # Σ ΔC · conj(C/α) as one dot product: no temporary the size of C
+                dot = "torch.vdot" if gen.conj else "torch.dot"
+                inner = f"{dot}({gen.use(src)}.reshape(-1), {g}.reshape(-1))"
+                text = inner if not rest else f"{inner} * {gen.cj(' * '.join(rest))}"
+            gen.give(s, text)
+        if src is not None and gen.wants(src):
+            factors = " * ".join(gen.value(t, use=True) for t in scalars)
+            gen.give(src, f"{g} * {gen.cj(factors)}")
+
+
+@register
+class AddTerms(Kind):
+    """Signed terms, each broadcast to the result's labels."""
+    name = "add"
+
+    def expr(self, gen, op):
+        labels = gen.labels(op.out)
+        return signed_sum([gen.align(t, labels) for t in op.args], op.info["signs"])
+
+    def backward(self, gen, op, g):
+        for term, sign in zip(op.args, op.info["signs"]):
+            if gen.wants(term):
+                text = gen.reduce(g, gen.labels(op.out), term.labels)
+                gen.give(term, text if sign > 0 else f"-{text}")
+
+
+@register
+class Map(Kind):
+    """An elementwise function (or a constant power) of one operand."""
+    name = "map"
+
+    def expr(self, gen, op):
+        return gen.call(op.info["func"], gen.name(op.args[0]), op.info.get("p"))
+
+    def backward(self, gen, op, g):
+        src = op.args[0]
+        if not gen.wants(src):
+            return
+        func = op.info["func"]
+        if func == "conj":
+            gen.give(src, f"{g}.conj()")
+            return
+        if func == "pow":
+            p = op.info["p"]
+            deriv = Mul((Const(p), Pow(X, Const(p - 1)))) if p != 2 else Mul((Const(2), X))
+            conj = True
+        else:
+            deriv, conj = FUNCTIONS[func].derivative, FUNCTIONS[func].conj
+        if isinstance(deriv, Const) and deriv.value == 0:
+            return
+        if func in ("tanh", "sigmoid") and not gen.conj:  # one fused kernel, same formula
+            gen.give(src, f"torch.ops.aten.{func}_backward({g}, {gen.use(op.out)})")
+            return
+        text = gen.elementwise(deriv, {"@x": src.var, "@y": op.out})
+        gen.give(src, f"{g} * {gen.cj(text) if conj else text}")
+
+
+@register
+class Power(Kind):
+    """base ** exponent with a tensor exponent (a constant one is a map)."""
+    name = "pow"
+
+    def expr(self, gen, op):
+        labels = gen.labels(op.out)
+        return f"{gen.align(op.args[0], labels)} ** {gen.align(op.args[1], labels)}"
+
+    def backward(self, gen, op, g):
+        base, exponent = op.args
+        labels = gen.labels(op.out)
+        b, e = gen.align_used(base, labels), gen.align_used(exponent, labels)
+        if gen.wants(base):
+            gen.give(base, gen.reduce(f"({g} * {gen.cj(f'{e} * {b} ** ({e} - 1)')})", labels,
+                                      base.labels))
+        if gen.wants(exponent):
+            y = gen.use(op.out)
+            log = num(const_log(base.value, gen.conj)) if isinstance(base, Const) else f"torch.log({b})"
+            gen.give(exponent, gen.reduce(f"({g} * {gen.cj(f'{y} * {log}')})", labels,
+                                          exponent.labels))
+
+
+@register
+class Emit(Kind):
+    """A statement's result: `:=` and `=` name the value, `+=` adds it to the old one."""
+    name = "emit"
+
+    def alias(self, program, op):
+        rhs = op.args[0] if op.args else None
+        if op.info["op"] != "+=" and isinstance(rhs, Ref) and rhs.labels == program.vars[op.out].labels:
+            return rhs.var
+        return None
+
+    def expr(self, gen, op):
+        rhs = op.args[0]
+        out = gen.p.vars[op.out]
+        shape = tuple(out.shape)
+        if isinstance(rhs, Const):
+            body = f"torch.full({shape!r}, {num(rhs.value)}, dtype=_dtype, device=_device)"
+        else:
+            body = gen.align(rhs, out.labels)
+        if op.info["op"] == "+=":
+            return f"{gen.name(op.args[1])} + {body}"
+        if isinstance(rhs, Ref) and set(rhs.labels) != set(out.labels):
+            body = f"{body}.expand({dims(shape)}{',' if len(shape) == 1 else ''})"
+        return body
+
+    def backward(self, gen, op, g):
+        rhs = op.args[0]
+        if gen.wants(rhs):
+            gen.give(rhs, gen.reduce(g, gen.labels(op.out), rhs.labels))
+        if op.info["op"] == "+=" and gen.wants(op.args[1]):
+            gen.give(op.args[1], g)
+
+
+from . import kind_pair  # noqa: E402,F401  (registers its kind)

@@ -1,0 +1,48 @@
+"""Small pieces of generated Python source: numbers, einsum equations, shapes, transposes."""
+import cmath
+import math
+
+import opt_einsum
+
+
+def num(value):
+    """A number as source text (inf and nan included)."""
+    if isinstance(value, complex):
+        return f"complex({num(value.real)}, {num(value.imag)})"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float('{value}')"
+    return repr(value)
+
+
+def eq(operands, out):
+    """An einsum equation in letters for operands' labels → out."""
+    letters = {}
+    for label in [i for labels in operands for i in labels] + list(out):
+        letters.setdefault(label, opt_einsum.get_symbol(len(letters)))
+    return ",".join("".join(letters[i] for i in labels) for labels in operands) + "->" + \
+        "".join(letters[i] for i in out)
+
+
+def shape(sizes, labels):
+    """A shape tuple's source for these labels."""
+    dims = [str(sizes[i]) for i in labels]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def dims(values):
+    """Integers as a call's argument list: (2, 3) → '2, 3'."""
+    return ", ".join(map(str, values))
+
+
+def transpose(text):
+    """The matrix transpose of a matrix expression."""
+    return text[:-3] if text.endswith(".mT") else text + ".mT"
+
+
+def const_log(value, complex_dtype):
+    """log of a constant base, as torch would take it in this dtype."""
+    if not isinstance(value, complex) and value > 0:
+        return math.log(value)
+    if value == 0:
+        return float("-inf")
+    return cmath.log(value) if complex_dtype else float("nan")
