@@ -3,7 +3,7 @@ from dataclasses import dataclass, replace
 from typing import Dict, Tuple
 
 from .errors import NotationValueError
-from .ir import Statement, Tensor, leaves
+from .ir import Reduce, Statement, Tensor, children, leaves
 from .parse import parse
 from .sums import place_sums
 
@@ -17,6 +17,7 @@ class Cell:
     outputs: Tuple[str, ...]            # assigned, in order of last assignment: the result is last
     ndim: Dict[str, int]                # every name's number of dimensions
     shape_only: Tuple[str, ...]         # inputs read only for their shape (targets of '=')
+    index_inputs: Tuple[str, ...] = ()  # integer tensors that gather (tok in W[tok[b],d])
 
 
 def analyse(text):
@@ -37,14 +38,24 @@ def analyse(text):
         elif not for_shape and name in shape_only and name not in assigned:
             shape_only.remove(name)
 
-    placed = []
+    placed, index_inputs, valued = [], [], set()
     for st in statements:
         _check_left(st)
+        _check_reductions(st, st.rhs, ())
         if st.op != ":=":
             read(st.target, len(st.indices), st, st.target_span, for_shape=st.op == "=")
         for leaf in leaves(st.rhs):
-            dims = len(leaf.indices) if isinstance(leaf, Tensor) else 0
+            dims = leaf.ndim if isinstance(leaf, Tensor) else 0
             read(leaf.name, dims, st, leaf.span)
+            for index in leaf.gathers() if isinstance(leaf, Tensor) else ():
+                if index.name in assigned:
+                    raise _error(st, index.span, f"the index tensor '{index.name}' must be an input "
+                                                 f"of the cell (integers, not computed here)")
+                if index.name not in index_inputs:
+                    index_inputs.append(index.name)
+        valued.update(_valued_names(st.rhs))
+        if st.op != ":=":
+            valued.add(st.target)
         if st.op == ":=":
             _check_name(st.target, st, st.target_span)
             if st.target in inputs:
@@ -56,7 +67,49 @@ def analyse(text):
         outputs.append(st.target)
         assigned.add(st.target)
         placed.append(replace(st, rhs=place_sums(st.rhs, st.indices)))
-    return Cell(tuple(placed), tuple(inputs), tuple(outputs), ndim, tuple(shape_only))
+    for st in statements:
+        for leaf in _valued_leaves(st.rhs):
+            if leaf.name in index_inputs and leaf.name in valued | assigned:
+                raise _error(st, leaf.span, f"'{leaf.name}' indexes another tensor, so it holds "
+                                            f"integers: it cannot also be used as a value")
+    return Cell(tuple(placed), tuple(inputs), tuple(outputs), ndim, tuple(shape_only),
+                tuple(index_inputs))
+
+
+def _valued_leaves(e):
+    """The leaves read for their values (not the index tensors of gathers)."""
+    if hasattr(e, "name"):
+        return [e]
+    return [leaf for c in children(e) for leaf in _valued_leaves(c)]
+
+
+def _valued_names(e):
+    return {leaf.name for leaf in _valued_leaves(e)}
+
+
+def _check_reductions(st, e, bound):
+    """Each reduced index occurs in its body, is not a left index, and is used nowhere else."""
+    if isinstance(e, Reduce):
+        inner = free_all(e.body)
+        for index in e.indices:
+            if index not in inner:
+                raise _error(st, e.span, f"{e.op}[{','.join(e.indices)}] reduces '{index}', "
+                                         f"which does not occur inside it")
+            if index in st.indices:
+                raise _error(st, e.span, f"'{index}' is on the left side, so it cannot be reduced")
+            if index in bound:
+                raise _error(st, e.span, f"'{index}' is already reduced by an enclosing reduction")
+            outside = _count(st.rhs, index) - _count(e.body, index)
+            if outside:
+                raise _error(st, e.span, f"'{index}' is reduced here and also used outside "
+                                         f"{e.op}[...]: give one of them another name")
+        bound = bound + e.indices
+    for c in children(e):
+        _check_reductions(st, c, bound)
+
+
+def _count(e, index):
+    return free_all(e).count(index)
 
 
 def _check_left(st):

@@ -102,8 +102,11 @@ class _Gen:
         """arg broadcast to `labels` (a subset in any order, missing ones as size-1 dims)."""
         if isinstance(arg, Const):
             return num(arg.value)
-        text = self.name(arg)
-        own = arg.labels
+        return self.broadcast(self.name(arg), arg.labels, labels)
+
+    @staticmethod
+    def broadcast(text, own, labels):
+        """text (over labels `own`) laid out for broadcasting against `labels`."""
         if not own:
             return text
         order = [i for i in labels if i in own]

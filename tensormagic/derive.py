@@ -9,10 +9,11 @@ multiplies by the conjugate of each partial, as torch does.
 from dataclasses import dataclass
 
 from .functions import FUNCTIONS, X, Y
-from .parse import parse_statement
+from .parse import add, parse_statement
 from .render import text
 from .sums import place_sums
-from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, children, leaves, unique, with_children
+from .ir import (Add, Affine, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma, Tensor,
+                 children, leaves, unique, with_children)
 
 PRIME = "ʹ"  # U+02B9: a letter, so a primed index is still an identifier
 DELTA = "δ"
@@ -47,13 +48,16 @@ def derive(cell, wrt):
         upstream = Tensor(_delta(versions, me), st.indices)
         if me not in sinks:
             formulas.append(_formula(versions, me, shown[me], terms[me]))
+        narrow = _narrowable(st)
+        taken = set(st.indices) | {i for leaf in leaves(st.rhs) for i in getattr(leaf, "indices", ())}
         for leaf, factors, bound in _paths(st.rhs, st, (upstream,)):
             if isinstance(leaf, Tensor) or isinstance(leaf, Scalar):
                 v = versions["reads"][(k, id(leaf))]
                 if v in relevant:
-                    indices = leaf.indices if isinstance(leaf, Tensor) else ()
-                    shown.setdefault(v, _lhs(indices))
-                    terms.setdefault(v, []).append(_term(factors, indices, shown[v], bound))
+                    dims = _dims(leaf, narrow)
+                    shown.setdefault(v, _lhs(dims, taken))
+                    terms.setdefault(v, []).append(_term(factors, dims, shown[v], bound,
+                                                         getattr(leaf, "indices", ())))
         if st.op == "+=":
             v = versions["old"][k]
             if v in relevant:
@@ -67,14 +71,34 @@ def derive(cell, wrt):
 
 
 def _first_indices(cell, name):
-    """The indices a name is first read with (for a gradient nothing flows into)."""
+    """The subscripts a name is first read with (for a gradient nothing flows into)."""
     for st in cell.statements:
         if st.target == name and st.op != ":=":
             return st.indices
         for leaf in leaves(st.rhs):
             if leaf.name == name:
-                return getattr(leaf, "indices", ())
+                return _dims(leaf, _narrowable(st))
     return ()
+
+
+def _narrowable(st):
+    """Indices alone in a shifted subscript (x[i+1]): their range may be narrower than the
+    tensors they index plainly, so a plain read of them is a read at a position too."""
+    alone = set()
+    for leaf in leaves(st.rhs):
+        for a in getattr(leaf, "access", None) or ():
+            if isinstance(a, Affine) and len({i for _, i in a.terms}) == 1:
+                alone.add(a.terms[0][1])
+    return alone
+
+
+def _dims(leaf, narrow):
+    """A leaf's subscripts, one per dimension: an index name where the gradient can use it as
+    it is, otherwise the subscript (an Affine or an index tensor), rebuilt through δ."""
+    if not isinstance(leaf, Tensor):
+        return ()
+    subs = leaf.access if leaf.access is not None else leaf.indices
+    return tuple(Affine(((1, a),)) if isinstance(a, str) and a in narrow else a for a in subs)
 
 
 def _reads(cell, versions, k):
@@ -136,12 +160,21 @@ def _readable(term, lhs):
     outside, would read as a trace inside; such sums are written explicitly: Σ_j (...)."""
     explicit = term.indices if isinstance(term, Sigma) else ()
     body = term.body if isinstance(term, Sigma) else term
+    if not _in_language(body):
+        return term
     st = parse_statement(f"{text(Tensor('Δ', tuple(lhs)))} := {text(body)}")
     placed = place_sums(st.rhs, st.indices)
     at_root = placed.indices if isinstance(placed, Sigma) else ()
     missing = tuple(i for i in unique(_outer_indices(body))
                     if i not in lhs and i not in at_root and i not in explicit)
     return Sigma(explicit + missing, body) if missing else term
+
+
+def _in_language(e):
+    """False for the pieces only formulas use (the indicator 𝟙, an index's size |j|)."""
+    if isinstance(e, Indicator) or (isinstance(e, Scalar) and e.name.startswith("|")):
+        return False
+    return all(_in_language(c) for c in children(e))
 
 
 def _merge(terms):
@@ -190,12 +223,18 @@ def _negative(term):
     return isinstance(lead, Const) and not isinstance(lead.value, complex) and lead.value < 0
 
 
-def _lhs(indices):
-    """A repeated index gets a prime on its later occurrences: D[l,l] → ΔD[l,lʹ]."""
+def _lhs(dims, taken=()):
+    """A repeated index gets a prime on its later occurrences: D[l,l] → ΔD[l,lʹ]; a shifted,
+    fixed or gathered subscript gets an index of its own, used nowhere in the statement."""
     out = []
-    for i in indices:
-        name = i
-        while name in out:
+    for a in dims:
+        if isinstance(a, str):
+            name = a
+        elif isinstance(a, Affine) and a.terms:
+            name = a.terms[0][1] + PRIME
+        else:
+            name = "v" if isinstance(a, Tensor) else "k"
+        while name in out or (not isinstance(a, str) and name in taken):
             name += PRIME
         out.append(name)
     return tuple(out)
@@ -215,6 +254,14 @@ def _paths(e, st, chain, bound=()):
             yield from _paths(f, st, e.factors[:k] + chain + e.factors[k + 1:], bound)
     elif isinstance(e, Sigma):
         yield from _paths(e.body, st, chain, bound + e.indices)
+    elif isinstance(e, Reduce):
+        value = Tensor(st.target, st.indices) if e is st.rhs else e
+        yield from _paths(e.body, st, chain + _reduction_partial(e, value), bound + e.indices)
+    elif isinstance(e, Binary):
+        for mine, other in ((e.left, e.right), (e.right, e.left)):
+            # the larger (max) or smaller (min) operand takes the gradient: θ(mine - other)
+            gap = add(mine, other, -1) if e.func == "max" else add(other, mine, -1)
+            yield from _paths(mine, st, chain + (Call("step", gap),), bound)
     elif isinstance(e, Call):
         value = Tensor(st.target, st.indices) if e is st.rhs else e
         rule = FUNCTIONS[e.func].derivative
@@ -228,6 +275,19 @@ def _paths(e, st, chain, bound=()):
                           bound)
         value = Tensor(st.target, st.indices) if e is st.rhs else e
         yield from _paths(exponent, st, chain + (Mul((value, Call("log", base))),), bound)
+
+
+def _reduction_partial(e, value):
+    """∂ op_j(body) / ∂ body, as factors, written with the reduction's value."""
+    if e.op == "mean":
+        return tuple(Call("recip", Scalar(f"|{i}|")) for i in e.indices)
+    if e.op == "logsumexp":
+        return (Call("exp", add(e.body, value, -1)),)
+    if e.op == "prod":
+        return (value, Call("recip", e.body))
+    if e.op in ("max", "min"):  # shared equally among ties
+        return (Indicator(e.body, value), Call("recip", Reduce("sum", e.indices, Indicator(e.body, value))))
+    return ()
 
 
 def _power(base, exponent):
@@ -250,14 +310,21 @@ def _substitute(rule, x, y):
     return with_children(rule, tuple(_substitute(c, x, y) for c in children(rule)))
 
 
-def _term(factors, leaf_indices, lhs, bound=()):
+def _term(factors, dims, lhs, bound=(), leaf_indices=()):
     """ΔY · factors, renamed so the leaf's indices read as the formula's left side,
-    with δ for repeated ones. A sum above the leaf over an index that no factor carries
+    with δ for repeated ones and for each shifted, fixed or gathered subscript
+    (Δx[iʹ] = Δy[i] * δ[iʹ,i+1]). A sum above the leaf over an index that no factor carries
     (the term was broadcast along it) stays as an explicit Σ: it counts that index's size."""
     mapping = {}
-    deltas = []
-    for old, new in zip(leaf_indices, lhs):
-        if old in mapping:
+    deltas, placed = [], []
+    for d, (old, new) in enumerate(zip(dims, lhs)):
+        if not isinstance(old, str):
+            token = f"@{d}"  # stands for the left index until the renaming below
+            mapping[token] = new
+            inner = (old,) if isinstance(old, str) else \
+                old.indices if isinstance(old, Tensor) else tuple(i for _, i in old.terms)
+            placed.append(Tensor(DELTA, unique((token,) + inner), None, (token, old)))
+        elif old in mapping:
             deltas.append(Tensor(DELTA, (mapping[old], new)))
         else:
             mapping[old] = new
@@ -265,6 +332,8 @@ def _term(factors, leaf_indices, lhs, bound=()):
     if product is None:
         return None
     phantom = [i for i in unique(bound) if i not in leaf_indices and i not in _outer_indices(product)]
+    if placed:
+        product = _simplify(Mul((product,) + tuple(placed)))
     product = _rename(product, mapping, used=set(lhs))
     if deltas:
         product = _simplify(Mul((product,) + tuple(deltas)))
@@ -278,7 +347,7 @@ def _outer_indices(e):
     """Indices of e not bound inside it."""
     if isinstance(e, Tensor):
         return list(e.indices)
-    if isinstance(e, Sigma):
+    if isinstance(e, (Sigma, Reduce)):
         return [i for i in _outer_indices(e.body) if i not in e.indices]
     return [i for c in children(e) for i in _outer_indices(c)]
 
@@ -303,24 +372,34 @@ def _fresh(i, taken):
 
 def _apply(e, mapping):
     if isinstance(e, Tensor):
-        return Tensor(e.name, tuple(mapping.get(i, i) for i in e.indices), e.span)
-    if isinstance(e, Sigma):
+        access = None if e.access is None else tuple(_apply_subscript(a, mapping) for a in e.access)
+        return Tensor(e.name, tuple(mapping.get(i, i) for i in e.indices), e.span, access)
+    if isinstance(e, (Sigma, Reduce)):
         inner = {k: v for k, v in mapping.items() if k not in e.indices}
-        return Sigma(e.indices, _apply(e.body, inner))
+        return with_children(e, (_apply(e.body, inner),))
     return with_children(e, tuple(_apply(c, mapping) for c in children(e)))
+
+
+def _apply_subscript(a, mapping):
+    if isinstance(a, str):
+        return mapping.get(a, a)
+    if isinstance(a, Tensor):
+        return _apply(a, mapping)
+    return Affine(tuple((c, mapping.get(i, i)) for c, i in a.terms), a.offset)
 
 
 def _unique_bound(e, taken):
     """Give every index bound inside the formula a name used nowhere else in it, so that the
     formula, read as a statement, sums each index where it sits."""
-    if isinstance(e, Sigma):
+    if isinstance(e, (Sigma, Reduce)):
         mapping = {}
         for i in e.indices:
             name = _fresh(i, taken) if i in taken else i
             taken.add(name)
             mapping[i] = name
-        body = _apply(e.body, mapping)
-        return Sigma(tuple(mapping[i] for i in e.indices), _unique_bound(body, taken))
+        body = _unique_bound(_apply(e.body, mapping), taken)
+        indices = tuple(mapping[i] for i in e.indices)
+        return Sigma(indices, body) if isinstance(e, Sigma) else Reduce(e.op, indices, body, e.span)
     return with_children(e, tuple(_unique_bound(c, taken) for c in children(e)))
 
 

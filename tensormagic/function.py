@@ -10,23 +10,25 @@ from .ir import Const, children
 MEMORY = ("high", "low")
 
 
-def tensorgrad(text, wrt=None, name=None, memory="high"):
+def tensorgrad(text, wrt=None, name=None, memory="high", sizes=None):
     """Compile index-notation statements into a differentiable torch callable.
 
     text:   one statement per line, e.g. "A[i,k] := B[i,j] * C[j,k] * D[l,l]"
     wrt:    the inputs to differentiate with respect to ("B C" or ["B", "C"]); None: all
     name:   the callable's name (default: "<last output>_fn")
     memory: "high" saves forward intermediates for the backward; "low" recomputes them
+    sizes:  {index: size} for indices no shape fixes, e.g. a pooling window {"a": 2}
     """
-    return TensorGradFunction(text, wrt=wrt, name=name, memory=memory)
+    return TensorGradFunction(text, wrt=wrt, name=name, memory=memory, sizes=sizes)
 
 
 class TensorGradFunction:
     """A compiled cell: call it with the inputs (positionally in `inputs` order, or by name)."""
 
-    def __init__(self, text, wrt=None, name=None, memory="high"):
+    def __init__(self, text, wrt=None, name=None, memory="high", sizes=None):
         if memory not in MEMORY:
             raise ValueError(f"memory must be one of {MEMORY}, not {memory!r}")
+        self.sizes = _check_sizes(sizes)
         self.text = text
         self.cell = analyse(text)
         self.inputs = self.cell.inputs
@@ -55,7 +57,8 @@ class TensorGradFunction:
 
     def _run(self, args, kwargs):
         values = self._bind(args, kwargs)
-        tensors, dtype, device = runtime.prepare(values, self.inputs, self._complex_const)
+        tensors, dtype, device = runtime.prepare(values, self.inputs, self._complex_const,
+                                                 self.cell.index_inputs)
         key = runtime.signature(tensors, dtype, device, self._wrt_mask)
         compiled = self._cache.get(key)
         if compiled is None:
@@ -86,7 +89,7 @@ class TensorGradFunction:
     def _compile(self, key, shapes, dtype, device):
         wants = {n for n, (_, needs) in zip(self.inputs, key[2:]) if needs}
         compiled = runtime.build(self.cell, shapes, wants, dtype, device, self.name,
-                                 self.memory == "low")
+                                 self.memory == "low", self.sizes)
         self._cache[key] = compiled
         return compiled
 
@@ -100,9 +103,16 @@ class TensorGradFunction:
         """The last call's compiled signature; before any call, one for a small example
         (every index of size DEFAULT_SIZE, float, every gradient in wrt wanted)."""
         if self._last is None:
-            shapes = [(runtime.DEFAULT_SIZE,) * self.cell.ndim[n] for n in self.inputs]
-            self._last = runtime.build(self.cell, shapes, set(self.wrt), torch.get_default_dtype(),
-                                       torch.device("cpu"), self.name, self.memory == "low")
+            for size in (runtime.DEFAULT_SIZE, 4 * runtime.DEFAULT_SIZE):
+                shapes = [(size,) * self.cell.ndim[n] for n in self.inputs]
+                try:  # shifted subscripts may need room: a larger example
+                    self._last = runtime.build(self.cell, shapes, set(self.wrt), torch.get_default_dtype(),
+                                               torch.device("cpu"), self.name, self.memory == "low",
+                                               self.sizes)
+                    break
+                except NotationValueError:
+                    if size != runtime.DEFAULT_SIZE:
+                        raise
         return self._last
 
     @property
@@ -129,15 +139,28 @@ class TensorGradFunction:
         return f"<tensorgrad {self.name}({', '.join(self.inputs)}) -> {', '.join(self.outputs)}>"
 
 
+def _check_sizes(sizes):
+    if sizes is None:
+        return {}
+    if not isinstance(sizes, dict):
+        raise TypeError(f"sizes must be a dict like {{'a': 2}}, not {type(sizes).__name__}")
+    for index, size in sizes.items():
+        if not isinstance(index, str) or type(size) is not int or size < 1:
+            raise ValueError(f"sizes maps index names to positive integers; got {index!r}: {size!r}")
+    return dict(sizes)
+
+
 def _resolve_wrt(wrt, cell):
     if wrt is None:
-        return tuple(n for n in cell.inputs if n not in cell.shape_only)
+        return tuple(n for n in cell.inputs if n not in cell.shape_only and n not in cell.index_inputs)
     names = wrt.replace(",", " ").split() if isinstance(wrt, str) else list(wrt)
     for n in names:
         if n not in cell.inputs:
             known = ", ".join(cell.inputs) or "none"
             raise NotationValueError(f"wrt names '{n}', which is not an input of this cell "
                                      f"(inputs: {known})")
+        if n in cell.index_inputs:
+            raise NotationValueError(f"'{n}' is an index tensor (it holds integers): it has no gradient")
         if n in cell.shape_only:
             raise NotationValueError(f"'{n}' is overwritten by '=': its old values do not affect "
                                      f"the result, so it has no gradient")

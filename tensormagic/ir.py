@@ -6,10 +6,30 @@ Span = Tuple[int, int]
 
 
 @dataclass(frozen=True)
+class Affine:
+    """A shifted subscript: Σ coef·index + offset (x[2*i+a+1]); with no terms, a fixed
+    position (x[b,0]; a negative offset counts from the end, x[b,-1])."""
+    terms: Tuple[Tuple[int, str], ...]
+    offset: int = 0
+
+
+@dataclass(frozen=True)
 class Tensor:
+    """A tensor read at `indices`. A plain read has access None; any other subscript (shifted,
+    fixed, gathered) keeps one entry per dimension in `access` (an index name, an Affine, or
+    the integer Tensor it gathers by), and `indices` lists the indices it depends on."""
     name: str
     indices: Tuple[str, ...]
     span: Span = field(default=None, compare=False)
+    access: tuple = None
+
+    @property
+    def ndim(self):
+        return len(self.access) if self.access is not None else len(self.indices)
+
+    def gathers(self):
+        """The index tensors this read gathers by."""
+        return tuple(a for a in self.access or () if isinstance(a, Tensor))
 
 
 @dataclass(frozen=True)
@@ -53,7 +73,33 @@ class Sigma:
     body: object
 
 
-Expr = Union[Tensor, Scalar, Const, Add, Mul, Call, Pow, Sigma]
+@dataclass(frozen=True)
+class Reduce:
+    """An explicit reduction op[indices](body): sum prod max min logsumexp mean."""
+    op: str
+    indices: Tuple[str, ...]
+    body: object
+    span: Span = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class Binary:
+    """Elementwise max(a, b) or min(a, b)."""
+    func: str
+    left: object
+    right: object
+
+
+@dataclass(frozen=True)
+class Indicator:
+    """1 where a == b, else 0: only in derived formulas (the gradient of max and min)."""
+    left: object
+    right: object
+
+
+REDUCTIONS = ("sum", "prod", "max", "min", "logsumexp", "mean")
+
+Expr = Union[Tensor, Scalar, Const, Add, Mul, Call, Pow, Sigma, Reduce, Binary]
 
 
 @dataclass(frozen=True)
@@ -77,8 +123,10 @@ def children(e):
         return (e.arg,)
     if isinstance(e, Pow):
         return (e.base, e.exponent)
-    if isinstance(e, Sigma):
+    if isinstance(e, (Sigma, Reduce)):
         return (e.body,)
+    if isinstance(e, (Binary, Indicator)):
+        return (e.left, e.right)
     return ()
 
 
@@ -94,6 +142,12 @@ def with_children(e, kids):
         return Pow(*kids)
     if isinstance(e, Sigma):
         return Sigma(e.indices, kids[0])
+    if isinstance(e, Reduce):
+        return Reduce(e.op, e.indices, kids[0], e.span)
+    if isinstance(e, Binary):
+        return Binary(e.func, *kids)
+    if isinstance(e, Indicator):
+        return Indicator(*kids)
     return e
 
 
@@ -117,7 +171,7 @@ def free(e):
     """The indices an expression's value depends on, in order of first appearance."""
     if isinstance(e, Tensor):
         return unique(e.indices)
-    if isinstance(e, Sigma):
+    if isinstance(e, (Sigma, Reduce)):
         return tuple(i for i in free(e.body) if i not in e.indices)
     return unique(i for c in children(e) for i in free(c))
 
@@ -126,5 +180,7 @@ def leaves(e):
     """Every Tensor and Scalar leaf, left to right."""
     if isinstance(e, (Tensor, Scalar)):
         yield e
+    if isinstance(e, Tensor):
+        yield from e.gathers()
     for c in children(e):
         yield from leaves(c)

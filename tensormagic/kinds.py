@@ -214,4 +214,6 @@ class Emit(Kind):
             gen.give(op.args[1], g)
 
 
-from . import kind_pair  # noqa: E402,F401  (registers its kind)
+from . import kind_pair  # noqa: E402,F401  (each module registers its kinds)
+from . import kind_reduce  # noqa: E402,F401
+from . import kind_index  # noqa: E402,F401

@@ -4,7 +4,7 @@ import re
 
 from .errors import NotationSyntaxError, NotationValueError
 from .functions import CALLABLE
-from .ir import Add, Call, Const, Mul, Pow, Scalar, Statement, Tensor
+from .ir import REDUCTIONS, Add, Affine, Binary, Call, Const, Mul, Pow, Reduce, Scalar, Statement, Tensor, unique
 
 _EMPTY_BRACKETS = re.compile(r"(?<=\w)(\s*\[\s*\])")
 _NAMES = {
@@ -151,12 +151,24 @@ def _parse_target(fragment, ctx):
     raise ctx.syntax("the left side must be a tensor like A[i,k], or a scalar name", span)
 
 
-def _index_list(node, ctx):
+def _index_list(node, ctx, message="an index must be a plain name like i or α"):
     items = node.elts if isinstance(node, ast.Tuple) else [node]
     for item in items:
         if not isinstance(item, ast.Name):
-            raise ctx.syntax("an index must be a plain name like i or α", ctx.span(item))
+            raise ctx.syntax(message, ctx.span(item))
     return tuple(i.id for i in items), tuple(ctx.span(i) for i in items)
+
+
+def _is_int(node):
+    return isinstance(node, ast.Constant) and type(node.value) is int
+
+
+def _subscript_indices(access):
+    if isinstance(access, str):
+        return (access,)
+    if isinstance(access, Tensor):
+        return access.indices
+    return tuple(i for _, i in access.terms)
 
 
 class _Converter:
@@ -175,8 +187,58 @@ class _Converter:
     def _Subscript(self, node):
         if not isinstance(node.value, ast.Name):
             raise self.ctx.syntax("only a named tensor can be indexed", self.ctx.span(node.value))
-        names, _ = _index_list(node.slice, self.ctx)
-        return Tensor(node.value.id, names, self.ctx.span(node))
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        access = tuple(self._subscript(item) for item in items)
+        if all(isinstance(a, str) for a in access):
+            return Tensor(node.value.id, access, self.ctx.span(node))
+        indices = unique(i for a in access for i in _subscript_indices(a))
+        return Tensor(node.value.id, indices, self.ctx.span(node), access)
+
+    def _subscript(self, node):
+        """One subscript: an index name, an Affine (shifted or fixed), or a gathering Tensor."""
+        if isinstance(node, ast.Name):
+            return node.id
+        if isinstance(node, ast.Subscript):
+            if not isinstance(node.value, ast.Name):
+                raise self.ctx.syntax("only a named integer tensor can index a subscript",
+                                      self.ctx.span(node.value))
+            names, _ = _index_list(node.slice, self.ctx, "an index tensor takes plain indices, "
+                                                         "like tok[b]")
+            return Tensor(node.value.id, names, self.ctx.span(node))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and _is_int(node.operand):
+            return Affine((), -node.operand.value)
+        terms, offset = self._affine(node)
+        return Affine(tuple(terms), offset)
+
+    def _affine(self, node):
+        """(terms, offset) of c*i + ... + constant, every c a positive integer, the constant ≥ 0."""
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            lt, lo = self._affine(node.left)
+            rt, ro = self._affine(node.right)
+            return lt + rt, lo + ro
+        if isinstance(node, ast.Name):
+            return [(1, node.id)], 0
+        if _is_int(node):
+            return [], node.value
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+            for c, i in ((node.left, node.right), (node.right, node.left)):
+                if _is_int(c) and isinstance(i, ast.Name):
+                    if c.value < 1:
+                        raise self.ctx.syntax("a coefficient in a subscript must be a positive integer",
+                                              self.ctx.span(c))
+                    return [(c.value, i.id)], 0
+            if isinstance(node.left, ast.Name) and isinstance(node.right, ast.Name):
+                raise self.ctx.syntax("a product of indices is not allowed in a subscript",
+                                      self.ctx.span(node))
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub):
+            raise self.ctx.syntax("a subscript may only add: write x[i+1] (every index runs from 0)",
+                                  self.ctx.span(node))
+        if isinstance(node, ast.Call):
+            raise self.ctx.syntax("a call is not allowed in a subscript", self.ctx.span(node))
+        if isinstance(node, ast.Attribute):
+            raise self.ctx.syntax("attribute access is not allowed in a subscript", self.ctx.span(node))
+        raise self.ctx.syntax("a subscript is an index (i), a shift (i+1, 2*i+a), a fixed position "
+                              "(0, -1) or an integer tensor (tok[b])", self.ctx.span(node))
 
     def _Name(self, node):
         return Scalar(node.id, self.ctx.span(node))
@@ -216,15 +278,38 @@ class _Converter:
         return start, max(end, start + 1)
 
     def _Call(self, node):
+        if isinstance(node.func, ast.Subscript) and isinstance(node.func.value, ast.Name):
+            return self._reduction(node)
         if not isinstance(node.func, ast.Name):
             raise self.ctx.syntax("only the listed functions can be called", self.ctx.span(node.func))
         name = node.func.id
+        if name in ("max", "min") and len(node.args) == 2 and not node.keywords:
+            return Binary(name, self.convert(node.args[0]), self.convert(node.args[1]))
+        if name in REDUCTIONS:
+            what = "two arguments, max(a, b), or" if name in ("max", "min") else ""
+            raise self.ctx.syntax(f"{name} takes {what} the indices it reduces: {name}[j](...)",
+                                  self.ctx.span(node))
         if name not in CALLABLE:
             raise self.ctx.value(f"unknown function '{name}'; known functions: {', '.join(CALLABLE)}",
                                  self.ctx.span(node.func))
         if len(node.args) != 1 or node.keywords:
             raise self.ctx.syntax(f"{name}() takes exactly one argument", self.ctx.span(node))
         return Call(name, self.convert(node.args[0]))
+
+    def _reduction(self, node):
+        """op[j,k](body): an explicit reduction over the listed indices."""
+        op = node.func.value.id
+        if op not in REDUCTIONS:
+            raise self.ctx.value(f"unknown reduction '{op}'; known reductions: {', '.join(REDUCTIONS)}",
+                                 self.ctx.span(node.func.value))
+        names, spans = _index_list(node.func.slice, self.ctx, "a reduction lists plain indices, "
+                                                              "like max[j,k](...)")
+        for k, name in enumerate(names):
+            if name in names[:k]:
+                raise self.ctx.syntax(f"index '{name}' is listed twice", spans[k])
+        if len(node.args) != 1 or node.keywords:
+            raise self.ctx.syntax(f"{op}[...]() takes exactly one argument", self.ctx.span(node))
+        return Reduce(op, names, self.convert(node.args[0]), self.ctx.span(node))
 
 
 def add(left, right, sign):

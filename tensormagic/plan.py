@@ -14,7 +14,8 @@ import opt_einsum
 
 from .errors import NotationValueError
 from .layout import natural_labels
-from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, free, leaves, unique
+from .ir import Add, Binary, Call, Const, Mul, Pow, Reduce, Scalar, Sigma, Tensor, free, unique
+from .ranges import index_sizes
 
 
 @dataclass
@@ -35,7 +36,7 @@ class Ref:
 
 @dataclass
 class Op:
-    kind: str        # input einsum1 pair scale add map pow emit
+    kind: str        # a key of kinds.KINDS: input einsum1 pair scale add map pow emit ...
     out: int
     args: tuple = ()
     info: dict = field(default_factory=dict)
@@ -52,14 +53,15 @@ class Program:
     starts: tuple = ()         # index of each statement's first op
 
 
-def build(cell, shapes, wants):
-    """shapes: one shape tuple per cell input; wants: input names whose gradient is needed."""
-    return _Builder(cell, wants).run(shapes)
+def build(cell, shapes, wants, sizes=None):
+    """shapes: one shape tuple per cell input; wants: input names whose gradient is needed;
+    sizes: {index: size} for indices no shape fixes."""
+    return _Builder(cell, wants, sizes or {}).run(shapes)
 
 
 class _Builder:
-    def __init__(self, cell, wants):
-        self.cell, self.wants = cell, set(wants)
+    def __init__(self, cell, wants, given):
+        self.cell, self.wants, self.given = cell, set(wants), given
         self.vars, self.ops, self.env, self.products = [], [], {}, []
 
     def run(self, shapes):
@@ -91,11 +93,16 @@ class _Builder:
     # -- one statement -------------------------------------------------------------
     def statement(self, st):
         self.st = st
-        self.sizes = _sizes(st, self.env, self.vars)
+        self.sizes = index_sizes(st, self.env, self.vars, self.given)
         self.prefer = st.indices  # the order the statement's result is wanted in
         rhs = self.expr(st.rhs)
         args = [rhs]
         if st.op != ":=":
+            old = self.vars[self.env[st.target]].shape
+            new = tuple(self.sizes[i] for i in st.indices)
+            if old != new:
+                raise NotationValueError(f"'{st.target}' has shape {old} but the right side gives {new}",
+                                         st.text, st.lineno, *(st.target_span or (None, None)))
             args.append(Ref(self.env[st.target], st.indices))
         needs = any(self.vars[a.var].needs for a in args if isinstance(a, Ref) and (st.op == "+=" or a is rhs))
         v = self.new(st.indices, tuple(self.sizes[i] for i in st.indices), needs, st.target)
@@ -109,16 +116,22 @@ class _Builder:
         if isinstance(e, Scalar):
             return Ref(self.env[e.name], ())
         if isinstance(e, Tensor):
-            raw = Ref(self.env[e.name], e.indices)
-            return self.reshape(raw, unique(e.indices))
+            return self.reshape(self.read(e), unique(e.indices))
         if isinstance(e, Mul):
             return self.contract(e.factors, free(e))
         if isinstance(e, Sigma):
             if isinstance(e.body, Mul):
                 return self.contract(e.body.factors, free(e))
             if isinstance(e.body, Tensor):
-                return self.reshape(Ref(self.env[e.body.name], e.body.indices), free(e))
+                return self.reshape(self.read(e.body), free(e))
             return self.reshape(self.expr(e.body), free(e))
+        if isinstance(e, Reduce):
+            return self.reduction(e)
+        if isinstance(e, Binary):
+            a, b = self.expr(e.left), self.expr(e.right)
+            if isinstance(a, Const) and isinstance(b, Const):
+                return Const((max if e.func == "max" else min)(a.value, b.value))
+            return self.emit("binary", free(e), (a, b), func=e.func)
         if isinstance(e, Add):
             terms = tuple(self.expr(t) for t in e.terms)
             return self.emit("add", free(e), terms, signs=e.signs)
@@ -134,6 +147,47 @@ class _Builder:
             return self.emit("pow", free(e), (base, exponent))
         raise TypeError(e)
 
+    def reduction(self, e):
+        if e.op in ("sum", "mean"):
+            total = self.expr(Sigma(e.indices, e.body))
+            if e.op == "sum":
+                return total
+            count = math.prod(self.sizes[i] for i in e.indices)
+            if isinstance(total, Const):
+                return Const(total.value / count)
+            return self.emit("scale", total.labels, (total, Const(1 / count)))
+        ref = self.expr(e.body)
+        keep = tuple(i for i in ref.labels if i not in e.indices)
+        return self.emit("reduce", keep, (ref,), op=e.op, over=tuple(e.indices))
+
+    # -- reading a tensor ------------------------------------------------------------
+    def read(self, e):
+        """A tensor's values at its subscripts: the var itself (labels may repeat: a diagonal),
+        a strided view (shifted, fixed or narrowed subscripts), or a gather."""
+        var = self.vars[self.env[e.name]]
+        access = e.access if e.access is not None else e.indices
+        if e.access is None and all(var.shape[d] == self.sizes[i] for d, i in enumerate(e.indices)):
+            return Ref(var.id, e.indices)
+        labels = unique(e.indices)
+        if e.gathers():
+            return self.gather(e, var, access, labels)
+        coefs = tuple(tuple(_coef(a, label) for a in access) for label in labels)
+        offsets = tuple(_offset(a, n) for a, n in zip(access, var.shape))
+        return self.emit("view", labels, (Ref(var.id, ()),), coefs=coefs, offsets=offsets)
+
+    def gather(self, e, var, access, labels):
+        """Advanced indexing: one integer index per dimension, broadcast over `labels`."""
+        args, dims = [Ref(var.id, ())], []
+        for d, a in enumerate(access):
+            if isinstance(a, Tensor):
+                dims.append(("gather", len(args), a.name))
+                args.append(Ref(self.env[a.name], a.indices))
+            elif isinstance(a, str):
+                dims.append(("affine", ((1, a),), 0))
+            else:
+                dims.append(("affine", a.terms, _offset(a, var.shape[d])))
+        return self.emit("gather", labels, tuple(args), dims=tuple(dims), of=e.name)
+
     def reshape(self, ref, labels):
         """Diagonals, sums and transposes of one operand (nothing to do: the ref itself)."""
         if ref.labels == tuple(labels):
@@ -148,7 +202,7 @@ class _Builder:
         operands, scalars = [], []
         for f in factors:
             if isinstance(f, Tensor):
-                operands.append(Ref(self.env[f.name], f.indices))
+                operands.append(self.read(f))
                 continue
             r = self.expr(f)
             (operands if isinstance(r, Ref) and r.labels else scalars).append(r)
@@ -271,33 +325,17 @@ def _letters(labels):
     return {label: opt_einsum.get_symbol(k) for k, label in enumerate(labels)}
 
 
-def _sizes(st, env, vars):
-    """Each index's size in this statement, checked for consistency."""
-    sizes, where = {}, {}
-    for name, indices, span in _uses(st):
-        shape = vars[env[name]].shape
-        shown = f"{name}[{','.join(indices)}]" if indices else name
-        if len(shape) != len(indices):
-            what = "a scalar" if not indices else f"{len(indices)} indices"
-            raise NotationValueError(f"'{name}' has shape {tuple(shape)} but is used as {what} in {shown}",
-                                     st.text, st.lineno, *(span or (None, None)))
-        for dim, (index, size) in enumerate(zip(indices, shape)):
-            if index in sizes and sizes[index] != size:
-                first, first_dim = where[index]
-                raise NotationValueError(
-                    f"index '{index}' has size {sizes[index]} in {first} (dim {first_dim}) "
-                    f"but size {size} in {shown} (dim {dim})", st.text, st.lineno, *(span or (None, None)))
-            sizes.setdefault(index, size)
-            where.setdefault(index, (shown, dim))
-    return sizes
+def _coef(access, label):
+    """How far one step of `label` moves along a dimension read with this subscript."""
+    if isinstance(access, str):
+        return int(access == label)
+    return sum(c for c, i in access.terms if i == label)
 
 
-def _uses(st):
-    """(name, indices, span) of every tensor a statement reads, its old target included."""
-    if st.op != ":=":
-        yield st.target, st.indices, st.target_span
-    for leaf in leaves(st.rhs):
-        yield leaf.name, getattr(leaf, "indices", ()), leaf.span
+def _offset(access, size):
+    if isinstance(access, str):
+        return 0
+    return access.offset + size if not access.terms and access.offset < 0 else access.offset
 
 
 # -- the plan as a table -------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Views of the IR: plain text (itself valid index notation) and LaTeX with every Σ shown."""
 from .functions import FUNCTIONS
-from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, free, signed_sum
+from .ir import (Add, Affine, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma, Tensor,
+                 free, signed_sum)
 
 # Precedence: a child binds at least this tightly or gets parentheses.
 _SUM, _PROD, _UNARY, _POW, _ATOM = 1, 2, 3, 4, 5
@@ -12,10 +13,29 @@ def text(e, sums=False):
     return _text(e, sums)[0]
 
 
+def subscript_text(a):
+    """One subscript: i, i+1, 2*i+a, -1, tok[b]."""
+    if isinstance(a, str):
+        return a
+    if isinstance(a, Tensor):
+        return text(a)
+    parts = [i if c == 1 else f"{c}*{i}" for c, i in a.terms]
+    if a.offset or not parts:
+        parts.append(str(a.offset))
+    return "+".join(parts)
+
+
 def _text(e, sums):
     """(source, precedence)."""
     if isinstance(e, Tensor):
-        return (f"{e.name}[{','.join(e.indices)}]" if e.indices else e.name), _ATOM
+        subs = e.access if e.access is not None else e.indices
+        return (f"{e.name}[{','.join(subscript_text(a) for a in subs)}]" if subs else e.name), _ATOM
+    if isinstance(e, Reduce):
+        return f"{e.op}[{','.join(e.indices)}]({_text(e.body, sums)[0]})", _ATOM
+    if isinstance(e, Binary):
+        return f"{e.func}({_text(e.left, sums)[0]}, {_text(e.right, sums)[0]})", _ATOM
+    if isinstance(e, Indicator):
+        return f"𝟙({_text(e.left, sums)[0]} == {_text(e.right, sums)[0]})", _ATOM
     if isinstance(e, Scalar):
         return e.name, _ATOM
     if isinstance(e, Const):
@@ -138,10 +158,27 @@ def _ident(name):
 
 
 def _tensor_latex(e):
-    if not e.indices:
+    subs = e.access if e.access is not None else e.indices
+    if not subs:
         return _ident(e.name)
-    sep = "" if all(len(i.rstrip("ʹ")) == 1 for i in e.indices) else ","
-    return f"{_ident(e.name)}_{{{sep.join(_ident(i) for i in e.indices)}}}"
+    pieces = [_subscript_latex(a) for a in subs]
+    sep = "" if all(isinstance(a, str) and len(a.rstrip("ʹ")) == 1 for a in subs) else ","
+    return f"{_ident(e.name)}_{{{sep.join(pieces)}}}"
+
+
+def _subscript_latex(a):
+    if isinstance(a, str):
+        return _ident(a)
+    if isinstance(a, Tensor):
+        return _tensor_latex(a)
+    parts = [_ident(i) if c == 1 else f"{c}{_ident(i)}" for c, i in a.terms]
+    if a.offset or not parts:
+        parts.append(str(a.offset))
+    return "+".join(parts)
+
+
+_REDUCE_LATEX = {"sum": "\\sum", "prod": "\\prod", "max": "\\max", "min": "\\min",
+                 "logsumexp": "\\operatorname{logsumexp}", "mean": "\\operatorname{mean}"}
 
 
 def latex(e):
@@ -150,11 +187,25 @@ def latex(e):
 
 def _latex(e):
     if isinstance(e, Tensor):
-        if e.name == "δ":
+        if e.name == "δ" and e.access is None:
             return "\\delta_{" + "".join(_ident(i) for i in e.indices) + "}", _ATOM
+        if e.name == "δ":
+            return "\\delta_{" + ",".join(_subscript_latex(a) for a in e.access) + "}", _ATOM
         return _tensor_latex(e), _ATOM
+    if isinstance(e, Scalar) and e.name.startswith("|"):  # an index's size |j|
+        return f"\\left|{_ident(e.name.strip('|'))}\\right|", _ATOM
     if isinstance(e, Scalar):
         return _ident(e.name), _ATOM
+    if isinstance(e, Reduce):
+        body = _latex(e.body)[0]
+        under = ",".join(_ident(i) for i in e.indices)
+        # a sum or product sign reaches over what follows it: bracket it like Σ
+        return f"{_REDUCE_LATEX[e.op]}_{{{under}}} \\left({body}\\right)", \
+            (_SUM if e.op in ("sum", "prod", "mean") else _ATOM)
+    if isinstance(e, Binary):
+        return f"\\{e.func}\\left({_latex(e.left)[0]}, {_latex(e.right)[0]}\\right)", _ATOM
+    if isinstance(e, Indicator):
+        return f"\\mathbb{{1}}\\left[{_latex(e.left)[0]} = {_latex(e.right)[0]}\\right]", _ATOM
     if isinstance(e, Const):
         v = e.value
         s = _number(v).strip("()") if isinstance(v, complex) else (f"{v:g}" if isinstance(v, float) else str(v))

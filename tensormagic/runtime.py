@@ -6,15 +6,11 @@ from itertools import count
 import numpy as np
 import torch
 
-from . import codegen, plan, render
+from . import codegen, kernels, plan, render
 from .errors import NotationValueError
 
 _ids = count()
 DEFAULT_SIZE = 4
-
-
-def _step(x):
-    return (x > 0).to(x.dtype)
 
 
 @dataclass
@@ -34,7 +30,7 @@ def compile_program(program, label, low_memory, dtype, device, comments=None):
     source = codegen.generate(program, comments)
     filename = f"<tensorgrad {label} #{next(_ids)}>"
     linecache.cache[filename] = (len(source.text), None, source.text.splitlines(True), filename)
-    namespace = {"torch": torch, "_step": _step, "_dtype": dtype, "_device": device}
+    namespace = {"torch": torch, "_dtype": dtype, "_device": device, **kernels.NAMESPACE}
     exec(compile(source.text, filename, "exec"), namespace)
     wanted = tuple(program.vars[v].needs for v in program.inputs)
     return Compiled(namespace["forward"], namespace["backward"], source.text, program,
@@ -92,8 +88,11 @@ def _root(t):
     return t._base if t._base is not None else t
 
 
-def prepare(values, names, has_complex_const=False):
-    """Arguments → tensors of one dtype on one device (NumPy arrays and numbers converted)."""
+def prepare(values, names, has_complex_const=False, index_names=()):
+    """Arguments → tensors of one dtype on one device (NumPy arrays and numbers converted);
+    index tensors (index_names) keep their integer dtype."""
+    if index_names:
+        return _prepare_with_indices(values, names, has_complex_const, index_names)
     if values and all(isinstance(v, torch.Tensor) for v in values):
         # The common case, checked cheaply: floating tensors of one dtype on one device.
         dtype, device = values[0].dtype, values[0].device
@@ -129,6 +128,26 @@ def prepare(values, names, has_complex_const=False):
     return out, dtype, device
 
 
+def _prepare_with_indices(values, names, has_complex_const, index_names):
+    picked = [k for k, n in enumerate(names) if n in index_names]
+    rest = [k for k in range(len(names)) if k not in picked]
+    tensors, dtype, device = prepare([values[k] for k in rest], [names[k] for k in rest], has_complex_const)
+    out = list(values)
+    for k, t in zip(rest, tensors):
+        out[k] = t
+    for k in picked:
+        v = values[k]
+        if isinstance(v, np.ndarray):
+            v = torch.from_numpy(v)
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"index tensor '{names[k]}' must be an integer tensor or array, "
+                            f"not {type(v).__name__}")
+        if v.dtype.is_floating_point or v.dtype.is_complex or v.dtype == torch.bool:
+            raise NotationValueError(f"index tensor '{names[k]}' must hold integers, not {v.dtype}")
+        out[k] = v.to(device=device)
+    return out, dtype, device
+
+
 def _common_dtype(values, has_complex_const):
     dtype = None
     for v in values:
@@ -156,7 +175,7 @@ def signature(tensors, dtype, device, wrt_mask):
                                    for t, w in zip(tensors, wrt_mask))
 
 
-def build(cell, shapes, wants, dtype, device, label, low_memory):
-    program = plan.build(cell, shapes, wants)
+def build(cell, shapes, wants, dtype, device, label, low_memory, sizes=None):
+    program = plan.build(cell, shapes, wants, sizes)
     comments = {start: render.statement_text(st) for start, st in zip(program.starts, cell.statements)}
     return compile_program(program, label, low_memory, dtype, device, comments)

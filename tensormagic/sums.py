@@ -8,12 +8,14 @@ occurrences that only meet in a sum, x[b] - y[b], or across **) is free where it
 stands and is summed over that whole term, outside any function. Slots are the
 right-hand side, the terms of a sum, the arguments of functions, and the operands
 of ** (products are transparent: they are what sums multiply through).
+The indices an explicit reduction lists (sum[j](...), max[j](...)) are bound inside it
+and never touched here; its body is a slot, as are the arguments of max(a, b).
 """
 from collections import defaultdict
 
-from .ir import Add, Call, Mul, Pow, Sigma, Tensor, children, with_children
+from .ir import Add, Binary, Call, Mul, Pow, Reduce, Sigma, Tensor, children, with_children
 
-_SLOT_PARENTS = (Add, Call, Pow)
+_SLOT_PARENTS = (Add, Call, Pow, Binary, Reduce)
 
 
 def place_sums(rhs, kept):
@@ -24,10 +26,11 @@ def place_sums(rhs, kept):
     for k, term in enumerate(terms):
         top = (k,) if isinstance(rhs, Add) else ()
         occurrences = defaultdict(list)
-        for path, node in _walk(term, top):
+        for path, node, bound in _walk(term, top, ()):
             if isinstance(node, Tensor):
                 for index in node.indices:
-                    occurrences[index].append(path)
+                    if index not in bound:  # an explicit reduction sums it
+                        occurrences[index].append(path)
         for index, paths in occurrences.items():
             if index in kept:
                 continue
@@ -39,10 +42,12 @@ def place_sums(rhs, kept):
     return _rebuild(rhs, (), sums_at)
 
 
-def _walk(node, path):
-    yield path, node
+def _walk(node, path, bound):
+    yield path, node, bound
+    if isinstance(node, Reduce):
+        bound = bound + node.indices
     for k, child in enumerate(children(node)):
-        yield from _walk(child, path + (k,))
+        yield from _walk(child, path + (k,), bound)
 
 
 def _common_prefix(paths):

@@ -46,11 +46,30 @@ BAD = [
     Bad("bool-literal", "A[i] := B[i] * True", SYN, at="True"),
     Bad("comparison", "A[i] := B[i] < C[i]", SYN, at=("B[i] <", "<")),
     Bad("matmul-operator", "A[i] := B[i] @ C[i]", SYN, at=("@", " @")),
-    Bad("index-arithmetic", "A[i,j] := B[i+1,j]", SYN, at=("i+1", "+1")),
-    Bad("index-call", "A[i] := B[f(i)]", SYN, at="f(i)"),
-    Bad("index-number", "A[i] := B[0]", SYN, at="0"),
+    Bad("index-subtraction", "A[i,j] := B[i-1,j]", SYN, at="i-1", words=("add",)),
+    Bad("index-call", "A[i] := B[f(i)]", SYN, at="f(i)", words=("call",)),
+    Bad("index-float", "A[i] := B[0.5]", SYN, at="0.5"),
     Bad("index-slice", "A[i] := B[:]", SYN, at=":]"),
-    Bad("index-nested-subscript", "A[i] := B[C[i]]", SYN, at="C[i]"),
+    Bad("index-product-of-indices", "A[i,j] := B[i*j]", SYN, at="i*j", words=("product",)),
+    Bad("index-zero-coefficient", "A[i] := B[0*i]", SYN, at="0", words=("positive",)),
+    Bad("index-attribute", "A[i] := B[x.i]", SYN, at="x.i", words=("attribute",)),
+    Bad("index-tensor-nested-twice", "A[i] := B[C[D[i]]]", SYN, at="D[i]", words=("plain",)),
+    Bad("index-tensor-shifted", "A[i] := B[C[i+1]]", SYN, at="i+1", words=("plain",)),
+    Bad("reduce-unknown", "A[i] := foo[j](B[i,j])", VAL, at="foo",
+        words=("foo", "sum", "prod", "max", "min", "logsumexp", "mean")),
+    Bad("reduce-index-absent", "A[i] := max[k](B[i,j])", VAL, at="max[k]", words=("'k'", "occur")),
+    Bad("reduce-left-index", "A[i] := max[i](B[i,j])", VAL, at="max[i]", words=("'i'", "left")),
+    Bad("reduce-index-used-outside", "A[i] := max[j](B[i,j]) * C[j]", VAL, at="max[j]", words=("'j'", "outside")),
+    Bad("reduce-nested-same-index", "s := sum[j](max[j](B[j]))", VAL, at="max[j]", words=("'j'", "enclosing")),
+    Bad("reduce-without-indices", "s := sum(B[j])", SYN, at="sum(", words=("sum[j]",)),
+    Bad("max-one-argument", "s := max(B[j])", SYN, at="max(", words=("max(a, b)", "max[j]")),
+    Bad("reduce-shifted-index", "s := max[j+1](B[j])", SYN, at="j+1", words=("plain",)),
+    Bad("reduce-index-twice", "s := max[j,j](B[j])", SYN, at="j", nth=1, words=("twice",)),
+    Bad("reduce-two-bodies", "s := max[j](B[j], C[j])", SYN, at="max[j](", words=("one argument",)),
+    Bad("index-tensor-computed", "t[b] := u[b] * 2\nE[b,d] := W[t[b], d]", VAL, at="t[b]",
+        line="E[b,d] := W[t[b], d]", lineno=2, words=("'t'", "input")),
+    Bad("index-tensor-as-value", "E[b,d] := W[tok[b], d] * tok[b]", VAL, at="tok[b]", nth=1,
+        words=("'tok'", "integers")),
     Bad("subscript-of-expression", "A[i] := (B + C)[i]", SYN, at=("B + C", "(B + C)")),
     Bad("semicolon-second-statement", "A[i] := B[i]; C[i] := B[i]", SYN, at=";"),
     Bad("walrus-inside", "A[i] := (B := C[i])", SYN, at=("B :=", ":=", "(B")),
@@ -152,6 +171,7 @@ def test_empty_text(text):
         ("A[i] := x[i]\ny[i] := A[i] * 2", "A", "A"),  # an intermediate output
         ("A[i,k] := B[i,j] * C[j,k]", "i", "i"),  # an index
         ("A[i,k] = B[i,j] * C[j,k]", "A", "A"),  # the old value of '=' has no gradient
+        ("E[b,d] := W[tok[b], d]", "W tok", "tok"),  # an index tensor holds integers
     ],
 )
 def test_wrt_must_name_differentiable_inputs(text, wrt, culprit):
@@ -240,3 +260,63 @@ def test_errors_leave_function_usable():
         fn(make_tensor((2, 3)), make_tensor((4, 5)))
     B, C = make_tensor((2, 3)), make_tensor((3, 4))
     torch.testing.assert_close(fn(B, C), B @ C)
+
+
+# ----------------------------------------------------------------------------
+# call-time: gathers, shifted and fixed subscripts, sizes=
+
+_W = make_tensor((5, 3))
+
+
+@pytest.mark.parametrize("tok, words", [
+    (torch.tensor([0, 5]), ("'tok'", "5", "'W'", "0..4")),
+    (torch.tensor([-1, 2]), ("'tok'", "-1", "'W'")),
+    (torch.tensor([0.0, 1.0]), ("'tok'", "integers")),
+    (torch.tensor([True, False]), ("'tok'", "integers")),
+], ids=["too-large", "negative", "float", "bool"])
+def test_gather_index_checked_at_call(tok, words):
+    fn = tm.tensorgrad("E[b,d] := W[tok[b], d]")
+    W = _W.clone().requires_grad_()
+    _raises_value(fn, W, tok, words=words)
+    assert W.grad is None
+
+
+def test_gather_index_as_list_is_a_type_error():
+    fn = tm.tensorgrad("E[b,d] := W[tok[b], d]")
+    with pytest.raises(TypeError) as info:
+        fn(_W, [0, 1])
+    assert "tok" in str(info.value)
+
+
+def test_window_without_size_names_the_index():
+    fn = tm.tensorgrad("m[i] := max[a](x[2*i+a])")
+    _raises_value(fn, make_tensor((6,)), words=("'a'", "sizes"))
+
+
+def test_fixed_position_out_of_range():
+    fn = tm.tensorgrad("y[b] := x[b,3]")
+    _raises_value(fn, make_tensor((2, 3)), words=("3", "x", "size 3"))
+    fn = tm.tensorgrad("y[b] := x[b,-4]")
+    _raises_value(fn, make_tensor((2, 3)), words=("-4", "x"))
+
+
+def test_window_larger_than_input():
+    fn = tm.tensorgrad("y[i] := x[i+a] * w[a]")
+    _raises_value(fn, make_tensor((2,)), make_tensor((3,)), words=("x[i+a]", "size 2"))
+
+
+def test_shift_out_of_bounds_with_both_sizes_fixed():
+    fn = tm.tensorgrad("y[i] := x[i+a] * w[a] + z[i]")
+    _raises_value(fn, make_tensor((5,)), make_tensor((3,)), make_tensor((5,)), words=("x[i+a]", "5"))
+
+
+def test_sizes_conflicting_with_a_shape():
+    fn = tm.tensorgrad("y[i] := x[i]", sizes={"i": 3})
+    _raises_value(fn, make_tensor((4,)), words=("'i'", "3", "4"))
+
+
+@pytest.mark.parametrize("sizes, error", [({"a": 0}, ValueError), ({"a": 2.0}, ValueError),
+                                          ([("a", 2)], TypeError)], ids=["zero", "float", "list"])
+def test_sizes_argument_checked(sizes, error):
+    with pytest.raises(error):
+        tm.tensorgrad("m[i] := max[a](x[2*i+a])", sizes=sizes)

@@ -1,0 +1,94 @@
+"""Helpers the generated source calls (beyond torch): strided views, their transposes,
+checked gathers, exact products. Each is plain torch, differentiable where it must be."""
+import math
+
+import torch
+
+from .errors import NotationValueError
+
+
+def step(x):
+    return (x > 0).to(x.dtype)
+
+
+def view(x, sizes, coefs, offsets):
+    """x read at Σ coef·index + offset along each dim, as a strided view (no copy).
+    coefs: per result dim, the coefficient along each of x's dims."""
+    strides = [sum(c * s for c, s in zip(cs, x.stride())) for cs in coefs]
+    offset = x.storage_offset() + sum(o * s for o, s in zip(offsets, x.stride()))
+    return x.as_strided(sizes, strides, offset)
+
+
+def unview(g, shape, coefs, offsets):
+    """The transpose of view: g added into zeros of `shape` at the positions view reads
+    (positions read more than once, as by a convolution's windows, accumulate)."""
+    contiguous = [math.prod(shape[d + 1:]) for d in range(len(shape))]
+    strides = [sum(c * s for c, s in zip(cs, contiguous)) for cs in coefs]
+    offset = sum(o * s for o, s in zip(offsets, contiguous))
+    sizes = list(g.shape)
+    if _injective(sizes, strides):
+        return g.new_zeros(shape).as_strided_scatter(g, sizes, strides, offset)
+    index = torch.full((), offset, dtype=torch.long, device=g.device)
+    for k, (n, s) in enumerate(zip(sizes, strides)):
+        index = index + (torch.arange(n, device=g.device) * s).reshape([n] + [1] * (len(sizes) - k - 1))
+    flat = g.new_zeros(math.prod(shape)).index_add(0, index.reshape(-1), g.reshape(-1))
+    return flat.reshape(shape)
+
+
+def _injective(sizes, strides):
+    """No two positions share an element: each stride passes everything the smaller ones span."""
+    span = 0
+    for s, n in sorted((s, n) for n, s in zip(sizes, strides) if n > 1):
+        if s <= span:
+            return False
+        span += s * (n - 1)
+    return True
+
+
+def index(t, name, of, dim, size):
+    """An index tensor checked before use: integers, every value in range."""
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        raise NotationValueError(f"index tensor '{name}' must hold integers, not {t.dtype}")
+    if t.numel():
+        low, high = int(t.min()), int(t.max())
+        if low < 0 or high >= size:
+            bad = low if low < 0 else high
+            raise NotationValueError(f"index tensor '{name}' holds {bad}, out of range for dim {dim} "
+                                     f"of '{of}' (size {size}): values must lie in 0..{size - 1}")
+    return t
+
+
+def prod_others(x, dims):
+    """For each entry, the product of the others along dims: exact when entries are zero."""
+    keep = [d for d in range(x.dim()) if d not in dims]
+    order = keep + list(dims)
+    moved = x.permute(order)
+    flat = moved.reshape(list(moved.shape[:len(keep)]) + [-1])
+    ones = torch.ones_like(flat[..., :1])
+    before = torch.cat([ones, torch.cumprod(flat[..., :-1], -1)], -1)
+    after = torch.cat([torch.cumprod(flat[..., 1:].flip(-1), -1).flip(-1), ones], -1)
+    others = (before * after).reshape(moved.shape)
+    return others.permute([order.index(d) for d in range(x.dim())])
+
+
+def prod(x, dims):
+    keep = [d for d in range(x.dim()) if d not in dims]
+    moved = x.permute(keep + list(dims))
+    return moved.reshape(list(moved.shape[:len(keep)]) + [-1]).prod(-1)
+
+
+def share(x, y, dims):
+    """Where x equals its max (or min) y along dims, 1/ties; elsewhere 0: amax's gradient."""
+    hit = (x == y).to(x.dtype)
+    return hit / hit.sum(dims, keepdim=True)
+
+
+def pick(a, b, larger):
+    """The share of max(a, b) (min: larger=False) that goes to a: 1, 0, or ½ at a tie."""
+    dtype = (a if isinstance(a, torch.Tensor) else b).dtype
+    won = (a > b) if larger else (a < b)
+    return won.to(dtype) + 0.5 * (a == b).to(dtype)
+
+
+NAMESPACE = {"_step": step, "_view": view, "_unview": unview, "_index": index,
+             "_prod_others": prod_others, "_prod": prod, "_share": share, "_pick": pick}

@@ -1,0 +1,70 @@
+"""Explicit reductions max min prod logsumexp over some indices (sum and mean are
+contractions), and the elementwise max(a, b), min(a, b).
+
+Gradients: max and min share the gradient equally among the entries that tie for the
+extreme (as torch.amax does); prod's gradient is the product of the other entries,
+computed by exclusive cumulative products, so it is exact where entries are zero;
+logsumexp's is exp(x - y) ≤ 1, stable for any magnitude. max(a, b) gives the gradient
+to the larger operand, half to each at a tie (as torch.maximum does).
+"""
+from .kinds import Kind, register
+from .pysrc import num
+
+_TORCH = {"max": "torch.amax", "min": "torch.amin", "logsumexp": "torch.logsumexp", "prod": "_prod"}
+
+
+def _dims(labels, over):
+    dims = [str(labels.index(i)) for i in over]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+@register
+class ReduceOver(Kind):
+    name = "reduce"
+
+    def expr(self, gen, op):
+        x = op.args[0]
+        return f"{_TORCH[op.info['op']]}({gen.name(x)}, {_dims(x.labels, op.info['over'])})"
+
+    def backward(self, gen, op, g):
+        x = op.args[0]
+        if not gen.wants(x):
+            return
+        out, dims = gen.labels(op.out), _dims(x.labels, op.info["over"])
+        wide = gen.broadcast(g, out, x.labels)
+        xs = gen.use(x)
+        kind = op.info["op"]
+        if kind == "prod":
+            gen.give(x, f"{wide} * {gen.cj(f'_prod_others({xs}, {dims})')}")
+            return
+        y = gen.broadcast(gen.use(op.out), out, x.labels)
+        if kind == "logsumexp":
+            gen.give(x, f"{wide} * torch.exp({xs} - {y})")
+        else:
+            gen.give(x, f"{wide} * _share({xs}, {y}, {dims})")
+
+
+@register
+class Extreme(Kind):
+    """max(a, b) and min(a, b), elementwise (either may be a number)."""
+    name = "binary"
+
+    def expr(self, gen, op):
+        a, b = op.args
+        labels = gen.labels(op.out)
+        larger = op.info["func"] == "max"
+        for x, c in ((a, b), (b, a)):
+            if not hasattr(c, "var"):  # a number: a clamp
+                bound = "min" if larger else "max"
+                return f"torch.clamp({gen.align(x, labels)}, {bound}={num(c.value)})"
+        return f"torch.{'maximum' if larger else 'minimum'}({gen.align(a, labels)}, {gen.align(b, labels)})"
+
+    def backward(self, gen, op, g):
+        a, b = op.args
+        labels = gen.labels(op.out)
+        larger = op.info["func"] == "max"
+        sa, sb = gen.align_used(a, labels), gen.align_used(b, labels)
+        if gen.wants(a):
+            gen.give(a, gen.reduce(f"({g} * _pick({sa}, {sb}, {larger}))", labels, a.labels))
+        if gen.wants(b):
+            gen.give(b, gen.reduce(f"({g} * _pick({sb}, {sa}, {larger}))", labels, b.labels))
