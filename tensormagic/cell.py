@@ -99,8 +99,7 @@ def _check_reductions(st, e, bound):
                 raise _error(st, e.span, f"'{index}' is on the left side, so it cannot be reduced")
             if index in bound:
                 raise _error(st, e.span, f"'{index}' is already reduced by an enclosing reduction")
-            outside = _count(st.rhs, index) - _count(e.body, index)
-            if outside:
+            if _unbound(st.rhs, index, e):
                 raise _error(st, e.span, f"'{index}' is reduced here and also used outside "
                                          f"{e.op}[...]: give one of them another name")
         bound = bound + e.indices
@@ -108,8 +107,13 @@ def _check_reductions(st, e, bound):
         _check_reductions(st, c, bound)
 
 
-def _count(e, index):
-    return free_all(e).count(index)
+def _unbound(e, index, skip):
+    """Occurrences of index outside `skip` that no other reduction binds."""
+    if e is skip or (isinstance(e, Reduce) and index in e.indices):
+        return 0
+    if isinstance(e, Tensor):
+        return list(e.occurrences()).count(index)
+    return sum(_unbound(c, index, skip) for c in children(e))
 
 
 def _check_left(st):

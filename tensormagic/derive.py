@@ -388,19 +388,25 @@ def _apply_subscript(a, mapping):
     return Affine(tuple((c, mapping.get(i, i)) for c, i in a.terms), a.offset)
 
 
-def _unique_bound(e, taken):
+def _unique_bound(e, taken, scope=None):
     """Give every index bound inside the formula a name used nowhere else in it, so that the
-    formula, read as a statement, sums each index where it sits."""
+    formula, read as a statement, sums each index where it sits. An explicit reduction's
+    index needs only differ from the indices visible where it sits (`scope`): sibling
+    reductions may share a name, as they may in a statement."""
+    scope = set(taken) if scope is None else scope
     if isinstance(e, (Sigma, Reduce)):
         mapping = {}
         for i in e.indices:
-            name = _fresh(i, taken) if i in taken else i
-            taken.add(name)
+            clash = (taken | scope) if isinstance(e, Sigma) else scope
+            name = _fresh(i, clash) if i in clash else i
+            if isinstance(e, Sigma):
+                taken.add(name)
             mapping[i] = name
-        body = _unique_bound(_apply(e.body, mapping), taken)
+        inner = scope | set(mapping.values())
+        body = _unique_bound(_apply(e.body, mapping), taken, inner)
         indices = tuple(mapping[i] for i in e.indices)
         return Sigma(indices, body) if isinstance(e, Sigma) else Reduce(e.op, indices, body, e.span)
-    return with_children(e, tuple(_unique_bound(c, taken) for c in children(e)))
+    return with_children(e, tuple(_unique_bound(c, taken, scope) for c in children(e)))
 
 
 def _simplify(product):

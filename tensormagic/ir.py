@@ -27,6 +27,14 @@ class Tensor:
     def ndim(self):
         return len(self.access) if self.access is not None else len(self.indices)
 
+    def occurrences(self):
+        """Every index its subscripts mention, with repetition (A[b,idx[b]] mentions b twice)."""
+        if self.access is None:
+            return self.indices
+        return tuple(i for a in self.access for i in
+                     ((a,) if isinstance(a, str) else a.occurrences() if isinstance(a, Tensor)
+                      else tuple(i for _, i in a.terms)))
+
     def gathers(self):
         """The index tensors this read gathers by."""
         return tuple(a for a in self.access or () if isinstance(a, Tensor))

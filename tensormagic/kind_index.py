@@ -51,7 +51,9 @@ class Gather(Kind):
         for c, i in terms:
             steps = gen.broadcast(f"torch.arange({sizes[i]}, device=_device)", (i,), labels)
             parts.append(steps if c == 1 else f"{c} * {steps}")
-        return " + ".join(parts + ([str(offset)] if offset or not parts else []))
+        if not parts:  # a fixed position
+            return f"torch.tensor({offset}, device=_device)"
+        return " + ".join(parts + ([str(offset)] if offset else []))
 
     def backward(self, gen, op, g):
         x = op.args[0]

@@ -2,11 +2,12 @@
 
 Every index runs from 0. A plain subscript (x[i]) gives its index the tensor's size
 there, and all plain subscripts of an index must agree; `sizes=` gives an index no
-plain subscript fixes (a pooling window). Shifted subscripts (x[i+a], x[2*i+a]) then
+plain subscript fixes (a pooling window; ignored where one does). Shifted subscripts (x[i+a], x[2*i+a]) then
 fix the indices still unknown: each takes the largest range keeping every access in
 bounds (a "valid" convolution). An index alone in a shifted subscript (x[i+1],
-x[2*i]) is narrowed to stay in bounds (d[i] := x[i+1] - x[i] has n-1 entries); any
-other access out of bounds is an error naming it.
+x[2*i]) is narrowed to stay in bounds (d[i] := x[i+1] - x[i] has n-1 entries), and
+its plain subscripts may be longer (they are read in part); any other access out of
+bounds is an error naming it.
 """
 from .errors import NotationValueError
 from .ir import Affine, Tensor, leaves
@@ -16,6 +17,7 @@ from .render import subscript_text
 def index_sizes(st, env, vars, given=None):
     """{index: size} for statement st; env maps names to var ids, given is sizes=."""
     sizes, where, shifted = {}, {}, []
+    alone = _alone(st)
     for name, access, span in _uses(st):
         shape = vars[env[name]].shape
         shown = _shown(name, access)
@@ -23,7 +25,10 @@ def index_sizes(st, env, vars, given=None):
             what = "a scalar" if not access else f"{len(access)} indices"
             raise _error(st, span, f"'{name}' has shape {tuple(shape)} but is used as {what} in {shown}")
         for dim, (a, size) in enumerate(zip(access, shape)):
-            if isinstance(a, str):
+            if isinstance(a, str) and a in alone:  # narrowed below anyway: the smallest
+                sizes[a] = min(sizes.get(a, size), size)
+                where.setdefault(a, (shown, dim))
+            elif isinstance(a, str):
                 if a in sizes and sizes[a] != size:
                     first, first_dim = where[a]
                     raise _error(st, span, f"index '{a}' has size {sizes[a]} in {first} (dim {first_dim}) "
@@ -38,10 +43,7 @@ def index_sizes(st, env, vars, given=None):
                 shifted.append((a, size, shown, span))
     used = {i for a, _, _, _ in shifted for _, i in a.terms}
     for index, size in (given or {}).items():
-        if index in sizes and sizes[index] != size:
-            raise _error(st, None, f"sizes gives index '{index}' size {size}, but {where[index][0]} "
-                                   f"gives it {sizes[index]}")
-        if index in used:
+        if index in used:  # only where no shape fixes it: a kernel index elsewhere keeps its size
             sizes.setdefault(index, size)
     _fill_unknown(st, sizes, shifted)
     _narrow(sizes, shifted)
@@ -74,6 +76,16 @@ def _bound(a, u, size, sizes):
     rest = a.offset + sum(c * (sizes[i] - 1) for c, i in a.terms if i != u)
     coef = sum(c for c, i in a.terms if i == u)
     return (size - 1 - rest) // coef + 1
+
+
+def _alone(st):
+    """Indices alone in some shifted subscript (x[i+1], x[2*i])."""
+    found = set()
+    for _, access, _ in _uses(st):
+        for a in access:
+            if isinstance(a, Affine) and len({i for _, i in a.terms}) == 1:
+                found.add(a.terms[0][1])
+    return found
 
 
 def _narrow(sizes, shifted):

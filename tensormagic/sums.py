@@ -28,7 +28,7 @@ def place_sums(rhs, kept):
         occurrences = defaultdict(list)
         for path, node, bound in _walk(term, top, ()):
             if isinstance(node, Tensor):
-                for index in node.indices:
+                for index in node.occurrences():
                     if index not in bound:  # an explicit reduction sums it
                         occurrences[index].append(path)
         for index, paths in occurrences.items():

@@ -83,6 +83,9 @@ def _reads(expr):
     def walk(node):
         if isinstance(node, ast.Subscript):
             found.append((node.col_offset, node.value.id))
+            for inner in ast.walk(node.slice):  # index tensors: W[tok[b], d]
+                if isinstance(inner, ast.Subscript):
+                    found.append((inner.col_offset, inner.value.id))
             return
         if isinstance(node, ast.Call):
             for a in node.args:
@@ -160,22 +163,77 @@ def _slots(root):
     return slots
 
 
-def _occurrences(root):
-    """[(tensor node, index name)] for every index occurrence, B[l,l] counts twice."""
-    occ = []
-    for node in ast.walk(root):
-        if isinstance(node, ast.Subscript):
-            occ.extend((node, i) for i in _subscript_indices(node))
-    return occ
+REDUCTIONS = {
+    "sum": lambda v, d: v.sum(d, keepdim=True),
+    "prod": lambda v, d: _prod_keep(v, d),
+    "max": lambda v, d: v.amax(d, keepdim=True),
+    "min": lambda v, d: v.amin(d, keepdim=True),
+    "logsumexp": lambda v, d: torch.logsumexp(v, d, keepdim=True),
+    "mean": lambda v, d: v.mean(d, keepdim=True),
+}
+
+
+def _prod_keep(v, dims):
+    for d in dims:
+        v = v.prod(d, keepdim=True)
+    return v
+
+
+def _is_reduction(node):
+    """op[j,k](body): a Call whose function is subscripted."""
+    return isinstance(node, ast.Call) and isinstance(node.func, ast.Subscript)
+
+
+def _reduced(node):
+    sl = node.func.slice
+    return tuple(e.id for e in (sl.elts if isinstance(sl, ast.Tuple) else [sl]))
+
+
+def _reads_of(root, bound=()):
+    """[(tensor read node, indices bound around it)], index tensors and reductions' own
+    brackets excluded."""
+    if isinstance(root, ast.Subscript):
+        return [(root, bound)]
+    if _is_reduction(root):
+        return [r for a in root.args for r in _reads_of(a, bound + _reduced(root))]
+    if isinstance(root, ast.Call):
+        return [r for a in root.args for r in _reads_of(a, bound)]
+    return [r for child in ast.iter_child_nodes(root) for r in _reads_of(child, bound)]
+
+
+def _elts(node):
+    sl = node.slice
+    return sl.elts if isinstance(sl, ast.Tuple) else [sl]
+
+
+def _elt_names(e):
+    """Index names in one subscript (with repetition); an index tensor contributes its own."""
+    if isinstance(e, ast.Subscript):
+        return [n for x in _elts(e) for n in _elt_names(x)]
+    if isinstance(e, ast.Name):
+        return [e.id]
+    return [n for child in ast.iter_child_nodes(e) for n in _elt_names(child)]
 
 
 def _subscript_indices(node):
-    sl = node.slice
-    elts = sl.elts if isinstance(sl, ast.Tuple) else [sl]
-    for e in elts:
-        if not isinstance(e, ast.Name):
-            raise SyntaxError(f"index must be a name: {ast.unparse(e)!r}")
-    return tuple(e.id for e in elts)
+    """Every index name a tensor read's subscripts mention, in order, with repetition."""
+    return tuple(n for e in _elts(node) for n in _elt_names(e))
+
+
+def _occurrences(root):
+    """[(tensor node, index name)] for every occurrence an implicit sum may take, B[l,l]
+    counts twice; indices bound by an explicit reduction around the read are left out."""
+    return [(node, i) for node, bound in _reads_of(root) for i in _subscript_indices(node) if i not in bound]
+
+
+def _all_indices(root):
+    """Every index of a right side, bound ones included, in order of appearance."""
+    out = []
+    for node, _ in sorted(_reads_of(root), key=lambda p: p[0].col_offset):
+        for i in _subscript_indices(node):
+            if i not in out:
+                out.append(i)
+    return out
 
 
 def _ancestors(node, parent):
@@ -236,17 +294,36 @@ def _letters(names):
     return {n: chr(ord("a") + k) for k, n in enumerate(names)}
 
 
+def _grid(e, ctx, size):
+    """The integer positions one subscript reads, as a tensor over the statement's indices."""
+    if isinstance(e, ast.Name):
+        shape = [1] * len(ctx.order)
+        shape[ctx.pos[e.id]] = ctx.sizes[e.id]
+        return torch.arange(ctx.sizes[e.id]).reshape(shape)
+    if isinstance(e, ast.Constant) and type(e.value) is int:
+        return torch.tensor(e.value % size if e.value < 0 else e.value)
+    if isinstance(e, ast.UnaryOp) and isinstance(e.op, ast.USub):
+        return torch.tensor(size - e.operand.value)
+    if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Add):
+        return _grid(e.left, ctx, size) + _grid(e.right, ctx, size)
+    if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Mult):
+        return _grid(e.left, ctx, size) * _grid(e.right, ctx, size)
+    if isinstance(e, ast.Subscript):  # an integer index tensor, read at plain indices
+        return _tensor(e, ctx).long()
+    raise SyntaxError(f"unsupported subscript {ast.unparse(e)!r}")
+
+
 def _tensor(node, ctx):
-    name = node.value.id
-    t = ctx.env[name]
-    idx = _subscript_indices(node)
-    if t.dim() != len(idx):
-        raise ValueError(f"{name} has {t.dim()} dims, indexed with {len(idx)}")
-    uniq = [i for i in ctx.order if i in idx]
-    let = _letters(uniq)
-    t = torch.einsum("".join(let[i] for i in idx) + "->" + "".join(let[i] for i in uniq), t)
-    shape = [ctx.sizes[i] if i in idx else 1 for i in ctx.order]
-    return t.reshape(shape)
+    """t[subscripts] over the statement's index space (size 1 where it does not depend)."""
+    t = torch.as_tensor(ctx.env[node.value.id])
+    elts = _elts(node)
+    if t.dim() != len(elts):
+        raise ValueError(f"{node.value.id} has {t.dim()} dims, indexed with {len(elts)}")
+    grids = [_grid(e, ctx, n) for e, n in zip(elts, t.shape)]
+    if not grids:
+        return t
+    shape = torch.broadcast_shapes(*[g.shape for g in grids], (1,) * len(ctx.order))
+    return t[tuple(g.expand(shape) for g in grids)]
 
 
 def _eval(node, ctx):
@@ -286,6 +363,17 @@ def _eval_node(node, ctx):
             if isinstance(b, torch.Tensor) and not isinstance(a, torch.Tensor):
                 return torch.pow(_as_tensor(a, b), b)
             return a**b
+    if _is_reduction(node):
+        value = _as_tensor(_eval(node.args[0], ctx))
+        dims = [ctx.pos[i] for i in _reduced(node)]
+        full = [ctx.sizes[i] if d in dims else n for d, (i, n) in enumerate(zip(ctx.order, value.shape))]
+        return REDUCTIONS[node.func.value.id](value.expand(full), dims)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("max", "min") \
+            and len(node.args) == 2:
+        a, b = (_eval(x, ctx) for x in node.args)
+        like = a if isinstance(a, torch.Tensor) else b
+        pick = torch.maximum if node.func.id == "max" else torch.minimum
+        return pick(_as_tensor(a, like), _as_tensor(b, like))
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) == 1:
         if node.func.id not in FUNCTIONS:
             raise ValueError(f"unknown function {node.func.id}")
@@ -307,32 +395,85 @@ def _as_tensor(x, like=None):
     return torch.tensor(x, dtype=dtype)
 
 
-def index_sizes(st, env):
-    """{index: size} from the shapes in ``env``; ValueError when they disagree."""
-    sizes = {}
-    pairs = [(st.name, st.indices)] if st.op != ":=" else []
-    pairs += [(n.value.id, _subscript_indices(n)) for n in ast.walk(st.rhs) if isinstance(n, ast.Subscript)]
-    for name, idx in pairs:
+def _linear(e):
+    """A shifted subscript as ({index: coefficient}, constant)."""
+    if isinstance(e, ast.Name):
+        return {e.id: 1}, 0
+    if isinstance(e, ast.Constant):
+        return {}, e.value
+    if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Mult):
+        (ca, oa), (cb, ob) = _linear(e.left), _linear(e.right)
+        return ({i: c * ob for i, c in ca.items()} if ca else {i: c * oa for i, c in cb.items()}), oa * ob
+    if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Add):
+        (ca, oa), (cb, ob) = _linear(e.left), _linear(e.right)
+        return {i: ca.get(i, 0) + cb.get(i, 0) for i in {**ca, **cb}}, oa + ob
+    raise SyntaxError(f"not a shifted subscript: {ast.unparse(e)!r}")
+
+
+def index_sizes(st, env, given=None):
+    """{index: size} from the shapes in ``env`` and ``given`` (sizes=); ValueError when they
+    disagree.  Plain subscripts fix an index (all must agree, except an index that stands alone
+    in some shifted subscript: the smallest is kept); shifted ones give every index they leave
+    unknown its largest in-bounds range; an index alone in a shifted subscript is cut to fit."""
+    plain, shifted = [], []
+    reads = [(st.name, [ast.Name(i) for i in st.indices])] if st.op != ":=" else []
+    for node, _ in _reads_of(st.rhs):
+        reads.append((node.value.id, _elts(node)))
+        reads += [(e.value.id, _elts(e)) for e in _elts(node) if isinstance(e, ast.Subscript)]
+    for name, elts in reads:
         shape = tuple(torch.as_tensor(env[name]).shape)
-        if len(shape) != len(idx):
-            raise ValueError(f"{name} has {len(shape)} dims, indexed with {len(idx)}")
-        for i, n in zip(idx, shape):
-            if sizes.setdefault(i, n) != n:
-                raise ValueError(f"index {i}: sizes {sizes[i]} and {n} (tensor {name})")
+        if len(shape) != len(elts):
+            raise ValueError(f"{name} has {len(shape)} dims, indexed with {len(elts)}")
+        for e, n in zip(elts, shape):
+            if isinstance(e, ast.Name):
+                plain.append((e.id, n, name))
+            elif isinstance(e, ast.BinOp):
+                shifted.append((*_linear(e), n))
+    alone = {next(iter(c)) for c, _, _ in shifted if len(c) == 1}
+    sizes = {}
+    for i, n, name in plain:
+        if i in alone:
+            sizes[i] = min(sizes.get(i, n), n)
+        elif sizes.setdefault(i, n) != n:
+            raise ValueError(f"index {i}: sizes {sizes[i]} and {n} (tensor {name})")
+    for i, n in (given or {}).items():
+        if i not in sizes and any(i in c for c, _, _ in shifted):
+            sizes.setdefault(i, n)
+
+    progress = True
+    while progress:
+        progress = False
+        found = {}
+        for coef, off, n in shifted:
+            unknown = [i for i in coef if i not in sizes]
+            if len(unknown) == 1:
+                i = unknown[0]
+                room = n - 1 - off - sum(c * (sizes[j] - 1) for j, c in coef.items() if j != i)
+                found[i] = min(found.get(i, n), room // coef[i] + 1)
+        if found:
+            sizes.update(found)
+            progress = True
+    for coef, off, n in shifted:
+        if len(coef) == 1:
+            (i, c), = coef.items()
+            sizes[i] = min(sizes[i], (n - 1 - off) // c + 1)
+    for coef, off, n in shifted:
+        missing = [i for i in coef if i not in sizes]
+        if missing:
+            raise ValueError(f"index {missing[0]} has no size")
+        if off + sum(c * (sizes[i] - 1) for i, c in coef.items()) >= n or min(sizes[i] for i in coef) < 1:
+            raise ValueError(f"shifted subscript out of bounds ({coef}, {off}, size {n})")
     return sizes
 
 
-def evaluate_statement(st, env):
+def evaluate_statement(st, env, given=None):
     """Value of one statement's right-hand side, shaped like its left-hand side."""
-    rhs_indices = []
-    for node, i in sorted(_occurrences(st.rhs), key=lambda p: (p[0].lineno, p[0].col_offset)):
-        if i not in rhs_indices:
-            rhs_indices.append(i)
+    rhs_indices = _all_indices(st.rhs)
     missing = [i for i in st.indices if i not in rhs_indices]
     if missing:
         raise ValueError(f"left index {missing[0]} not on the right")
     order = list(st.indices) + [i for i in rhs_indices if i not in st.indices]
-    sizes = index_sizes(st, env)
+    sizes = index_sizes(st, env, given)
     ctx = _Ctx(env, order, sizes, place_sums(st.rhs, st.indices))
     value = _as_tensor(_eval(st.rhs, ctx), _any_tensor(env))
     if value.dim() == 0:
@@ -348,12 +489,13 @@ def _any_tensor(env):
     return next((v for v in env.values() if isinstance(v, torch.Tensor)), None)
 
 
-def evaluate(text, values):
-    """Run every statement of ``text``; return {output name: final value}."""
+def evaluate(text, values, sizes=None):
+    """Run every statement of ``text``; return {output name: final value}.
+    sizes: {index: size} for indices no shape fixes (the API's sizes=)."""
     env = {k: (torch.as_tensor(v) if not isinstance(v, (int, float, complex)) else v) for k, v in values.items()}
     outs = {}
     for st in statements(text):
-        value = evaluate_statement(st, env)
+        value = evaluate_statement(st, env, sizes)
         if st.op != ":=":
             old = env[st.name]
             if tuple(old.shape) != tuple(value.shape):

@@ -310,11 +310,6 @@ def test_shift_out_of_bounds_with_both_sizes_fixed():
     _raises_value(fn, make_tensor((5,)), make_tensor((3,)), make_tensor((5,)), words=("x[i+a]", "5"))
 
 
-def test_sizes_conflicting_with_a_shape():
-    fn = tm.tensorgrad("y[i] := x[i]", sizes={"i": 3})
-    _raises_value(fn, make_tensor((4,)), words=("'i'", "3", "4"))
-
-
 @pytest.mark.parametrize("sizes, error", [({"a": 0}, ValueError), ({"a": 2.0}, ValueError),
                                           ([("a", 2)], TypeError)], ids=["zero", "float", "list"])
 def test_sizes_argument_checked(sizes, error):
