@@ -38,6 +38,7 @@ class TensorgradMagics(Magics):
               help="only define the callable, even when every input exists")
     @argument("--memory", choices=("high", "low"), default="high",
               help="keep intermediates for the backward pass (high) or recompute them (low)")
+    @argument("--sizes", metavar="a=2,b=3", help="sizes of indices no shape fixes (a pooling window)")
     @cell_magic
     def tensorgrad(self, line, cell):
         """Turn index-notation statements into a differentiable torch function.
@@ -89,9 +90,23 @@ def _is_name(text):
 def _build(cell, args):
     """The compiled cell, or a short error."""
     try:
-        return tm.tensorgrad(cell, wrt=args.names or None, name=args.name, memory=args.memory)
+        return tm.tensorgrad(cell, wrt=args.names or None, name=args.name, memory=args.memory,
+                             sizes=_sizes(args.sizes))
     except tm.NotationError as err:
         raise TensorgradCellError(err.short()) from None
+
+
+def _sizes(text):
+    """--sizes a=2,b=3 → {"a": 2, "b": 3}."""
+    sizes = {}
+    for item in (text or "").replace(" ", ",").split(","):
+        if not item:
+            continue
+        name, _, value = item.partition("=")
+        if not name.isidentifier() or not value.isdigit() or int(value) < 1:
+            raise UsageError(f"--sizes takes index=size pairs like a=2,b=3, not {item!r}")
+        sizes[name] = int(value)
+    return sizes
 
 
 def _show(fn, outputs, missing, no_eval, verbose):

@@ -246,3 +246,17 @@ def test_cli_error_is_one_short_message():
     done = cli("A[i,m] := B[i,j] * C[j,k]")
     assert done.returncode == 2 and done.stdout == ""
     assert "^" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_sizes_option_sizes_a_pooling_window(ip):
+    ip.push({"x": torch.arange(6.0, dtype=torch.float64)})
+    run(ip, "--sizes a=2", "m[i] := max[a](x[2*i+a])")
+    torch.testing.assert_close(ip.user_ns["m"], torch.tensor([1.0, 3.0, 5.0], dtype=torch.float64))
+    assert ip.user_ns["m_fn"].sizes == {"a": 2}
+
+
+@pytest.mark.parametrize("line", ["--sizes a", "--sizes a=0", "--sizes a=x", "--sizes 1=2"])
+def test_bad_sizes_are_usage_errors(ip, line):
+    with pytest.raises(UsageError):
+        run(ip, line, "m[i] := max[a](x[2*i+a])")
+    assert "m_fn" not in ip.user_ns
