@@ -1,5 +1,6 @@
 """Helpers the generated source calls (beyond torch): strided views, their transposes,
 checked gathers, exact products. Each is plain torch, differentiable where it must be."""
+import itertools
 import math
 
 import torch
@@ -21,18 +22,26 @@ def view(x, sizes, coefs, offsets):
 
 def unview(g, shape, coefs, offsets):
     """The transpose of view: g added into zeros of `shape` at the positions view reads
-    (positions read more than once, as by a convolution's windows, accumulate)."""
+    (positions read more than once, as by a convolution's windows, accumulate: the
+    smallest dims are looped over until the rest reads each position once)."""
     contiguous = [math.prod(shape[d + 1:]) for d in range(len(shape))]
     strides = [sum(c * s for c, s in zip(cs, contiguous)) for cs in coefs]
     offset = sum(o * s for o, s in zip(offsets, contiguous))
     sizes = list(g.shape)
-    if _injective(sizes, strides):
+    looped = []
+    while not _injective([n for k, n in enumerate(sizes) if k not in looped],
+                         [s for k, s in enumerate(strides) if k not in looped]):
+        looped.append(min((k for k in range(len(sizes)) if k not in looped and sizes[k] > 1),
+                          key=lambda k: sizes[k]))
+    if not looped:
         return g.new_zeros(shape).as_strided_scatter(g, sizes, strides, offset)
-    index = torch.full((), offset, dtype=torch.long, device=g.device)
-    for k, (n, s) in enumerate(zip(sizes, strides)):
-        index = index + (torch.arange(n, device=g.device) * s).reshape([n] + [1] * (len(sizes) - k - 1))
-    flat = g.new_zeros(math.prod(shape)).index_add(0, index.reshape(-1), g.reshape(-1))
-    return flat.reshape(shape)
+    out = g.new_zeros(shape)
+    kept = [k for k in range(len(sizes)) if k not in looped]
+    for at in itertools.product(*(range(sizes[k]) for k in looped)):
+        shift = offset + sum(i * strides[k] for i, k in zip(at, looped))
+        part = g[tuple(at[looped.index(k)] if k in looped else slice(None) for k in range(len(sizes)))]
+        out.as_strided([sizes[k] for k in kept], [strides[k] for k in kept], shift).add_(part)
+    return out
 
 
 def _injective(sizes, strides):
