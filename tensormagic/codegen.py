@@ -222,7 +222,7 @@ class _Gen:
         if len(args) == 1 and tuple(args[0][1]) == tuple(computed):
             text = args[0][0]
         elif len(args) == 2 and not args[0][1] and tuple(args[1][1]) == tuple(computed):
-            text = f"{args[1][0]} * {args[0][0]}"  # a scalar times δ: the gradient of a trace
+            text = f"({args[1][0]} * {args[0][0]})"  # a scalar times δ: the gradient of a trace
         else:
             text = f"torch.einsum('{eq([ls for _, ls in args], computed)}', " \
                    f"{', '.join(t for t, _ in args)})"

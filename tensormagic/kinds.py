@@ -96,19 +96,29 @@ class Scale(Kind):
         for k, s in enumerate(scalars):
             if not gen.wants(s):
                 continue
-            rest = [gen.value(t, use=True) for j, t in enumerate(scalars) if j != k]
+            rest = self.conj_product(gen, [t for j, t in enumerate(scalars) if j != k])
             if src is None:
-                prod = " * ".join(rest) if rest else None
-                text = g if prod is None else f"{g} * {gen.cj(prod)}"
+                text = g if rest is None else f"{g} * {rest}"
             else:
                 # Σ ΔC · conj(C/α) as one dot product: no temporary the size of C
                 dot = "torch.vdot" if gen.conj else "torch.dot"
                 inner = f"{dot}({gen.use(src)}.reshape(-1), {g}.reshape(-1))"
-                text = inner if not rest else f"{inner} * {gen.cj(' * '.join(rest))}"
+                text = inner if rest is None else f"{inner} * {rest}"
             gen.give(s, text)
         if src is not None and gen.wants(src):
-            factors = " * ".join(gen.value(t, use=True) for t in scalars)
-            gen.give(src, f"{g} * {gen.cj(factors)}")
+            gen.give(src, f"{g} * {self.conj_product(gen, scalars)}")
+
+    @staticmethod
+    def conj_product(gen, factors):
+        """conj of a product of scalar factors (None for none): a number is conjugated here,
+        since a Python number has no .conj()."""
+        parts = []
+        for f in factors:
+            if isinstance(f, Const):
+                parts.append(num(f.value.conjugate() if gen.conj else f.value))
+            else:
+                parts.append(gen.cj(gen.use(f)))
+        return " * ".join(parts) if parts else None
 
 
 @register

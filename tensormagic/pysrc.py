@@ -6,11 +6,14 @@ import opt_einsum
 
 
 def num(value):
-    """A number as source text (inf and nan included)."""
+    """A number as source text (inf and nan included) that reads no name a user may shadow
+    (inputs named float or complex)."""
     if isinstance(value, complex):
-        return f"complex({num(value.real)}, {num(value.imag)})"
+        if not cmath.isfinite(value):
+            raise ValueError(f"non-finite complex constant {value!r}")  # the parser refuses these
+        return repr(value)
     if isinstance(value, float) and not math.isfinite(value):
-        return f"float('{value}')"
+        return "torch.nan" if math.isnan(value) else ("torch.inf" if value > 0 else "(-torch.inf)")
     return repr(value)
 
 

@@ -25,3 +25,95 @@ F64, C128 = torch.float64, torch.complex128
 ])
 def test_sums_sit_per_term(text, shown):
     assert tm.tensorgrad(text).statement == shown
+
+
+# -- one statement against plain torch: values, gradients, gradcheck, gradgradcheck --------
+def _make(spec, gen):
+    """spec: (shape, dtype, kind); kind 'normal', 'pos' or 'zeros' (a zero in each tensor)."""
+    shape, dtype, kind = spec
+    real = torch.float64
+    t = torch.randn(shape, dtype=real, generator=gen) * 0.7
+    if kind == "pos":
+        t = torch.rand(shape, dtype=real, generator=gen) + 0.5
+    if dtype.is_complex:
+        t = torch.complex(t, torch.randn(shape, dtype=real, generator=gen) * 0.7)
+    if kind == "zeros" and t.numel():
+        t.view(-1)[0] = 0
+    return t
+
+
+def check(text, ref, specs, wrt=None):
+    gen = torch.Generator().manual_seed(0)
+    vals = {n: _make(s, gen) for n, s in specs.items()}
+    fn = tm.tensorgrad(text, wrt=wrt)
+    names = list(fn.wrt)
+    mine = {n: v.clone().requires_grad_(n in names) for n, v in vals.items()}
+    theirs = {n: v.clone().requires_grad_(n in names) for n, v in vals.items()}
+    out, want = fn(**mine), ref(**theirs)
+    assert out.dtype == want.dtype, (out.dtype, want.dtype)
+    torch.testing.assert_close(out, want, rtol=1e-9, atol=1e-12)
+    upstream = torch.randn(want.shape, dtype=want.dtype, generator=gen)
+    got = torch.autograd.grad(out, [mine[n] for n in names], upstream)
+    exp = torch.autograd.grad(want, [theirs[n] for n in names], upstream, allow_unused=True)
+    for n, g, w in zip(names, got, exp):
+        w = torch.zeros_like(theirs[n]) if w is None else w
+        assert g.dtype == w.dtype, (n, g.dtype, w.dtype)
+        torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-12, msg=lambda m: f"gradient of {n}: {m}")
+    fixed = {n: v for n, v in vals.items() if n not in names}
+
+    def f(*args):
+        return fn(**fixed, **dict(zip(names, args)))
+
+    args = tuple(vals[n].clone().requires_grad_() for n in names)
+    assert torch.autograd.gradcheck(f, args)
+    assert torch.autograd.gradgradcheck(f, args)
+
+
+R = lambda *shape: (shape, F64, "normal")  # noqa: E731
+Z = lambda *shape: (shape, C128, "normal")  # noqa: E731
+ein = torch.einsum
+
+
+def _ids(rows):
+    return [text + " " + " ".join(f"{n}:{'C' if s[1].is_complex else 'R'}" for n, s in specs.items())
+            for text, _, specs in rows]
+
+# -- 6. complex inputs with numbers and minus signs; mixed real and complex ---------------
+COMPLEX_CONSTANTS = [
+    ("y[i] := 2*x[i]", lambda x: 2 * x, {"x": Z(3)}),
+    ("y[i] := -x[i]", lambda x: -x, {"x": Z(3)}),
+    ("y[i] := x[i]/2", lambda x: x / 2, {"x": Z(3)}),
+    ("y[i] := x[i] * 1j", lambda x: x * 1j, {"x": Z(3)}),
+    ("y[i] := x[i] * 1j", lambda x: x * 1j, {"x": R(3)}),
+    ("y[i] := (0.5-2j) * a * x[i]", lambda a, x: (0.5 - 2j) * a * x, {"a": Z(), "x": Z(3)}),
+    ("s := 0.5*conj(x[i])*H[i,j]*x[j]", lambda x, H: 0.5 * x.conj() @ H @ x, {"x": Z(3), "H": Z(3, 3)}),
+    ("y[i] := x[i] * z[i] - 3", lambda x, z: x * z - 3, {"x": R(3), "z": Z(3)}),
+    ("s := exp(2j * x[i]) * w[i]", lambda x, w: torch.exp(2j * x) @ w.to(C128), {"x": R(4), "w": R(4)}),
+]
+
+
+@pytest.mark.parametrize("text, ref, specs", COMPLEX_CONSTANTS, ids=_ids(COMPLEX_CONSTANTS))
+def test_complex_with_constants(text, ref, specs):
+    check(text, ref, specs)
+
+
+# -- 7. sums over diagonals that leave a scalar or a batch trace ---------------------------
+TRACES = [
+    ("s := X[i,i,k]", lambda X: ein("iik->", X), {"X": R(3, 3, 2)}),
+    ("s := T[b,i,i]", lambda T: ein("bii->", T), {"T": R(2, 3, 3)}),
+    ("z := 2 * T[j,l,j]", lambda T: 2 * ein("jlj->", T), {"T": R(3, 2, 3)}),
+    ("y[b] := T[b,i,i] * 1j", lambda T: ein("bii->b", T) * 1j, {"T": R(2, 3, 3)}),
+    ("s := T[b,i,i,b]", lambda T: ein("biib->", T), {"T": Z(2, 3, 3, 2)}),
+]
+
+
+@pytest.mark.parametrize("text, ref, specs", TRACES, ids=_ids(TRACES))
+def test_traces_that_leave_a_scalar_or_batch(text, ref, specs):
+    check(text, ref, specs)
+
+
+# -- 10. names the generated code must not confuse ----------------------------------------
+def test_inputs_named_like_builtins():
+    check("y[i] := complex[i] * float[i] * (1+2j) + 2 ** complex[i]",
+          lambda complex, float: complex * float * (1 + 2j) + 2 ** complex,
+          {"complex": Z(3), "float": Z(3)})
