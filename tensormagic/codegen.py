@@ -79,6 +79,15 @@ class _Gen:
     def cj(self, text):
         return f"({text}).conj()" if self.conj else text
 
+    def real(self, ref_or_id):
+        """Is this value real (a real input, abs(z), ...)? Always so in a real program."""
+        vid = ref_or_id.var if isinstance(ref_or_id, Ref) else ref_or_id
+        return not self.conj or self.p.vars[vid].real
+
+    def dtype(self, vid):
+        """The dtype a var is created in: a real-valued one stays real in a complex program."""
+        return "_rdtype" if self.conj and self.real(vid) else "_dtype"
+
     # -- forward -----------------------------------------------------------------------
     def forward(self, comments):
         params = ", ".join(self.name(i) for i in self.p.inputs)
@@ -218,7 +227,7 @@ class _Gen:
         args = list(operands)
         for first, fresh in eyes:
             n = var.shape[target.labels.index(first)]
-            args.append((f"torch.eye({n}, dtype=_dtype, device=_device)", (first, fresh)))
+            args.append((f"torch.eye({n}, dtype={self.dtype(target.var)}, device=_device)", (first, fresh)))
         if len(args) == 1 and tuple(args[0][1]) == tuple(computed):
             text = args[0][0]
         elif len(args) == 2 and not args[0][1] and tuple(args[1][1]) == tuple(computed):

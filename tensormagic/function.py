@@ -87,9 +87,10 @@ class TensorGradFunction:
         return [values[n] for n in self.inputs]
 
     def _compile(self, key, shapes, dtype, device):
-        wants = {n for n, (_, needs) in zip(self.inputs, key[2:]) if needs}
+        wants = {n for n, (_, needs, _) in zip(self.inputs, key[2:]) if needs}
+        complex_inputs = tuple(cx for _, _, cx in key[2:])
         compiled = runtime.build(self.cell, shapes, wants, dtype, device, self.name,
-                                 self.memory == "low", self.sizes)
+                                 self.memory == "low", self.sizes, complex_inputs)
         self._cache[key] = compiled
         return compiled
 
@@ -103,12 +104,15 @@ class TensorGradFunction:
         """The last call's compiled signature; before any call, one for a small example
         (every index of size DEFAULT_SIZE, float, every gradient in wrt wanted)."""
         if self._last is None:
+            dtype = torch.get_default_dtype()
+            if self._complex_const:
+                dtype = torch.promote_types(dtype, torch.complex64)
             for size in (runtime.DEFAULT_SIZE, 4 * runtime.DEFAULT_SIZE):
                 shapes = [(size,) * self.cell.ndim[n] for n in self.inputs]
                 try:  # shifted subscripts may need room: a larger example
-                    self._last = runtime.build(self.cell, shapes, set(self.wrt), torch.get_default_dtype(),
+                    self._last = runtime.build(self.cell, shapes, set(self.wrt), dtype,
                                                torch.device("cpu"), self.name, self.memory == "low",
-                                               self.sizes)
+                                               self.sizes, (False,) * len(shapes))
                     break
                 except NotationValueError:
                     if size != runtime.DEFAULT_SIZE:

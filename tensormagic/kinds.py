@@ -56,10 +56,23 @@ class Literal(Kind):
     name = "literal"
 
     def expr(self, gen, op):
-        return f"torch.tensor({num(op.info['value'])}, dtype=_dtype, device=_device)"
+        return f"torch.tensor({num(op.info['value'])}, dtype={gen.dtype(op.out)}, device=_device)"
 
     def backward(self, gen, op, g):
         pass
+
+
+@register
+class Cast(Kind):
+    """A real value read by a complex op; its gradient is the real part (torch's rule for
+    type promotion). Real values stay real, as in torch: abs(z) is real."""
+    name = "cast"
+
+    def expr(self, gen, op):
+        return f"{gen.name(op.args[0])}.to(_dtype)"
+
+    def backward(self, gen, op, g):
+        gen.give(op.args[0], f"{g}.real")
 
 
 @register
@@ -153,8 +166,13 @@ class Map(Kind):
         if func == "conj":
             gen.give(src, f"{g}.conj()")
             return
+        if func == "sgn" and not gen.real(src):
+            gen.give(src, self.sgn_backward(gen, src, op.out, g))
+            return
         if func == "pow":
             p = op.info["p"]
+            if p == 0:  # x ** 0 is 1 everywhere, 0 ** 0 included: no gradient (torch's rule)
+                return
             deriv = Mul((Const(p), Pow(X, Const(p - 1)))) if p != 2 else Mul((Const(2), X))
             conj = True
         else:
@@ -167,6 +185,13 @@ class Map(Kind):
         text = gen.elementwise(deriv, {"@x": src.var, "@y": op.out})
         gen.give(src, f"{g} * {gen.cj(text) if conj else text}")
 
+    @staticmethod
+    def sgn_backward(gen, src, out, g):
+        """sgn(z) = z/|z| is not holomorphic: Δz = (Δs − s·Re(Δs·conj(s))) / |z|, 0 at z = 0."""
+        z, s = gen.use(src), gen.use(out)
+        return (f"torch.where({z} == 0, 0, ({g} - {s} * ({g} * {s}.conj()).real) / "
+                f"torch.where({z} == 0, 1, torch.abs({z})))")
+
 
 @register
 class Power(Kind):
@@ -178,17 +203,33 @@ class Power(Kind):
         return f"{gen.align(op.args[0], labels)} ** {gen.align(op.args[1], labels)}"
 
     def backward(self, gen, op, g):
+        """torch's masks: no base gradient where the exponent is 0, no exponent gradient where
+        the base is 0 and the exponent is (real and) ≥ 0."""
         base, exponent = op.args
         labels = gen.labels(op.out)
         b, e = gen.align_used(base, labels), gen.align_used(exponent, labels)
         if gen.wants(base):
-            gen.give(base, gen.reduce(f"({g} * {gen.cj(f'{e} * {b} ** ({e} - 1)')})", labels,
-                                      base.labels))
+            db = f"{g} * {gen.cj(f'{e} * {b} ** ({e} - 1)')}"
+            if not (isinstance(exponent, Const) and exponent.value != 0):
+                db = f"torch.where({e} == 0, 0, {db})"
+            gen.give(base, gen.reduce(f"({db})", labels, base.labels))
         if gen.wants(exponent):
             y = gen.use(op.out)
-            log = num(const_log(base.value, gen.conj)) if isinstance(base, Const) else f"torch.log({b})"
-            gen.give(exponent, gen.reduce(f"({g} * {gen.cj(f'{y} * {log}')})", labels,
-                                          exponent.labels))
+            if isinstance(base, Const):
+                log = num(const_log(base.value, not gen.real(op.out)))
+            else:
+                log = f"torch.log({b})"
+            de = f"{g} * {gen.cj(f'{y} * {log}')}"
+            if not (isinstance(base, Const) and base.value != 0):
+                de = f"torch.where(({b} == 0) & {self.nonnegative(gen, e, exponent)}, 0, {de})"
+            gen.give(exponent, gen.reduce(f"({de})", labels, exponent.labels))
+
+    @staticmethod
+    def nonnegative(gen, e, exponent):
+        """Source for `e >= 0` as torch reads it for a complex exponent: real and ≥ 0."""
+        if not gen.real(exponent):
+            return f"({e}.imag == 0) & ({e}.real >= 0)"
+        return f"({e} >= 0)"
 
 
 @register
@@ -207,7 +248,7 @@ class Emit(Kind):
         out = gen.p.vars[op.out]
         shape = tuple(out.shape)
         if isinstance(rhs, Const):
-            body = f"torch.full({shape!r}, {num(rhs.value)}, dtype=_dtype, device=_device)"
+            body = f"torch.full({shape!r}, {num(rhs.value)}, dtype={gen.dtype(op.out)}, device=_device)"
         else:
             body = gen.align(rhs, out.labels)
         if op.info["op"] == "+=":

@@ -25,6 +25,7 @@ class Var:
     shape: Tuple[int, ...]
     needs: bool = False        # depends on an input whose gradient is wanted
     name: Optional[str] = None  # input or output name
+    real: bool = True          # real-valued (in a complex program: abs and what only it feeds)
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Ref:
 
 @dataclass
 class Op:
-    kind: str        # a key of kinds.KINDS: input einsum1 pair scale add map pow emit ...
+    kind: str        # a key of kinds.KINDS: input einsum1 pair scale add map pow emit cast ...
     out: int
     args: tuple = ()
     info: dict = field(default_factory=dict)
@@ -53,21 +54,31 @@ class Program:
     starts: tuple = ()         # index of each statement's first op
 
 
-def build(cell, shapes, wants, sizes=None):
+def build(cell, shapes, wants, sizes=None, complex=False, complex_inputs=None):
     """shapes: one shape tuple per cell input; wants: input names whose gradient is needed;
-    sizes: {index: size} for indices no shape fixes."""
-    return _Builder(cell, wants, sizes or {}).run(shapes)
+    sizes: {index: size} for indices no shape fixes; complex: the program computes in a
+    complex dtype; complex_inputs: per input, is it complex (default: all are when the program
+    is). Real values (real inputs, abs(z)) stay real, as in torch, and are cast where they meet
+    complex ones."""
+    if complex_inputs is None:
+        complex_inputs = (complex,) * len(shapes)
+    return _Builder(cell, wants, sizes or {}, complex).run(shapes, complex_inputs)
+
+
+# Functions whose value is real for any argument; the others are real for a real argument.
+_REAL_VALUED = ("abs",)
 
 
 class _Builder:
-    def __init__(self, cell, wants, given):
-        self.cell, self.wants, self.given = cell, set(wants), given
+    def __init__(self, cell, wants, given, complex=False):
+        self.cell, self.wants, self.given, self.complex = cell, set(wants), given, complex
         self.vars, self.ops, self.env, self.products = [], [], {}, []
+        self.casts = {}  # real var id -> its complex copy
 
-    def run(self, shapes):
+    def run(self, shapes, complex_inputs):
         inputs = []
-        for name, shape in zip(self.cell.inputs, shapes):
-            v = self.new((), tuple(shape), name in self.wants, name)
+        for name, shape, cx in zip(self.cell.inputs, shapes, complex_inputs):
+            v = self.new((), tuple(shape), name in self.wants, name, real=not cx)
             self.ops.append(Op("input", v.id, (name,)))
             self.env[name] = v.id
             inputs.append(v.id)
@@ -76,19 +87,43 @@ class _Builder:
             starts.append(len(self.ops))
             self.statement(st)
         outputs = tuple(self.env[name] for name in self.cell.outputs)
-        return Program(self.vars, self.ops, tuple(inputs), outputs, products=tuple(self.products),
-                       starts=tuple(starts))
+        return Program(self.vars, self.ops, tuple(inputs), outputs, complex=self.complex,
+                       products=tuple(self.products), starts=tuple(starts))
 
-    def new(self, labels, shape, needs=False, name=None):
-        v = Var(len(self.vars), tuple(labels), tuple(shape), needs, name)
+    def new(self, labels, shape, needs=False, name=None, real=True):
+        v = Var(len(self.vars), tuple(labels), tuple(shape), needs, name, real)
         self.vars.append(v)
         return v
 
     def emit(self, kind, labels, args, **info):
+        real = self.is_real(kind, args, info)
+        if not real and kind != "gather":  # real operands of a complex op are cast (their
+            args = tuple(self.cast(a) for a in args)  # gradient: its real part); not indices
         needs = any(self.vars[a.var].needs for a in args if isinstance(a, Ref))
-        v = self.new(labels, tuple(self.sizes[i] for i in labels), needs)
+        v = self.new(labels, tuple(self.sizes[i] for i in labels), needs, real=real)
         self.ops.append(Op(kind, v.id, tuple(args), info))
         return Ref(v.id, v.labels)
+
+    def is_real(self, kind, args, info):
+        if kind == "map" and info["func"] in _REAL_VALUED:
+            return True
+        if kind == "gather":  # the values gathered, not the integer indices
+            args = args[:1]
+        numbers = [a.value for a in args if isinstance(a, Const)]
+        numbers += [info[k] for k in ("value", "p") if k in info]
+        return not any(isinstance(n, complex) for n in numbers) and \
+            all(self.vars[a.var].real for a in args if isinstance(a, Ref))
+
+    def cast(self, ref):
+        """A real var read as complex: one copy per var, read with the same labels."""
+        if not isinstance(ref, Ref) or not self.vars[ref.var].real:
+            return ref
+        if ref.var not in self.casts:
+            var = self.vars[ref.var]
+            v = self.new(var.labels, var.shape, var.needs, real=False)
+            self.ops.append(Op("cast", v.id, (Ref(var.id, var.labels),)))
+            self.casts[ref.var] = v.id
+        return Ref(self.casts[ref.var], ref.labels)
 
     # -- one statement -------------------------------------------------------------
     def statement(self, st):
@@ -104,8 +139,13 @@ class _Builder:
                 raise NotationValueError(f"'{st.target}' has shape {old} but the right side gives {new}",
                                          st.text, st.lineno, *(st.target_span or (None, None)))
             args.append(Ref(self.env[st.target], st.indices))
+        real = self.is_real("emit", args if st.op == "+=" else [rhs], {})
+        if not real:
+            rhs = args[0] = self.cast(rhs)
+            if st.op == "+=":
+                args[1] = self.cast(args[1])
         needs = any(self.vars[a.var].needs for a in args if isinstance(a, Ref) and (st.op == "+=" or a is rhs))
-        v = self.new(st.indices, tuple(self.sizes[i] for i in st.indices), needs, st.target)
+        v = self.new(st.indices, tuple(self.sizes[i] for i in st.indices), needs, st.target, real)
         self.ops.append(Op("emit", v.id, tuple(args), {"op": st.op}))
         self.env[st.target] = v.id
 

@@ -26,11 +26,11 @@ class Compiled:
 
 
 def compile_program(program, label, low_memory, dtype, device, comments=None):
-    program.complex = dtype.is_complex
     source = codegen.generate(program, comments)
     filename = f"<tensorgrad {label} #{next(_ids)}>"
     linecache.cache[filename] = (len(source.text), None, source.text.splitlines(True), filename)
-    namespace = {"torch": torch, "_dtype": dtype, "_device": device, **kernels.NAMESPACE}
+    namespace = {"torch": torch, "_dtype": dtype, "_rdtype": dtype.to_real(), "_device": device,
+                 **kernels.NAMESPACE}
     exec(compile(source.text, filename, "exec"), namespace)
     wanted = tuple(program.vars[v].needs for v in program.inputs)
     return Compiled(namespace["forward"], namespace["backward"], source.text, program,
@@ -89,8 +89,9 @@ def _root(t):
 
 
 def prepare(values, names, has_complex_const=False, index_names=()):
-    """Arguments → tensors of one dtype on one device (NumPy arrays and numbers converted);
-    index tensors (index_names) keep their integer dtype."""
+    """Arguments → tensors on one device (NumPy arrays and numbers converted), of the dtype all
+    inputs promote to; in a complex program a real input stays real (its real counterpart),
+    as it does in torch; index tensors (index_names) keep their integer dtype."""
     if index_names:
         return _prepare_with_indices(values, names, has_complex_const, index_names)
     if values and all(isinstance(v, torch.Tensor) for v in values):
@@ -119,11 +120,13 @@ def prepare(values, names, has_complex_const=False, index_names=()):
     device = device or torch.device("cpu")
     out = []
     for v in tensors:
+        is_complex = isinstance(v, complex) or (isinstance(v, torch.Tensor) and v.is_complex())
+        own = dtype if is_complex else dtype.to_real()
         if isinstance(v, torch.Tensor):
-            if v.dtype != dtype or v.device != device:
-                v = v.to(device=device, dtype=dtype)
+            if v.dtype != own or v.device != device:
+                v = v.to(device=device, dtype=own)
         else:
-            v = torch.tensor(v, dtype=dtype, device=device)
+            v = torch.tensor(v, dtype=own, device=device)
         out.append(v)
     return out, dtype, device
 
@@ -171,11 +174,13 @@ def run(compiled, tensors):
 
 def signature(tensors, dtype, device, wrt_mask):
     grad = torch.is_grad_enabled()
-    return (dtype, device) + tuple((t.shape, grad and w and t.requires_grad)
+    return (dtype, device) + tuple((t.shape, grad and w and t.requires_grad, t.is_complex())
                                    for t, w in zip(tensors, wrt_mask))
 
 
-def build(cell, shapes, wants, dtype, device, label, low_memory, sizes=None):
-    program = plan.build(cell, shapes, wants, sizes)
+def build(cell, shapes, wants, dtype, device, label, low_memory, sizes=None, complex_inputs=None):
+    """complex_inputs: per input, is it complex (default: all are when dtype is)."""
+    program = plan.build(cell, shapes, wants, sizes, complex=dtype.is_complex,
+                         complex_inputs=complex_inputs)
     comments = {start: render.statement_text(st) for start, st in zip(program.starts, cell.statements)}
     return compile_program(program, label, low_memory, dtype, device, comments)

@@ -117,3 +117,72 @@ def test_inputs_named_like_builtins():
     check("y[i] := complex[i] * float[i] * (1+2j) + 2 ** complex[i]",
           lambda complex, float: complex * float * (1 + 2j) + 2 ** complex,
           {"complex": Z(3), "float": Z(3)})
+
+
+# -- 2, 3. real-valued functions of complex inputs stay real; sgn's complex derivative -----
+REAL_OF_COMPLEX = [
+    ("L := abs(abs(x[i]) * z[i] - t[i]) ** 2", lambda x, z, t: ((x.abs() * z - t).abs() ** 2).sum(),
+     {"x": Z(3), "z": Z(3), "t": Z(3)}),
+    ("A[i,k] := abs(B[i,j]) * C[j,k]", lambda B, C: (B.abs()[:, :, None] * C[None]).sum(1),
+     {"B": Z(2, 3), "C": Z(3, 4)}),
+    ("y[k] := D[l,k,l] * abs(C[j,i])", lambda D, C: ein("lkl->k", D) * C.abs().sum(),
+     {"D": Z(3, 2, 3), "C": Z(2, 2)}),
+    ("y[i] := abs(z[i])", lambda z: z.abs(), {"z": Z(3)}),
+    ("y[i] := exp(abs(z[i])) * 2", lambda z: torch.exp(z.abs()) * 2, {"z": Z(3)}),
+    ("s := abs(z[i]) * x[i]", lambda z, x: (z.abs() * x).sum(), {"z": Z(3), "x": R(3)}),
+    ("y[i] := x[i] * z[i] + 2 * x[i]", lambda x, z: x * z + 2 * x, {"x": R(3), "z": Z(3)}),
+    ("A[i,k] := x[i,j] * z[j,k]\nB[i,k] := abs(A[i,k]) * x[i,k]",
+     lambda x, z: (x.to(C128) @ z).abs() * x, {"x": R(2, 2), "z": Z(2, 2)}),
+    ("L := abs(sgn(z[i]) - w[i]) ** 2", lambda z, w: ((z.sgn() - w).abs() ** 2).sum(), {"z": Z(3), "w": Z(3)}),
+    ("y[i] := sgn(z[i]) * x[i]", lambda z, x: z.sgn() * x, {"z": Z(3), "x": R(3)}),
+    ("y[i] := sgn(x[i]) * z[i]", lambda x, z: x.sgn() * z, {"x": R(3), "z": Z(3)}),
+]
+
+
+@pytest.mark.parametrize("text, ref, specs", REAL_OF_COMPLEX, ids=_ids(REAL_OF_COMPLEX))
+def test_real_valued_functions_of_complex(text, ref, specs):
+    check(text, ref, specs)
+
+
+def test_sgn_gradient_at_zero_is_torchs():
+    z = torch.tensor([0, 1 + 1j, -2j], dtype=C128, requires_grad=True)
+    w = torch.tensor([0.5, 1j, 1], dtype=C128)
+    fn = tm.tensorgrad("L := abs(sgn(z[i]) - w[i]) ** 2", wrt="z")
+    (got,) = torch.autograd.grad(fn(z, w), z)
+    (want,) = torch.autograd.grad(((z.sgn() - w).abs() ** 2).sum(), z)
+    torch.testing.assert_close(got, want)
+
+
+# -- 4. ** at a zero base or a zero exponent: torch's masks, no nan ------------------------
+def _t(*values, dtype=F64):
+    return torch.tensor(values, dtype=dtype)
+
+
+ZERO_POWERS = [
+    ("s := x[i] ** p", lambda x, p: (x ** p).sum(), {"x": _t(0, 1.5, 2), "p": torch.tensor(1.7, dtype=F64)}),
+    ("y[i] := x[i] ** 0", lambda x: x ** 0, {"x": _t(0, 1.5, -2)}),
+    ("y[i] := x[i] ** 2", lambda x: x ** 2, {"x": _t(0, 1.5, -2)}),
+    ("y[i] := 0 ** e[i]", lambda e: torch.pow(0.0, e), {"e": _t(0, 1, 2.5)}),
+    ("y[i] := b[i] ** e[i]", lambda b, e: b ** e, {"b": _t(0, 0, 2, 0.5, 0), "e": _t(0, 1, -1, 2, 0.5)}),
+    ("y[i] := b[i] ** e[i]", lambda b, e: b ** e,
+     {"b": _t(0, 0, 2, 0.5j, 0, dtype=C128), "e": _t(0, 1, -1, 2, 0.5j, dtype=C128)}),
+    ("y[i] := 0 ** e[i]", lambda e: torch.pow(0.0, e), {"e": _t(1, 2.5, 2 + 0.5j, dtype=C128)}),
+    ("s := (x[i] * y[i]) ** p", lambda x, y, p: (x @ y) ** p,
+     {"x": _t(0, 1), "y": _t(1, 0), "p": torch.tensor(2.0, dtype=F64)}),
+]
+
+
+@pytest.mark.parametrize("text, ref, vals", ZERO_POWERS, ids=[f"{r[0]} {k}" for k, r in enumerate(ZERO_POWERS)])
+def test_powers_at_zero_follow_torch(text, ref, vals):
+    fn = tm.tensorgrad(text)
+    mine = {n: v.clone().requires_grad_() for n, v in vals.items()}
+    theirs = {n: v.clone().requires_grad_() for n, v in vals.items()}
+    out, want = fn(**mine), ref(**theirs)
+    torch.testing.assert_close(out, want, equal_nan=True)
+    upstream = torch.ones_like(want)
+    got = torch.autograd.grad(out, list(mine.values()), upstream)
+    exp = torch.autograd.grad(want, list(theirs.values()), upstream)
+    for n, g, w in zip(vals, got, exp):
+        if not g.is_complex():  # (torch's complex 0 ** 0 is nan itself)
+            assert not g.isnan().any(), (n, g)
+        torch.testing.assert_close(g, w, equal_nan=True, msg=lambda m: f"gradient of {n}: {m}")
