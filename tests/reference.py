@@ -35,6 +35,7 @@ FUNCTIONS = {
     "log1p": torch.log1p,
     "expm1": torch.expm1,
     "softplus": torch.nn.functional.softplus,
+    "sgn": torch.sgn,
 }
 
 _ASSIGN = re.compile(r"^(?P<lhs>.*?)(?P<op>:=|\+=|=)(?P<rhs>.*)$", re.S)

@@ -27,11 +27,14 @@ POSITIVE_RESULT = {"exp", "sigmoid", "cosh", "softplus", "sqrt"}
 
 
 class _Program:
-    """Mutable state while drawing one program."""
+    """Mutable state while drawing one program.  complex_mode: tensors may be complex (or
+    real beside complex ones), numbers and named scalars too, and the function pool is
+    torch's complex one (abs, sgn and conj in, relu and softplus out)."""
 
-    def __init__(self, draw, sizes):
-        self.draw, self.sizes = draw, sizes
+    def __init__(self, draw, sizes, complex_mode=False):
+        self.draw, self.sizes, self.complex_mode = draw, sizes, complex_mode
         self.tensors = {}  # name -> (shape, positive)
+        self.kinds = {}  # name -> set of "complex", "zeros" (some exact zeros), "ints" (0, 1, 2)
         self.scalars = {}  # name -> (value, as 0-dim tensor?)
         self.used = []  # indices used in the current statement
 
@@ -44,10 +47,11 @@ class _Program:
         self.used.append(i)
         return i
 
-    def tensor(self, positive):
+    def tensor(self, positive, kind=None):
         draw = self.draw
-        reusable = [n for n, (shape, pos) in self.tensors.items() if pos or not positive]
-        if reusable and draw(st.booleans()):
+        reusable = [n for n, (shape, pos) in self.tensors.items()
+                    if (pos or not positive) and not self.kinds.get(n, set()) - {"complex"}]
+        if reusable and kind is None and draw(st.booleans()):
             name = draw(st.sampled_from(reusable))
             idx = [self.index(n) for n in self.tensors[name][0]]
             if not idx:  # a 0-dim tensor (a scalar output) is read by its plain name
@@ -56,15 +60,28 @@ class _Program:
             name = f"T{len(self.tensors)}"
             rank = draw(st.integers(1, 3))
             idx = [self.index() for _ in range(rank)]
+            if rank > 1 and draw(st.integers(0, 3)) == 0:  # a diagonal: a (batch) trace
+                k = draw(st.integers(1, rank - 1))
+                self.used.remove(idx[k])
+                idx[k] = idx[0]
+                self.used.append(idx[0])
             self.tensors[name] = (tuple(self.sizes[i] for i in idx), positive)
+            self.kinds[name] = {kind} if kind else set()
+            if self.complex_mode and kind != "ints" and draw(st.booleans()):
+                self.kinds[name].add("complex")
         return f"{name}[{','.join(idx)}]", positive
 
     def scalar(self):
         if self.draw(st.booleans()):
-            return self.draw(st.sampled_from(["2", "0.5", "1.5", "3"])), True
+            numbers = ["2", "0.5", "1.5", "3"] + (["1j", "(0.5-1j)"] if self.complex_mode else [])
+            number = self.draw(st.sampled_from(numbers))
+            return number, "j" not in number
         name = f"s{len(self.scalars)}"
-        self.scalars[name] = (self.draw(st.floats(0.3, 1.5)), self.draw(st.booleans()))
-        return name, True
+        value = self.draw(st.floats(0.3, 1.5))
+        if self.complex_mode and self.draw(st.booleans()):
+            value = complex(value, self.draw(st.floats(-0.5, 0.5)))
+        self.scalars[name] = (value, self.draw(st.booleans()))
+        return name, not isinstance(value, complex)
 
     def factor(self, depth, positive):
         kinds = ["tensor", "tensor", "scalar"] + (["call", "pow", "paren"] if depth < 2 else [])
@@ -83,6 +100,9 @@ class _Program:
     def call(self, depth, positive):
         pool = ("exp", "sigmoid", "cosh", "softplus", "sqrt") if positive else (
             BOUNDED + GROWING + POSITIVE_ARG + KINKED + ("tan",))
+        if self.complex_mode:  # torch has no complex relu or softplus
+            pool = tuple(f for f in pool if f not in ("relu", "softplus")) + (
+                ("abs",) if positive else ("sgn", "conj"))
         f = self.draw(st.sampled_from(pool))
         if f == "tan":  # keep away from the poles: one tensor in [-1, 1]
             arg, _ = self.tensor(False)
@@ -93,7 +113,15 @@ class _Program:
         return f"{f}({arg})", f in POSITIVE_RESULT
 
     def power(self, depth):
-        how = self.draw(st.sampled_from(["int", "real", "tensor"]))
+        how = self.draw(st.sampled_from(["int", "real", "tensor", "zero-base"]))
+        if how == "zero-base":  # exact zeros in the base, exponents 0, 1, 2: torch's masks
+            exponent = self.draw(st.sampled_from(["2", "3", "ints", "zero-const"]))
+            if exponent == "zero-const":
+                return f"0 ** {self.tensor(False, kind='ints')[0]}", True
+            base, _ = self.tensor(True, kind="zeros")
+            if exponent == "ints":
+                exponent = self.tensor(False, kind="ints")[0]
+            return f"{base} ** {exponent}", True
         if how == "int":
             base, pos = self.factor(2, False)
             p = self.draw(st.sampled_from([2, 3]))
@@ -136,9 +164,9 @@ def _wrap_sum(text):
 
 
 @st.composite
-def programs(draw):
+def programs(draw, complex_mode=False):
     sizes = {i: draw(st.integers(1, 4)) for i in INDICES[: draw(st.integers(1, 4))]}
-    prog = _Program(draw, sizes)
+    prog = _Program(draw, sizes, complex_mode)
     lines = []
     n_statements = draw(st.integers(1, 2))
     for s in range(n_statements):
@@ -153,28 +181,39 @@ def programs(draw):
         if draw(st.integers(0, 5)) == 0:  # accumulate into a fresh input tensor
             name, op = f"T{len(prog.tensors)}", "+="
             prog.tensors[name] = (tuple(sizes[i] for i in lhs), False)
+            prog.kinds[name] = {"complex"} if complex_mode and draw(st.booleans()) else set()
         lines.append(f"{name}[{','.join(lhs)}] {op} {rhs}" if lhs else f"{name} {op} {rhs}")
         if op == ":=":  # a later statement may read this output like any tensor
             prog.tensors[name] = (tuple(sizes[i] for i in lhs), False)
-    return "\n".join(lines), sizes, prog.tensors, prog.scalars
+    return "\n".join(lines), sizes, prog.tensors, prog.scalars, prog.kinds
 
 
-def _inputs(text, tensors, scalars, seed):
+def _inputs(text, tensors, scalars, seed, kinds=None):
     gen = torch.Generator().manual_seed(seed)
     vals = {}
     for name in reference.inputs(text):
         if name in scalars:
             value, as_tensor = scalars[name]
-            vals[name] = torch.tensor(value, dtype=torch.float64) if as_tensor else value
-        else:
-            shape, positive = tensors[name]
-            t = torch.rand(shape, dtype=torch.float64, generator=gen)
-            vals[name] = t + 0.5 if positive else 2 * t - 1
+            dtype = torch.complex128 if isinstance(value, complex) else torch.float64
+            vals[name] = torch.tensor(value, dtype=dtype) if as_tensor else value
+            continue
+        shape, positive = tensors[name]
+        kind = (kinds or {}).get(name, set())
+        t = torch.rand(shape, dtype=torch.float64, generator=gen)
+        t = t + 0.5 if positive else 2 * t - 1
+        if "ints" in kind:
+            t = torch.randint(0, 3, shape, generator=gen).double()
+        if "complex" in kind:  # a small imaginary part keeps positive values off the branch cut
+            t = torch.complex(t, 0.6 * torch.rand(shape, dtype=torch.float64, generator=gen) - 0.3)
+        if "zeros" in kind:
+            t.view(-1)[::2] = 0
+        vals[name] = t
     return vals
 
 
 def _close(got, want, what):
     assert got.shape == want.shape, (what, got.shape, want.shape)
+    assert got.dtype == want.dtype, (what, got.dtype, want.dtype)
     scale = want.abs().max().item() if want.numel() else 0.0
     torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-9 * (1 + scale), msg=lambda m: f"{what}: {m}")
 
@@ -193,9 +232,21 @@ SETTINGS = settings(max_examples=80, deadline=None, derandomize=True, database=N
 @SETTINGS
 @given(program=programs(), seed=st.integers(0, 2**16), data=st.data())
 def test_engine_matches_reference(program, seed, data):
-    text, sizes, tensors, scalars = program
+    _matches_reference(program, seed, data)
+
+
+@settings(SETTINGS, max_examples=60)
+@given(program=programs(complex_mode=True), seed=st.integers(0, 2**16), data=st.data())
+def test_engine_matches_reference_complex(program, seed, data):
+    """Complex and real inputs side by side, complex numbers, abs/sgn/conj of complex values:
+    values, dtypes (a real result stays real, as in torch) and gradients."""
+    _matches_reference(program, seed, data)
+
+
+def _matches_reference(program, seed, data):
+    text, sizes, tensors, scalars, kinds = program
     note(f"program:\n{text}\nsizes: {sizes}")
-    vals = _inputs(text, tensors, scalars, seed)
+    vals = _inputs(text, tensors, scalars, seed, kinds)
     want_all = reference.evaluate(text, vals)
     if not all(torch.isfinite(v).all() for v in want_all.values()):
         return  # overflow in the reference itself: nothing to compare
@@ -237,13 +288,15 @@ _DELTA = re.compile(r"δ\[\s*(\w+)\s*,\s*(\w+)\s*\]")
 @settings(SETTINGS, max_examples=40)
 @given(program=programs(), seed=st.integers(0, 2**16))
 def test_formulas_are_statements_that_give_the_gradient(program, seed):
-    text, sizes, tensors, scalars = program
+    text, sizes, tensors, scalars, kinds = program
     first = reference.statements(text)[0]
     if first.op != ":=":
         return  # single ':=' statements only: the first one of the program
+    if any(kinds.get(n) for n in reference.inputs(first.text)):
+        return  # formulas are symbolic: torch's masks at 0 ** 0 are not written out
     text = first.text
     note(f"statement: {text}\nsizes: {sizes}")
-    vals = _inputs(text, tensors, scalars, seed)
+    vals = _inputs(text, tensors, scalars, seed, kinds)
     theirs = {k: (torch.tensor(v, dtype=torch.float64) if not isinstance(v, torch.Tensor) else v)
               for k, v in vals.items()}
     theirs = _leaves(theirs, set(theirs))
