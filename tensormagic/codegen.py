@@ -236,6 +236,8 @@ class _Gen:
             text = f"torch.einsum('{eq([ls for _, ls in args], computed)}', " \
                    f"{', '.join(t for t, _ in args)})"
         if len(computed) < len(labels):
+            if " " in text:  # the indexing applies to the whole product
+                text = f"({text})"
             index = [":" if i in covered else "None" for i in labels]
             text += f"[{', '.join(index)}].expand({', '.join(map(str, var.shape))})"
         return text

@@ -268,3 +268,4 @@ class Emit(Kind):
 from . import kind_pair  # noqa: E402,F401  (each module registers its kinds)
 from . import kind_reduce  # noqa: E402,F401
 from . import kind_index  # noqa: E402,F401
+from . import kind_conv  # noqa: E402,F401

@@ -12,6 +12,7 @@ import math
 
 import opt_einsum
 
+from . import convs
 from .errors import NotationValueError
 from .layout import natural_labels
 from .ir import Add, Binary, Call, Const, Mul, Pow, Reduce, Scalar, Sigma, Tensor, free, unique
@@ -239,6 +240,9 @@ class _Builder:
         if set(out) == set(self.prefer):
             out = tuple(self.prefer)
         out = tuple(out)
+        conv = self.convolution(factors, out)
+        if conv is not None:
+            return conv
         operands, scalars = [], []
         for f in factors:
             if isinstance(f, Tensor):
@@ -256,6 +260,21 @@ class _Builder:
         if scalars:
             result = self.emit("scale", result.labels, (result, *scalars))
         return result
+
+    def convolution(self, factors, out):
+        """x[b,c,i+a] * w[o,c,a] (times numbers) as torch's convolution, or None."""
+        tensors = [f for f in factors if isinstance(f, Tensor)]
+        rest = [f for f in factors if not isinstance(f, Tensor)]
+        if len(tensors) != 2 or any(not isinstance(f, (Const, Scalar)) for f in rest):
+            return None
+        for x, w in (tensors, tensors[::-1]):
+            xv, wv = self.vars[self.env[x.name]], self.vars[self.env[w.name]]
+            found = convs.match(x, xv.shape, w, wv.shape, out, self.sizes)
+            if found is not None:
+                result = self.emit("conv", out, (Ref(xv.id, ()), Ref(wv.id, w.indices)), conv=found)
+                scalars = [self.expr(f) for f in rest]
+                return self.emit("scale", out, (result, *scalars)) if scalars else result
+        return None
 
     def pretrace(self, operands, out):
         """Take each operand's diagonals, and sum the indices no one else needs, first."""

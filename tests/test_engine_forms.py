@@ -107,6 +107,8 @@ FORMS = [
     Form("trace-iik", "z[k] := x[i,i,k]", {"x": (3, 3, 2)}, lambda x: ein("iik->k", x)),
     Form("trace-iikjj", "z[k] := x[i,i,k,j,j]", {"x": (3, 3, 2, 3, 3)}, lambda x: ein("iikjj->k", x)),
     Form("diag-kept", "d[i] := x[i,i]", {"x": (3, 3)}, lambda x: torch.diagonal(x)),
+    # regression: a full trace broadcast along another summed index (δ times a scalar, expanded)
+    Form("trace-and-broadcast-summed", "s := x[j,j,i]", {"x": (2, 2, 3)}, lambda x: ein("jji->", x)),
     Form("tensorgrad-3way", "A[i,j] := B[a,b,j,k] * C[b,c,k,i] * D[a,c]",
          {"B": (2, 2, 3, 2), "C": (2, 2, 2, 3), "D": (2, 2)}, lambda B, C, D: ein("abjk,bcki,ac->ij", B, C, D)),
     Form("double-contraction", "Z[a,b] := X[a,i,j] * Y[i,j,b]", {"X": (2, 3, 4), "Y": (3, 4, 5)},

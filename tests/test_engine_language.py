@@ -374,13 +374,36 @@ def test_ranges_valid_convolution_and_differences():
     assert tm.tensorgrad("m[i] := max[a](x[2*i+a])", sizes={"a": 2, "i": 2})(x).shape == (2,)
 
 
-def test_convolution_reads_a_strided_view():
-    """The window is a view of x (no copy of the index space): the generated forward
-    reads it with _view, and its gradient is added back with _unview."""
-    fn = tm.tensorgrad("y[b,o,i] := x[b,c,i+a] * w[o,c,a]")
-    fn(make_tensor((2, 3, 8)).requires_grad_(), make_tensor((4, 3, 3)).requires_grad_())
-    assert "_view(x" in fn.code and "_unview(" in fn.code
-    assert "torch.einsum" not in fn.code
+def test_convolution_runs_as_torch_convolution():
+    """A product that is a convolution runs as torch's convolution both ways (no window is
+    copied); one that is not (a depthwise convolution: c on both sides and the result) reads a
+    strided view of x and adds its gradient back with _unview — never the full index space."""
+    fn = tm.tensorgrad("y[b,o,i] := x[b,c,2*i+a+1] * w[o,c,a]")
+    x, w = make_tensor((2, 3, 12)).requires_grad_(), make_tensor((4, 3, 3)).requires_grad_()
+    close(fn(x, w), F.conv1d(x[:, :, 1:], w, stride=2))
+    assert "conv1d(" in fn.code and "convolution_backward(" in fn.code and "_view" not in fn.code
+    fn = tm.tensorgrad("y[b,c,i] := x[b,c,i+a] * w[c,a]")
+    x, w = make_tensor((2, 3, 8)).requires_grad_(), make_tensor((3, 3)).requires_grad_()
+    close(fn(x, w), F.conv1d(x, w[:, None], groups=3))
+    assert "_view(x" in fn.code and "_unview(" in fn.code and "torch.einsum" not in fn.code
+
+
+@pytest.mark.parametrize("text, shapes, ref", [
+    ("y[o,i] := x[2*i+a+1, c] * w[c,o,a]", {"x": (9, 3), "w": (3, 4, 2)},
+     lambda x, w: F.conv1d(x.T[None, :, 1:], w.permute(1, 0, 2), stride=2)[0]),
+    ("y[i,j,o] := x[i+a,j+e,c] * w[a,e,c,o] * 0.5", {"x": (5, 6, 2), "w": (2, 3, 2, 3)},
+     lambda x, w: 0.5 * F.conv2d(x.permute(2, 0, 1)[None], w.permute(3, 2, 0, 1))[0].permute(1, 2, 0)),
+    ("y[b,o,i,j,k] := x[b,c,i+a,j+d,2*k+e] * w[o,c,a,d,e]", {"x": (2, 2, 4, 4, 5), "w": (3, 2, 2, 2, 2)},
+     lambda x, w: F.conv3d(x, w, stride=(1, 1, 2))),
+    ("y[i] := x[i+a] * w[a] + x[i+1]", {"x": (6,), "w": (3,)},
+     lambda x, w: F.conv1d(x[None, None], w[None, None])[0, 0] + x[1:5]),
+], ids=["layouts-offset-stride", "channels-last-scaled", "conv3d", "conv-plus-shift"])
+def test_convolution_layouts(text, shapes, ref):
+    vals = {n: make_tensor(s) for n, s in shapes.items()}
+    fn = tm.tensorgrad(text)
+    close(fn(**vals), ref(**vals))
+    args = tuple(v.clone().requires_grad_() for v in vals.values())
+    assert torch.autograd.gradcheck(fn, args) and torch.autograd.gradgradcheck(fn, args)
 
 
 def test_gather_gradient_accumulates_repeats():

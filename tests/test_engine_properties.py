@@ -11,7 +11,7 @@ gradient reference.
 import re
 
 import torch
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, given, note, reject, settings
 from hypothesis import strategies as st
 
 import reference
@@ -386,3 +386,155 @@ def test_terms_are_read_on_their_own(case, seed):
         return
     _close(got, total.expand_as(got), text)
     _close(reference.evaluate(text, vals)["O"], total.expand_as(got), f"reference: {text}")
+
+
+# ----------------------------------------------------------------------------
+# Language II: explicit reductions, max/min, shifted, fixed and gathered subscripts
+
+REDUCTIONS = ("sum", "prod", "max", "min", "logsumexp", "mean")
+
+
+class _LanguageProgram(_Program):
+    """Programs that also draw explicit reductions (binding indices used nowhere else in the
+    statement), binary max/min, and fresh tensors read at shifted, fixed or gathered
+    subscripts, each dimension exactly as long as its reads need (every index keeps its size)."""
+
+    def __init__(self, draw, sizes):
+        super().__init__(draw, sizes)
+        self.bound = set()   # indices an explicit reduction of this statement binds
+        self.fancy = {}      # tensor name -> shape
+        self.gathers = {}    # index tensor name -> (shape, number of values)
+
+    def index(self, size=None):
+        choices = [i for i in self.sizes if (size is None or self.sizes[i] == size) and i not in self.bound]
+        if not choices:
+            reject()
+        again = [i for i in dict.fromkeys(self.used) if i in choices]
+        i = self.draw(st.sampled_from(again if again and self.draw(st.integers(0, 2)) == 0 else choices))
+        self.used.append(i)
+        return i
+
+    def factor(self, depth, positive):
+        if positive or depth >= 2:
+            return super().factor(depth, positive)
+        kind = self.draw(st.sampled_from(["old", "old", "reduce", "binary", "subscripts"]))
+        if kind == "reduce":
+            return self.reduction(depth)
+        if kind == "binary":
+            a, _ = self.factor(depth + 1, False)
+            b, _ = self.factor(depth + 1, False)
+            return f"{self.draw(st.sampled_from(['max', 'min']))}({a}, {b})", False
+        if kind == "subscripts":
+            return self.subscripted(), False
+        return super().factor(depth, positive)
+
+    def reduction(self, depth):
+        before = set(self.used)
+        start = len(self.used)
+        body, _ = self.sum(depth + 1, False, max_terms=2)
+        inner = [i for i in dict.fromkeys(self.used[start:]) if i not in before]
+        if not inner:
+            return f"({body})", False
+        over = self.draw(st.lists(st.sampled_from(inner), unique=True, min_size=1))
+        self.bound.update(over)
+        self.used = [i for i in self.used if i not in over]
+        return f"{self.draw(st.sampled_from(REDUCTIONS))}[{','.join(over)}]({body})", False
+
+    def subscripted(self):
+        name = f"X{len(self.fancy)}"
+        subs, shape = [], []
+        for _ in range(self.draw(st.integers(1, 2))):
+            how = self.draw(st.sampled_from(["plain", "shift", "window", "stride", "fixed", "gather"]))
+            if how == "fixed":
+                n = self.draw(st.integers(1, 3))
+                subs.append(self.draw(st.sampled_from(["0", "-1"])))
+            elif how == "gather":
+                i = self.index()
+                n = self.draw(st.integers(1, 4))
+                g = f"G{len(self.gathers)}"
+                self.gathers[g] = ((self.sizes[i],), n)
+                subs.append(f"{g}[{i}]")
+            else:
+                i = self.index()
+                if how == "plain":
+                    subs.append(i)
+                    n = self.sizes[i]
+                elif how == "shift":
+                    subs.append(f"{i}+1")
+                    n = self.sizes[i] + 1
+                else:
+                    a = self.index()
+                    c = 2 if how == "stride" else 1
+                    subs.append(f"{c}*{i}+{a}" if c > 1 else f"{i}+{a}")
+                    n = c * (self.sizes[i] - 1) + self.sizes[a] if a != i else (c + 1) * (self.sizes[i] - 1) + 1
+            shape.append(n)
+        self.fancy[name] = tuple(shape)
+        return f"{name}[{','.join(subs)}]"
+
+
+@st.composite
+def language_programs(draw):
+    sizes = {i: draw(st.integers(1, 3)) for i in INDICES[: draw(st.integers(1, 4))]}
+    prog = _LanguageProgram(draw, sizes)
+    lines = []
+    for s in range(draw(st.integers(1, 2))):
+        prog.used, prog.bound = [], set()
+        rhs, _ = prog.sum(0, False)
+        if not [i for i in prog.used if i not in prog.bound]:
+            rhs += " + " + prog.tensor(False)[0]
+        used = [i for i in dict.fromkeys(prog.used) if i not in prog.bound]
+        lhs = draw(st.lists(st.sampled_from(used), unique=True, max_size=len(used))) if used else []
+        lines.append(f"O{s}[{','.join(lhs)}] := {rhs}" if lhs else f"O{s} := {rhs}")
+        prog.tensors[f"O{s}"] = (tuple(sizes[i] for i in lhs), False)
+    return "\n".join(lines), sizes, prog
+
+
+def _language_inputs(text, prog, seed):
+    gen = torch.Generator().manual_seed(seed)
+    vals = {}
+    for name in reference.inputs(text):
+        if name in prog.gathers:
+            shape, n = prog.gathers[name]
+            vals[name] = torch.randint(0, n, shape, generator=gen)
+        elif name in prog.fancy:
+            vals[name] = 2 * torch.rand(prog.fancy[name], dtype=torch.float64, generator=gen) - 1
+        else:
+            if name in prog.scalars:
+                value, as_tensor = prog.scalars[name]
+                vals[name] = torch.tensor(value, dtype=torch.float64) if as_tensor else value
+            else:
+                shape, positive = prog.tensors[name]
+                t = torch.rand(shape, dtype=torch.float64, generator=gen)
+                vals[name] = t + 0.5 if positive else 2 * t - 1
+    return vals
+
+
+@settings(SETTINGS, max_examples=60)
+@given(program=language_programs(), seed=st.integers(0, 2**16))
+def test_language_forms_match_reference(program, seed):
+    text, sizes, prog = program
+    note(f"program:\n{text}\nsizes: {sizes}")
+    vals = _language_inputs(text, prog, seed)
+    want_all = reference.evaluate(text, vals, sizes)
+    if not all(torch.isfinite(v).all() for v in want_all.values()):
+        return
+    fn = tm.tensorgrad(text, sizes=sizes)
+    assert fn.inputs == reference.inputs(text)
+    got_all = fn.evaluate(**vals)
+    for name in want_all:
+        _close(got_all[name], want_all[name], f"output {name}")
+    assert fn.wrt == tuple(n for n in fn.inputs if n not in prog.gathers)  # index tensors: no gradient
+    wrt = [n for n in fn.wrt if isinstance(vals[n], torch.Tensor)]
+    if not wrt:
+        return
+    mine, theirs = _leaves(vals, set(wrt)), _leaves(vals, set(wrt))
+    out = fn(**mine)
+    ref = reference.evaluate(text, theirs, sizes)[fn.outputs[-1]]
+    upstream = torch.randn(ref.shape, dtype=ref.dtype, generator=torch.Generator().manual_seed(seed + 1))
+    want = torch.autograd.grad(ref, [theirs[n] for n in wrt], upstream, allow_unused=True)
+    if not all(w is None or torch.isfinite(w).all() for w in want):
+        return
+    got = torch.autograd.grad(out, [mine[n] for n in wrt], upstream, allow_unused=True)
+    for n, g, w in zip(wrt, got, want):
+        _close(torch.zeros_like(theirs[n]) if g is None else g,
+               torch.zeros_like(theirs[n]) if w is None else w, f"gradient of {n}")
