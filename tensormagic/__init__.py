@@ -1,8 +1,9 @@
 """tensormagic: index notation in, symbolic gradients out, as differentiable torch callables."""
 from .errors import NotationError, NotationSyntaxError, NotationValueError
 from .function import TensorGradFunction, tensorgrad
+from .module import Module
 
-__all__ = ["tensorgrad", "TensorGradFunction", "NotationError", "NotationSyntaxError",
+__all__ = ["tensorgrad", "TensorGradFunction", "Module", "NotationError", "NotationSyntaxError",
            "NotationValueError", "load_ipython_extension", "unload_ipython_extension"]
 __version__ = "0.1.0"
 

@@ -22,7 +22,7 @@ from .pysrc import eq, num
 class Source:
     text: str
     saved: tuple     # var ids the backward reads
-    outputs: tuple   # var ids returned by forward
+    outputs: tuple   # var ids returned by forward (an alias resolved to the var it names)
 
 
 def generate(program, comments=None):
@@ -30,7 +30,8 @@ def generate(program, comments=None):
     gen = _Gen(program)
     backward = gen.backward()
     forward = gen.forward(comments or {})
-    return Source("\n".join(forward + [""] + backward) + "\n", tuple(gen.saved), program.outputs)
+    outputs = tuple(gen.alias.get(v, v) for v in program.outputs)
+    return Source("\n".join(forward + [""] + backward) + "\n", tuple(gen.saved), outputs)
 
 
 class _Gen:

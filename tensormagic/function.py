@@ -1,4 +1,10 @@
 """tensorgrad(): the public entry point, and the callable it returns."""
+import inspect
+import operator
+import warnings
+import weakref
+from itertools import count
+
 import torch
 
 from . import render, runtime
@@ -8,6 +14,8 @@ from .errors import NotationValueError
 from .ir import Const, children
 
 MEMORY = ("high", "low")
+_tokens = count()
+_LIVE = weakref.WeakValueDictionary()  # token → callable, for torch.compile's first call
 
 
 def tensorgrad(text, wrt=None, name=None, memory="high", sizes=None):
@@ -40,11 +48,34 @@ class TensorGradFunction:
         self.memory = memory
         self._wrt_mask = tuple(n in self.wrt for n in self.inputs)
         self._complex_const = any(_has_complex(st.rhs) for st in self.cell.statements)
-        self._cache = {}
-        self._last = None
+        self._fresh_state()
         self.derivation = tuple(derive(self.cell, self.wrt))
         self.formulas = {f.name: render.formula_text(f) for f in self.derivation if f.of_input}
         self.statement = "\n".join(render.statement_text(st) for st in self.cell.statements)
+
+    def _fresh_state(self):
+        """What is rebuilt rather than copied or pickled: compiled code and caches."""
+        self._cache = {}
+        self._last = None
+        self._warned = set()
+        self._token = next(_tokens)
+        _LIVE[self._token] = self
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for key in ("_cache", "_last", "_warned", "_token"):
+            del state[key]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._fresh_state()
+
+    @property
+    def __signature__(self):
+        """The inputs, for inspect.signature, help() and IDEs."""
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        return inspect.Signature([inspect.Parameter(n, kind) for n in self.inputs])
 
     # -- calling -------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
@@ -59,12 +90,30 @@ class TensorGradFunction:
         values = self._bind(args, kwargs)
         tensors, dtype, device = runtime.prepare(values, self.inputs, self._complex_const,
                                                  self.cell.index_inputs)
+        if torch.compiler.is_compiling():
+            # torch.compile traces this call: plan and compile at trace time, outside the graph.
+            key = runtime.signature(tensors, dtype, device, self._wrt_mask, operator.index)
+            _ensure(self._token, key)
+            return runtime.run(self._cache[key], tensors)
         key = runtime.signature(tensors, dtype, device, self._wrt_mask)
         compiled = self._cache.get(key)
         if compiled is None:
-            compiled = self._compile(key, [t.shape for t in tensors], dtype, device)
+            compiled = self._compile(key)
         self._last = compiled
+        if torch.is_grad_enabled():
+            self._warn_dropped(tensors)
         return runtime.run(compiled, tensors)
+
+    def _warn_dropped(self, tensors):
+        """An input outside wrt that requires grad gets none: say so, once per input."""
+        for name, t, w in zip(self.inputs, tensors, self._wrt_mask):
+            if not w and t.requires_grad and name not in self._warned \
+                    and name not in self.cell.shape_only:
+                self._warned.add(name)
+                warnings.warn(f"{self.name}: input '{name}' requires grad but is not in wrt "
+                              f"({', '.join(self.wrt) or 'none'}), so it gets no gradient; "
+                              f"add it to wrt to differentiate with respect to it",
+                              UserWarning, stacklevel=4)
 
     def _bind(self, args, kwargs):
         if not kwargs and len(args) == len(self.inputs):
@@ -86,9 +135,11 @@ class TensorGradFunction:
                             f"{', '.join(missing)}")
         return [values[n] for n in self.inputs]
 
-    def _compile(self, key, shapes, dtype, device):
-        wants = {n for n, (_, needs, _) in zip(self.inputs, key[2:]) if needs}
-        complex_inputs = tuple(cx for _, _, cx in key[2:])
+    def _compile(self, key):
+        dtype, device, *per_input = key
+        wants = {n for n, (_, needs, _) in zip(self.inputs, per_input) if needs}
+        shapes = [shape for shape, _, _ in per_input]
+        complex_inputs = tuple(cx for _, _, cx in per_input)
         compiled = runtime.build(self.cell, shapes, wants, dtype, device, self.name,
                                  self.memory == "low", self.sizes, complex_inputs)
         self._cache[key] = compiled
@@ -152,6 +203,16 @@ def _check_sizes(sizes):
         if not isinstance(index, str) or type(size) is not int or size < 1:
             raise ValueError(f"sizes maps index names to positive integers; got {index!r}: {size!r}")
     return dict(sizes)
+
+
+@torch._dynamo.assume_constant_result
+def _ensure(token, key):
+    """Compile a signature if it is new. torch.compile runs this at trace time (its result
+    is a constant), so a first call of a new shape plans without a graph break."""
+    fn = _LIVE[token]
+    if key not in fn._cache:
+        fn._compile(key)
+    return True
 
 
 def _resolve_wrt(wrt, cell):

@@ -23,6 +23,17 @@ class Compiled:
     saved: tuple
     wanted: tuple          # per input: is its gradient computed
     low_memory: bool = False
+    slots: tuple = ()      # per saved value: ("arg" | "out" | "extra", index)
+    n_out: int = 1
+
+    @property
+    def extras(self):
+        """Positions, among the saved values, of the intermediates (neither input nor output)."""
+        return tuple(j for j, (kind, _) in enumerate(self.slots) if kind == "extra")
+
+    @property
+    def saved_outs(self):
+        return tuple(sorted({k for kind, k in self.slots if kind == "out"}))
 
 
 def compile_program(program, label, low_memory, dtype, device, comments=None):
@@ -34,45 +45,92 @@ def compile_program(program, label, low_memory, dtype, device, comments=None):
     exec(compile(source.text, filename, "exec"), namespace)
     wanted = tuple(program.vars[v].needs for v in program.inputs)
     return Compiled(namespace["forward"], namespace["backward"], source.text, program,
-                    source.saved, wanted, low_memory)
+                    source.saved, wanted, low_memory, _slots(program, source, low_memory),
+                    len(program.outputs))
+
+
+def _slots(program, source, low_memory):
+    """Where each value the backward reads comes from: an input, an output, or an
+    intermediate the forward also returns (so that it goes through save_for_backward)."""
+    if low_memory:
+        return ()
+    slots, extras = [], 0
+    for vid in source.saved:
+        if vid in program.inputs:
+            slots.append(("arg", program.inputs.index(vid)))
+        elif vid in source.outputs:
+            slots.append(("out", source.outputs.index(vid)))
+        else:
+            slots.append(("extra", extras))
+            extras += 1
+    return tuple(slots)
 
 
 class _Apply(torch.autograd.Function):
-    """The one autograd wrapper: forward and backward are the generated functions."""
+    """The one autograd wrapper: forward, backward and jvp are the generated functions
+    (torch.compile traces _Traced, the same without jvp: dynamo refuses a custom jvp).
+
+    The forward returns the outputs, then the intermediates the backward reads (marked
+    non-differentiable, never handed to the user), so that every saved tensor goes through
+    save_for_backward: saved-tensor hooks see them all. The forward has no context (torch.func
+    needs this), and torch derives its vmap rule by running the forward on batched tensors."""
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, compiled, *args):
+    def forward(compiled, *args):
         outs, saved = compiled.forward(*args)
-        outs = _fresh_all(outs, args, [t for t in saved if all(t is not o for o in outs)])
+        extras = tuple(saved[j] for j in compiled.extras)
+        return (*_fresh_all(outs, args, extras), *extras)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        compiled, *args = inputs
+        outs, extras = output[:compiled.n_out], output[compiled.n_out:]
+        ctx.mark_non_differentiable(*extras)
         ctx.compiled = compiled
-        ctx.n_args = len(args)
-        if compiled.low_memory:
-            ctx.save_for_backward(*args)
-            return outs
-        kept = list(args) + list(outs)
-        ctx.slots = [next((k for k, t in enumerate(kept) if t is s), None) for s in saved]
-        ctx.others = [None if k is not None else s for k, s in zip(ctx.slots, saved)]
+        # Every input is kept (a reference, no copy): a differentiated backward recomputes
+        # the forward from them. Outputs only where the backward reads them.
+        kept = (*args, *(outs[k] for k in compiled.saved_outs), *extras)
         ctx.save_for_backward(*kept)
-        return outs
+        ctx.save_for_forward(*kept)  # the same list: torch.func keeps one set of batch dims
 
     @staticmethod
     def backward(ctx, *grads):
         compiled = ctx.compiled
         kept = ctx.saved_tensors
-        args = kept[:ctx.n_args]
+        n = len(compiled.wanted)
+        args = kept[:n]
+        grads = grads[:compiled.n_out]
         if compiled.low_memory or torch.is_grad_enabled():
             # Recompute the intermediates: to save memory, or to let torch see how they depend
             # on the inputs when this backward is itself differentiated.
             args = tuple(a if w else a.detach() for a, w in zip(args, compiled.wanted))
             saved = compiled.forward(*args)[1]
         else:
-            saved = [kept[k] if k is not None else o for k, o in zip(ctx.slots, ctx.others)]
+            outs = dict(zip(compiled.saved_outs, kept[n:]))
+            extras = kept[n + len(outs):]
+            pick = {"arg": args, "out": outs, "extra": extras}
+            saved = [pick[kind][k] for kind, k in compiled.slots]
         return (None, *compiled.backward(saved, grads))
+
+    @staticmethod
+    def jvp(ctx, _, *tangents):
+        args = ctx.saved_tensors[:len(ctx.compiled.wanted)]
+        tangents = [torch.zeros_like(a) if t is None else t for a, t in zip(args, tangents)]
+        outs = torch.func.jvp(lambda *a: ctx.compiled.forward(*a)[0], tuple(args), tuple(tangents))[1]
+        return (*outs, *(None,) * len(ctx.compiled.extras))
+
+
+class _Traced(_Apply):
+    """_Apply for torch.compile, which traces no custom jvp (forward mode there is torch's
+    own, through the traced operations)."""
+    jvp = torch.autograd.Function.jvp
 
 
 def _fresh_all(outs, args, saved=()):
     """Outputs are contiguous and alias no input, no other output and nothing the backward
-    reads: users may write into them. A view of a fresh result (a reshape) is kept as it is."""
+    reads: users may write into them. A view of a fresh result (a reshape) becomes a tensor of
+    its own (no copy), so that autograd lets it be modified in place."""
     fresh = []
     taken = [_root(t) for t in args] + [_root(t) for t in saved]
     for out in outs:
@@ -80,6 +138,8 @@ def _fresh_all(outs, args, saved=()):
         if not out.is_contiguous() or any(root is t for t in taken) or \
                 any(root is _root(f) for f in fresh):
             out = out.clone(memory_format=torch.contiguous_format)
+        elif out._base is not None:
+            out = torch.ops.aten._unsafe_view(out, out.shape)
         fresh.append(out)
     return tuple(fresh)
 
@@ -152,29 +212,79 @@ def _prepare_with_indices(values, names, has_complex_const, index_names):
 
 
 def _common_dtype(values, has_complex_const):
-    dtype = None
+    """torch's type promotion over every input (torch.result_type, n-ary): tensors with
+    dimensions outrank 0-dim tensors, which outrank Python numbers, unless the lower rank
+    brings a higher category (integer < floating < complex). A complex constant in the cell
+    counts as a Python complex. An integer result computes in the default float dtype."""
+    ranks = [None, None, None]  # tensors with dimensions, 0-dim tensors, Python numbers
+    numbers = [v for v in values if not isinstance(v, torch.Tensor)]
+    numbers += [1j] if has_complex_const else []
     for v in values:
-        if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex()):
-            dtype = v.dtype if dtype is None else torch.promote_types(dtype, v.dtype)
-    dtype = dtype or torch.get_default_dtype()
-    wants_complex = has_complex_const or any(isinstance(v, complex) for v in values)
-    if wants_complex and not dtype.is_complex:
-        dtype = torch.promote_types(dtype, torch.complex64)
+        if isinstance(v, torch.Tensor):
+            rank = 0 if v.dim() else 1
+            ranks[rank] = _promote(ranks[rank], v.dtype)
+    for v in numbers:
+        ranks[2] = _promote(ranks[2], _number_dtype(v))
+    dtype = _combine(ranks[0], _combine(ranks[1], ranks[2]))
+    if dtype is None or not (dtype.is_floating_point or dtype.is_complex):
+        return torch.get_default_dtype()
     return dtype
 
 
+def _promote(a, b):
+    return b if a is None else torch.promote_types(a, b)
+
+
+def _number_dtype(v):
+    default = torch.get_default_dtype()
+    if isinstance(v, complex):
+        return torch.promote_types(default, torch.complex64)
+    return default if isinstance(v, float) else torch.int64
+
+
+_COMPLEX = {torch.float16: torch.complex32, torch.float32: torch.complex64,
+            torch.float64: torch.complex128}
+
+
+def _combine(higher, lower):
+    """One rank over the next lower one (c10's combine_categories)."""
+    if higher is None or lower is None:
+        return lower if higher is None else higher
+    if higher.is_complex:
+        return higher
+    if lower.is_complex:
+        return _COMPLEX.get(higher, lower) if higher.is_floating_point else lower
+    if higher.is_floating_point:
+        return higher
+    if higher == torch.bool or lower.is_floating_point:
+        return torch.promote_types(higher, lower)
+    return higher
+
+
 def run(compiled, tensors):
-    """Apply a compiled signature; gradients flow only when some wanted input needs one."""
-    if any(compiled.wanted) and torch.is_grad_enabled():
-        return _Apply.apply(compiled, *tensors)
+    """Apply a compiled signature; through autograd only when some wanted input needs a
+    gradient, or a forward-mode or torch.func transform may carry tangents."""
+    if torch.compiler.is_compiling():
+        if any(compiled.wanted) and torch.is_grad_enabled():
+            return _Traced.apply(compiled, *tensors)[:compiled.n_out]
+    elif (any(compiled.wanted) and torch.is_grad_enabled()) or _transformed():
+        return _Apply.apply(compiled, *tensors)[:compiled.n_out]
     with torch.no_grad():
         outs = compiled.forward(*tensors)[0]
     return _fresh_all(outs, tensors)
 
 
-def signature(tensors, dtype, device, wrt_mask):
+def _transformed():
+    return torch.autograd.forward_ad._current_level >= 0 or \
+        torch._C._functorch.maybe_current_level() is not None
+
+
+def signature(tensors, dtype, device, wrt_mask, size=None):
+    """The cache key. size: applied to each dimension (under torch.compile, operator.index
+    makes a symbolic size a plain int: our code is specialised to the shapes)."""
     grad = torch.is_grad_enabled()
-    return (dtype, device) + tuple((t.shape, grad and w and t.requires_grad, t.is_complex())
+    return (dtype, device) + tuple((t.shape if size is None else tuple(size(d) for d in t.shape),
+                                    grad and w and t.requires_grad, t.is_complex())
                                    for t, w in zip(tensors, wrt_mask))
 
 
