@@ -108,11 +108,12 @@ class _Gen:
             return f"{x} ** {num(p)}"
         return f"{FUNCTIONS[func].torch}({x})"
 
-    def align(self, arg, labels):
-        """arg broadcast to `labels` (a subset in any order, missing ones as size-1 dims)."""
+    def align(self, arg, labels, text=None):
+        """arg (or text, a value laid out like arg) broadcast to `labels` (a subset in any
+        order, missing ones as size-1 dims)."""
         if isinstance(arg, Const):
             return num(arg.value)
-        return self.broadcast(self.name(arg), arg.labels, labels)
+        return self.broadcast(self.name(arg) if text is None else text, arg.labels, labels)
 
     @staticmethod
     def broadcast(text, own, labels):
@@ -242,3 +243,50 @@ class _Gen:
             index = [":" if i in covered else "None" for i in labels]
             text += f"[{', '.join(index)}].expand({', '.join(map(str, var.shape))})"
         return text
+
+
+# -- forward mode ------------------------------------------------------------------------
+def generate_jvp(program, active):
+    """Source of `jvp(inputs..., tangents...)`: the forward again, each op followed by its
+    tangent (kinds.KINDS[kind].tangent), returning the outputs' tangents. active: per input,
+    whether it carries a tangent (only those are parameters)."""
+    return _Tangents(program, active).source()
+
+
+class _Tangents(_Gen):
+    def __init__(self, program, active):
+        super().__init__(program)
+        self.tangents = {}
+        self.params = []
+        for vid, on in zip(program.inputs, active):
+            if on:
+                self.tangents[vid] = f"_d{vid}"
+                self.params.append(f"_d{vid}")
+
+    def use(self, ref_or_id):
+        return self.name(ref_or_id)  # the forward runs here: nothing needs saving
+
+    def tangent(self, arg):
+        """The source name of arg's tangent, None where it is zero."""
+        if not isinstance(arg, Ref):
+            return None
+        return self.tangents.get(self.alias.get(arg.var, arg.var))
+
+    def source(self):
+        params = ", ".join([self.name(i) for i in self.p.inputs] + self.params)
+        lines = [f"def jvp({params}):"]
+        for op in self.p.ops:
+            if op.out in self.alias:
+                continue
+            kind = KINDS[op.kind]
+            lines.extend(f"    {t} = {e}" for t, e in kind.forward(self, op))
+            text = None if kind.leaf else kind.tangent(self, op)
+            if text is not None:
+                self.tangents[op.out] = f"_d{op.out}"
+                lines.append(f"    _d{op.out} = {text}")
+        outs = []
+        for vid in self.p.outputs:
+            t = self.tangents.get(self.alias.get(vid, vid))
+            outs.append(t or f"torch.zeros_like({self.name(vid)})")
+        lines.append(f"    return ({''.join(t + ', ' for t in outs)})")
+        return "\n".join(lines) + "\n"

@@ -130,12 +130,13 @@ def _relevant(cell, versions, wrt):
     return relevant
 
 
-def _delta(versions, v):
+def _delta(versions, v, prefix="Δ"):
+    """The name of a version's gradient (or, with prefix "d", of its tangent)."""
     name, k = v
     final = versions["final"].get(name) == v or (k == -1 and name not in versions["final"])
     if final:
-        return "Δ" + name
-    return "Δ" + name + ("_in" if k == -1 else f"_{k + 1}")
+        return prefix + name
+    return prefix + name + ("_in" if k == -1 else f"_{k + 1}")
 
 
 def _formula(versions, v, indices, terms):

@@ -7,7 +7,7 @@ from itertools import count
 
 import torch
 
-from . import render, runtime
+from . import render, runtime, tangent
 from .cell import analyse
 from .derive import derive
 from .errors import NotationValueError
@@ -51,6 +51,8 @@ class TensorGradFunction:
         self._fresh_state()
         self.derivation = tuple(derive(self.cell, self.wrt))
         self.formulas = {f.name: render.formula_text(f) for f in self.derivation if f.of_input}
+        self.tangent_derivation = tuple(tangent.tangents(self.cell, self.wrt))
+        self.tangents = {f.name: tangent.tangent_text(f) for f in self.tangent_derivation}
         self.statement = "\n".join(render.statement_text(st) for st in self.cell.statements)
 
     def _fresh_state(self):
@@ -141,7 +143,7 @@ class TensorGradFunction:
         shapes = [shape for shape, _, _ in per_input]
         complex_inputs = tuple(cx for _, _, cx in per_input)
         compiled = runtime.build(self.cell, shapes, wants, dtype, device, self.name,
-                                 self.memory == "low", self.sizes, complex_inputs)
+                                 self.memory == "low", self.sizes, complex_inputs, self._wrt_mask)
         self._cache[key] = compiled
         return compiled
 
@@ -163,7 +165,7 @@ class TensorGradFunction:
                 try:  # shifted subscripts may need room: a larger example
                     self._last = runtime.build(self.cell, shapes, set(self.wrt), dtype,
                                                torch.device("cpu"), self.name, self.memory == "low",
-                                               self.sizes, (False,) * len(shapes))
+                                               self.sizes, (False,) * len(shapes), self._wrt_mask)
                     break
                 except NotationValueError:
                     if size != runtime.DEFAULT_SIZE:
@@ -176,10 +178,12 @@ class TensorGradFunction:
         from .plan import describe
         return describe(self._example().program)
 
-    def latex(self):
-        """The statements, then each derived gradient, as one LaTeX display."""
+    def latex(self, tangents=False):
+        """The statements, then each derived gradient (and with tangents=True each tangent,
+        forward mode), as one LaTeX display."""
         lines = [render.statement_latex(st) for st in self.cell.statements]
         lines += [render.formula_latex(f) for f in self.derivation]
+        lines += [tangent.tangent_latex(f) for f in self.tangent_derivation] if tangents else []
         return "$$\\begin{aligned}" + " \\\\ ".join(_align(line) for line in lines) + \
             "\\end{aligned}$$"
 
@@ -187,7 +191,13 @@ class TensorGradFunction:
         return self.latex()
 
     def __str__(self):
+        return self.render_text()
+
+    def render_text(self, tangents=False):
+        """The statements, the gradients and (tangents=True) the tangents, as plain text."""
         lines = [self.statement, ""] + [render.formula_text(f) for f in self.derivation]
+        if tangents and self.tangents:
+            lines += [""] + list(self.tangents.values())
         return "\n".join(lines)
 
     def __repr__(self):

@@ -88,6 +88,19 @@ class Pair(Kind):
                 mats.append(text)
         return (self.recipe(gen, op), gen.sizes(a, b), *mats)
 
+    # -- forward mode ------------------------------------------------------------------
+    def tangent(self, gen, op):
+        """ȧ ⊗ b + a ⊗ ḃ, each an einsum."""
+        a, b = op.args
+        equation = eq([a.labels, b.labels], gen.labels(op.out))
+        terms = []
+        for x, y, first in ((a, b, True), (b, a, False)):
+            t = gen.tangent(x)
+            if t:
+                pair = (t, gen.name(y)) if first else (gen.name(y), t)
+                terms.append(f"torch.einsum('{equation}', {pair[0]}, {pair[1]})")
+        return " + ".join(terms) or None
+
     # -- backward ----------------------------------------------------------------------
     def backward(self, gen, op, g):
         if self.recipe(gen, op):

@@ -4,8 +4,9 @@ A kind is a small class registered in KINDS under the name plan.Op.kind carries.
 `forward(gen, op)` returns the assignments computing op.out; `backward(gen, op, g)`
 hands each differentiable operand its share of the incoming gradient `g` (source text)
 through gen.give. A kind saves exactly the forward values its backward reads through
-gen.use: nothing else is kept for the backward. `tangent` is the place for forward mode
-(jvp): source for op.out's tangent from its operands' tangents; None until implemented.
+gen.use: nothing else is kept for the backward. `tangent(gen, op)` is forward mode (jvp):
+source for op.out's tangent from its operands' tangents (gen.tangent(ref): a name, or None
+where it is zero), None where op.out's tangent is zero.
 Adding a kind means adding one class here (or in a kind_*.py module) and nothing else.
 """
 from .functions import FUNCTIONS, X
@@ -25,7 +26,6 @@ def register(cls):
 class Kind:
     name = None
     leaf = False       # an input: nothing to compute, its gradient is the cell's result
-    tangent = None     # forward mode: (gen, op, tangents) -> source; not implemented yet
 
     def forward(self, gen, op):
         return [(gen.name(op.out), self.expr(gen, op))]
@@ -34,6 +34,9 @@ class Kind:
         raise NotImplementedError(self.name)
 
     def backward(self, gen, op, g):
+        raise NotImplementedError(self.name)
+
+    def tangent(self, gen, op):
         raise NotImplementedError(self.name)
 
     def alias(self, program, op):
@@ -61,6 +64,9 @@ class Literal(Kind):
     def backward(self, gen, op, g):
         pass
 
+    def tangent(self, gen, op):
+        return None
+
 
 @register
 class Cast(Kind):
@@ -80,9 +86,9 @@ class Einsum1(Kind):
     """One operand's diagonals, then a sum over some indices or a transpose."""
     name = "einsum1"
 
-    def expr(self, gen, op):
+    def expr(self, gen, op, text=None):
         a = op.args[0]
-        text, labels = gen.name(a), list(a.labels)
+        text, labels = text or gen.name(a), list(a.labels)
         while len(set(labels)) < len(labels):
             first = next(i for i in labels if labels.count(i) > 1)
             p = labels.index(first)
@@ -94,6 +100,10 @@ class Einsum1(Kind):
     def backward(self, gen, op, g):
         a = op.args[0]
         gen.give(a, gen.spread([(g, gen.labels(op.out))], a))
+
+    def tangent(self, gen, op):
+        t = gen.tangent(op.args[0])  # linear: the same diagonals and sums of the tangent
+        return t and self.expr(gen, op, t)
 
 
 @register
@@ -133,6 +143,16 @@ class Scale(Kind):
                 parts.append(gen.cj(gen.use(f)))
         return " * ".join(parts) if parts else None
 
+    def tangent(self, gen, op):
+        """The product rule: one term per factor that carries a tangent."""
+        factors = [x for x in op.args if x is not None]
+        terms = []
+        for k, x in enumerate(factors):
+            t = gen.tangent(x)
+            if t:
+                terms.append(" * ".join([t] + [gen.value(y) for j, y in enumerate(factors) if j != k]))
+        return " + ".join(terms) or None
+
 
 @register
 class AddTerms(Kind):
@@ -148,6 +168,32 @@ class AddTerms(Kind):
             if gen.wants(term):
                 text = gen.reduce(g, gen.labels(op.out), term.labels)
                 gen.give(term, text if sign > 0 else f"-{text}")
+
+    def tangent(self, gen, op):
+        labels = gen.labels(op.out)
+        pieces, signs, covered = [], [], set()
+        for term, sign in zip(op.args, op.info["signs"]):
+            t = gen.tangent(term)
+            if t:
+                pieces.append(gen.align(term, labels, t))
+                signs.append(sign)
+                covered |= set(term.labels)
+        if not pieces:
+            return None
+        text = signed_sum(pieces, signs)
+        if covered != set(labels):  # only terms broadcast along some index move
+            text = f"({text}).expand({dims(gen.p.vars[op.out].shape)})"
+        return text
+
+
+def _derivative(op):
+    """f′ of a map op, in the placeholders X and Y."""
+    if op.info["func"] == "pow":
+        p = op.info["p"]
+        if p == 0:  # x ** 0 is 1 everywhere, 0 ** 0 included
+            return Const(0)
+        return Mul((Const(p), Pow(X, Const(p - 1)))) if p != 2 else Mul((Const(2), X))
+    return FUNCTIONS[op.info["func"]].derivative
 
 
 @register
@@ -192,6 +238,27 @@ class Map(Kind):
         return (f"torch.where({z} == 0, 0, ({g} - {s} * ({g} * {s}.conj()).real) / "
                 f"torch.where({z} == 0, 1, torch.abs({z})))")
 
+    def tangent(self, gen, op):
+        """f′(x) · ẋ (no conjugate: holomorphic functions are complex-linear in ẋ)."""
+        src = op.args[0]
+        t = gen.tangent(src)
+        func = op.info["func"]
+        if not t:
+            return None
+        if func == "conj":
+            return f"{t}.conj()"
+        z = gen.name(src)
+        if func == "abs" and not gen.real(src):  # |z| is not holomorphic: Re(conj(sgn z) · ż)
+            return f"(torch.sgn({z}).conj() * {t}).real"
+        if func == "sgn" and not gen.real(src):  # (ż − s·Re(conj(s)·ż)) / |z|, 0 at z = 0
+            s = gen.name(op.out)
+            return (f"torch.where({z} == 0, 0, ({t} - {s} * ({s}.conj() * {t}).real) / "
+                    f"torch.where({z} == 0, 1, torch.abs({z})))")
+        deriv = _derivative(op)
+        if isinstance(deriv, Const) and deriv.value == 0:
+            return None
+        return f"{t} * {gen.elementwise(deriv, {'@x': src.var, '@y': op.out})}"
+
 
 @register
 class Power(Kind):
@@ -231,6 +298,19 @@ class Power(Kind):
             return f"({e}.imag == 0) & ({e}.real >= 0)"
         return f"({e} >= 0)"
 
+    def tangent(self, gen, op):
+        base, exponent = op.args
+        labels = gen.labels(op.out)
+        b, e = gen.align(base, labels), gen.align(exponent, labels)
+        terms = []
+        tb, te = gen.tangent(base), gen.tangent(exponent)
+        if tb:
+            terms.append(f"{e} * {b} ** ({e} - 1) * {gen.align(base, labels, tb)}")
+        if te:
+            log = num(const_log(base.value, gen.conj)) if isinstance(base, Const) else f"torch.log({b})"
+            terms.append(f"{gen.name(op.out)} * {log} * {gen.align(exponent, labels, te)}")
+        return " + ".join(terms) or None
+
 
 @register
 class Emit(Kind):
@@ -253,9 +333,23 @@ class Emit(Kind):
             body = gen.align(rhs, out.labels)
         if op.info["op"] == "+=":
             return f"{gen.name(op.args[1])} + {body}"
+        return self.expand(rhs, out, body)
+
+    @staticmethod
+    def expand(rhs, out, body):
         if isinstance(rhs, Ref) and set(rhs.labels) != set(out.labels):
+            shape = tuple(out.shape)
             body = f"{body}.expand({dims(shape)}{',' if len(shape) == 1 else ''})"
         return body
+
+    def tangent(self, gen, op):
+        rhs, out = op.args[0], gen.p.vars[op.out]
+        t = gen.tangent(rhs)
+        old = gen.tangent(op.args[1]) if op.info["op"] == "+=" else None
+        body = t and gen.align(rhs, out.labels, t)
+        if old and body:
+            return f"{old} + {body}"
+        return old or (body and self.expand(rhs, out, body))
 
     def backward(self, gen, op, g):
         rhs = op.args[0]

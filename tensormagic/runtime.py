@@ -1,6 +1,6 @@
 """Source → a differentiable torch callable: argument checks, compile cache, autograd glue."""
 import linecache
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import count
 
 import numpy as np
@@ -25,6 +25,16 @@ class Compiled:
     low_memory: bool = False
     slots: tuple = ()      # per saved value: ("arg" | "out" | "extra", index)
     n_out: int = 1
+    wrt: tuple = ()        # per input: may it carry a tangent (is it in wrt)
+    namespace: dict = field(default_factory=dict)
+    jvps: dict = field(default_factory=dict)   # active inputs → generated jvp
+
+    def jvp(self, active):
+        """The generated jvp for inputs carrying tangents (`active`, a mask), compiled once."""
+        if active not in self.jvps:
+            text = codegen.generate_jvp(self.program, active)
+            self.jvps[active] = _exec(text, "jvp", self.namespace)["jvp"]
+        return self.jvps[active]
 
     @property
     def extras(self):
@@ -36,17 +46,23 @@ class Compiled:
         return tuple(sorted({k for kind, k in self.slots if kind == "out"}))
 
 
-def compile_program(program, label, low_memory, dtype, device, comments=None):
+def compile_program(program, label, low_memory, dtype, device, comments=None, wrt=None):
     source = codegen.generate(program, comments)
-    filename = f"<tensorgrad {label} #{next(_ids)}>"
-    linecache.cache[filename] = (len(source.text), None, source.text.splitlines(True), filename)
     namespace = {"torch": torch, "_dtype": dtype, "_rdtype": dtype.to_real(), "_device": device,
                  **kernels.NAMESPACE}
-    exec(compile(source.text, filename, "exec"), namespace)
+    _exec(source.text, label, namespace)
     wanted = tuple(program.vars[v].needs for v in program.inputs)
+    wrt = tuple(wrt) if wrt is not None else (True,) * len(program.inputs)
     return Compiled(namespace["forward"], namespace["backward"], source.text, program,
                     source.saved, wanted, low_memory, _slots(program, source, low_memory),
-                    len(program.outputs))
+                    len(program.outputs), wrt, namespace)
+
+
+def _exec(text, label, namespace):
+    filename = f"<tensorgrad {label} #{next(_ids)}>"
+    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+    exec(compile(text, filename, "exec"), namespace)
+    return namespace
 
 
 def _slots(program, source, low_memory):
@@ -115,10 +131,14 @@ class _Apply(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, _, *tangents):
-        args = ctx.saved_tensors[:len(ctx.compiled.wanted)]
-        tangents = [torch.zeros_like(a) if t is None else t for a, t in zip(args, tangents)]
-        outs = torch.func.jvp(lambda *a: ctx.compiled.forward(*a)[0], tuple(args), tuple(tangents))[1]
-        return (*outs, *(None,) * len(ctx.compiled.extras))
+        """Forward mode: the derived tangents (fn.tangents), generated like the backward.
+        Inputs outside wrt carry no tangent, as they get no gradient."""
+        compiled = ctx.compiled
+        args = ctx.saved_tensors[:len(compiled.wanted)]
+        active = tuple(t is not None and w for t, w in zip(tangents, compiled.wrt))
+        given = [t for t, a in zip(tangents, active) if a]
+        outs = compiled.jvp(active)(*args, *given)
+        return (*outs, *(None,) * len(compiled.extras))
 
 
 class _Traced(_Apply):
@@ -288,9 +308,11 @@ def signature(tensors, dtype, device, wrt_mask, size=None):
                                    for t, w in zip(tensors, wrt_mask))
 
 
-def build(cell, shapes, wants, dtype, device, label, low_memory, sizes=None, complex_inputs=None):
-    """complex_inputs: per input, is it complex (default: all are when dtype is)."""
+def build(cell, shapes, wants, dtype, device, label, low_memory, sizes=None, complex_inputs=None,
+          wrt=None):
+    """complex_inputs: per input, is it complex (default: all are when dtype is); wrt: per
+    input, may it carry a tangent (None: all)."""
     program = plan.build(cell, shapes, wants, sizes, complex=dtype.is_complex,
                          complex_inputs=complex_inputs)
     comments = {start: render.statement_text(st) for start, st in zip(program.starts, cell.statements)}
-    return compile_program(program, label, low_memory, dtype, device, comments)
+    return compile_program(program, label, low_memory, dtype, device, comments, wrt)

@@ -123,6 +123,15 @@ def test_displays_latex_with_plain_text_fallback(ip):
     assert "ΔB" in math.data["text/plain"] and "ΔD" not in math.data["text/plain"]
 
 
+def test_verbose_shows_the_tangents_too(ip):
+    captured = run(ip, "B C --verbose", SEED)
+    fn = ip.user_ns["A_fn"]
+    math = captured.outputs[0].data
+    assert math == {"text/latex": fn.latex(tangents=True), "text/plain": fn.render_text(tangents=True)}
+    assert fn.tangents["A"] in math["text/plain"] and r"\mathrm{dB}" in math["text/latex"]
+    assert "dA" not in str(fn) and "dA" not in fn.latex()
+
+
 def test_quiet_shows_nothing(ip):
     captured = run(ip, "--quiet --verbose", SEED)
     assert captured.outputs == [] and captured.stdout == ""

@@ -9,6 +9,8 @@ import torch.autograd.forward_ad as fwAD
 from torch.func import grad, hessian, jacfwd, jacrev, jvp, vmap
 
 import tensormagic as tm
+from conftest import evaluate_formula
+from tensormagic.ir import leaves
 
 D, Z = torch.float64, torch.complex128
 
@@ -192,3 +194,139 @@ def test_dual_numbers_then_backward(case):
             g = torch.autograd.grad(case.loss(out.primal), x)[0]
             return out.tangent.detach().clone(), g
     both(case, transform)
+
+
+# -- every form of the engine suite: derived tangents against torch's jvp of the reference ---
+from test_engine_forms import FORMS, expected_wrt, make_inputs  # noqa: E402
+
+
+def _tangent_inputs(form, vals):
+    """The wrt inputs that are tensors (a Python-number scalar carries no tangent)."""
+    return [n for n in expected_wrt(form) if isinstance(vals[n], torch.Tensor)]
+
+
+@pytest.mark.parametrize("form", FORMS, ids=str)
+def test_tangents_of_every_form(form):
+    vals = make_inputs(form)
+    names = _tangent_inputs(form, vals)
+    assert names
+    gen = torch.Generator().manual_seed(1)
+    tangents = {n: torch.randn(vals[n].shape, dtype=vals[n].dtype, generator=gen) for n in names}
+    fn = tm.tensorgrad(form.text, wrt=form.wrt)
+
+    def ref(*xs):
+        return form.ref(**{**vals, **dict(zip(names, xs))})
+    want = jvp(ref, tuple(vals[n] for n in names), tuple(tangents[n] for n in names))[1]
+    with fwAD.dual_level():
+        duals = {n: fwAD.make_dual(vals[n], tangents[n]) for n in names}
+        got = fwAD.unpack_dual(fn(**{**vals, **duals})).tangent
+    assert got is not None
+    torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
+
+
+# -- the symbolic tangents (fn.tangents), evaluated as written ---------------------------------
+_FUNCS = {"recip": torch.reciprocal, "step": lambda t: (t > 0).to(t.dtype), "sgn": torch.sgn,
+          "exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt, "sin": torch.sin, "cos": torch.cos,
+          "tan": torch.tan, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu,
+          "abs": torch.abs, "conj": torch.conj, "sinh": torch.sinh, "cosh": torch.cosh,
+          "log1p": torch.log1p, "expm1": torch.expm1, "softplus": torch.nn.functional.softplus}
+
+
+def _evaluate_ir(e, env, order, sizes):
+    """A formula's right side by brute force: every node laid out over all of the formula's
+    indices (size 1 where it does not depend on one), each Σ summed where it sits."""
+    from tensormagic.ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor
+    if isinstance(e, Tensor):
+        value, labels = env[e.name], list(e.indices)
+        while len(set(labels)) < len(labels):  # a repeated index: the diagonal
+            first = next(i for i in labels if labels.count(i) > 1)
+            p, q = labels.index(first), labels.index(first, labels.index(first) + 1)
+            value = torch.diagonal(value, 0, p, q)
+            labels = [i for k, i in enumerate(labels) if k not in (p, q)] + [first]
+        value = value.permute([labels.index(i) for i in order if i in labels])
+        return value.reshape([sizes[i] if i in labels else 1 for i in order])
+    if isinstance(e, (Scalar, Const)):
+        value = env[e.name] if isinstance(e, Scalar) else e.value
+        if not isinstance(value, torch.Tensor):
+            value = torch.tensor(value, dtype=Z if isinstance(value, complex) else D)
+        return value.reshape([1] * len(order))
+    if isinstance(e, Sigma):
+        body = _evaluate_ir(e.body, env, order, sizes)
+        body = body.expand([sizes[i] if i in e.indices else n for i, n in zip(order, body.shape)])
+        return body.sum([order.index(i) for i in e.indices], keepdim=True)
+    parts = [_evaluate_ir(c, env, order, sizes) for c in
+             (e.terms if isinstance(e, Add) else e.factors if isinstance(e, Mul) else
+              (e.base, e.exponent) if isinstance(e, Pow) else (e.arg,))]
+    if isinstance(e, Add):
+        return sum(p * s for p, s in zip(parts, e.signs))
+    if isinstance(e, Mul):
+        out = parts[0]
+        for p in parts[1:]:
+            out = out * p
+        return out
+    if isinstance(e, Pow):
+        return parts[0] ** parts[1]
+    return _FUNCS[e.func](parts[0])
+
+
+def _all_indices(e):
+    from tensormagic.ir import Sigma, Tensor, children
+    own = list(e.indices) if isinstance(e, (Tensor, Sigma)) else []
+    return own + [i for c in children(e) for i in _all_indices(c)]
+
+
+def _leaf_sizes(e, env, sizes):
+    from tensormagic.ir import Tensor, children
+    if isinstance(e, Tensor):
+        sizes.update(zip(e.indices, torch.as_tensor(env[e.name]).shape))
+    for c in children(e):
+        _leaf_sizes(c, env, sizes)
+    return sizes
+
+
+def _once(form):
+    """Every statement creates a new name (no `=`, `+=` or reassignment: one version each)."""
+    cell = tm.tensorgrad(form.text).cell
+    return all(st.op == ":=" for st in cell.statements) and len(cell.outputs) == len(cell.statements)
+
+
+def test_tangents_of_the_design_example():
+    fn = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k] * D[l,l]", wrt="B C")
+    assert fn.tangents == {"A": "dA[i,k] = dB[i,j] * C[j,k] * D[l,l] + B[i,j] * dC[j,k] * D[l,l]"}
+    layer = tm.tensorgrad("Y[b,o] := tanh(X[b,i]*W[i,o] + c[o])", wrt="W c")
+    assert layer.tangents["Y"] == "dY[b,o] = (1 - Y[b,o]**2) * ((Σ_i X[b,i] * dW[i,o]) + dc[o])"
+
+
+@pytest.mark.parametrize("form", [f for f in FORMS if _once(f)], ids=str)
+def test_tangent_formulas_evaluate_to_the_jvp(form):
+    """Each formula of fn.tangents, evaluated as written with the values, the outputs and the
+    earlier tangents, gives what torch's jvp of the reference gives."""
+    vals = make_inputs(form)
+    fn = tm.tensorgrad(form.text, wrt=form.wrt)
+    names = _tangent_inputs(form, vals)
+    assert names and set(fn.tangents) == {f.name for f in fn.tangent_derivation}
+    gen = torch.Generator().manual_seed(2)
+    outputs = fn.evaluate(**vals)
+    env = {**vals, **outputs}
+    for n in fn.wrt:  # a Python-number scalar carries no tangent
+        env["d" + n] = torch.randn(vals[n].shape, dtype=vals[n].dtype, generator=gen) \
+            if n in names else 0.0
+    for f in fn.tangent_derivation:
+        order = list(dict.fromkeys(_all_indices(f.rhs) + list(f.target.indices)))
+        sizes = _leaf_sizes(f.rhs, env, dict(zip(f.target.indices, outputs[f.name].shape)))
+        value = _evaluate_ir(f.rhs, env, order, sizes)
+        value = value.expand([sizes[i] if i in f.target.indices else n for i, n in zip(order, value.shape)])
+        assert all(n == 1 for i, n in zip(order, value.shape) if i not in f.target.indices)
+        kept = [i for i in order if i in f.target.indices]
+        value = value.reshape([sizes[i] for i in kept]).permute([kept.index(i) for i in f.target.indices])
+        text = fn.tangents[f.name]
+        if "Σ" not in text:  # Einstein style: it reads back as a statement with the same value
+            read = {leaf.name: env[leaf.name] for leaf in leaves(f.rhs)}
+            read[f.target.name] = torch.zeros_like(value)  # `=` reads its target's shape
+            torch.testing.assert_close(evaluate_formula(text, read, value.shape).to(value.dtype), value)
+        env[f.target.name] = value
+    want = jvp(lambda *xs: form.ref(**{**vals, **dict(zip(names, xs))}),
+               tuple(vals[n] for n in names), tuple(env["d" + n] for n in names))[1]
+    last = fn.tangent_derivation[-1]
+    assert last.name == fn.outputs[-1]
+    torch.testing.assert_close(env[last.target.name].to(want.dtype), want, rtol=1e-8, atol=1e-10)
