@@ -28,6 +28,12 @@ class Compiled:
     wrt: tuple = ()        # per input: may it carry a tangent (is it in wrt)
     namespace: dict = field(default_factory=dict)
     jvps: dict = field(default_factory=dict)   # active inputs → generated jvp
+    extras: tuple = ()     # positions, among the saved values, of the intermediates
+    saved_outs: tuple = ()  # the outputs the backward reads
+
+    def __post_init__(self):
+        self.extras = tuple(j for j, (kind, _) in enumerate(self.slots) if kind == "extra")
+        self.saved_outs = tuple(sorted({k for kind, k in self.slots if kind == "out"}))
 
     def jvp(self, active):
         """The generated jvp for inputs carrying tangents (`active`, a mask), compiled once."""
@@ -35,15 +41,6 @@ class Compiled:
             text = codegen.generate_jvp(self.program, active)
             self.jvps[active] = _exec(text, "jvp", self.namespace)["jvp"]
         return self.jvps[active]
-
-    @property
-    def extras(self):
-        """Positions, among the saved values, of the intermediates (neither input nor output)."""
-        return tuple(j for j, (kind, _) in enumerate(self.slots) if kind == "extra")
-
-    @property
-    def saved_outs(self):
-        return tuple(sorted({k for kind, k in self.slots if kind == "out"}))
 
 
 def compile_program(program, label, low_memory, dtype, device, comments=None, wrt=None):
@@ -92,6 +89,14 @@ class _Apply(torch.autograd.Function):
     needs this), and torch derives its vmap rule by running the forward on batched tensors."""
     generate_vmap_rule = True
 
+    @classmethod
+    def apply(cls, *args):
+        """torch's Function.apply without binding default arguments through inspect.signature
+        on every call (ours has none): a tenth of a small call's time."""
+        if torch._C._are_functorch_transforms_active():
+            return super().apply(*args)
+        return super(torch.autograd.Function, cls).apply(*args)
+
     @staticmethod
     def forward(compiled, *args):
         outs, saved = compiled.forward(*args)
@@ -101,14 +106,16 @@ class _Apply(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         compiled, *args = inputs
-        outs, extras = output[:compiled.n_out], output[compiled.n_out:]
-        ctx.mark_non_differentiable(*extras)
+        extras = output[compiled.n_out:]
+        if extras:
+            ctx.mark_non_differentiable(*extras)
         ctx.compiled = compiled
         # Every input is kept (a reference, no copy): a differentiated backward recomputes
         # the forward from them. Outputs only where the backward reads them.
-        kept = (*args, *(outs[k] for k in compiled.saved_outs), *extras)
+        kept = (*args, *(output[k] for k in compiled.saved_outs), *extras)
         ctx.save_for_backward(*kept)
-        ctx.save_for_forward(*kept)  # the same list: torch.func keeps one set of batch dims
+        if _transformed():  # the same list: torch.func keeps one set of batch dims
+            ctx.save_for_forward(*kept)
 
     @staticmethod
     def backward(ctx, *grads):
@@ -145,6 +152,7 @@ class _Traced(_Apply):
     """_Apply for torch.compile, which traces no custom jvp (forward mode there is torch's
     own, through the traced operations)."""
     jvp = torch.autograd.Function.jvp
+    apply = classmethod(torch.autograd.Function.apply.__func__)
 
 
 def _fresh_all(outs, args, saved=()):
