@@ -23,6 +23,13 @@ class View(Kind):
             shape = tuple(gen.p.vars[x.var].shape)
             gen.give(x, f"_unview({g}, {shape!r}, {op.info['coefs']!r}, {op.info['offsets']!r})")
 
+    def tangent(self, gen, op):
+        t = gen.tangent(op.args[0])  # linear: the same positions of the tangent
+        if not t:
+            return None
+        shape = tuple(gen.p.vars[op.out].shape)
+        return f"_view({t}, {shape!r}, {op.info['coefs']!r}, {op.info['offsets']!r})"
+
 
 @register
 class Gather(Kind):
@@ -62,3 +69,10 @@ class Gather(Kind):
         shape = tuple(gen.p.vars[x.var].shape)
         picks = ", ".join(gen.use(self.index_name(op, d)) for d in range(len(op.info["dims"])))
         gen.give(x, f"{g}.new_zeros({shape!r}).index_put(({picks},), {g}, accumulate=True)")
+
+    def tangent(self, gen, op):
+        t = gen.tangent(op.args[0])  # linear: the tangent at the same positions
+        if not t:
+            return None
+        picks = ", ".join(self.index_name(op, d) for d in range(len(op.info["dims"])))
+        return f"{t}[({picks},)]"

@@ -8,7 +8,7 @@ logsumexp's is exp(x - y) ≤ 1, stable for any magnitude. max(a, b) gives the g
 to the larger operand, half to each at a tie (as torch.maximum does).
 """
 from .kinds import Kind, register
-from .pysrc import num
+from .pysrc import dims as shape_src, num
 
 _TORCH = {"max": "torch.amax", "min": "torch.amin", "logsumexp": "torch.logsumexp", "prod": "_prod"}
 
@@ -43,6 +43,21 @@ class ReduceOver(Kind):
         else:
             gen.give(x, f"{wide} * _share({xs}, {y}, {dims})")
 
+    def tangent(self, gen, op):
+        """Σ over the reduced indices of ẋ times the same weights the gradient uses."""
+        x = op.args[0]
+        t = gen.tangent(x)
+        if not t:
+            return None
+        out, dims = gen.labels(op.out), _dims(x.labels, op.info["over"])
+        xs, kind = gen.name(x), op.info["op"]
+        if kind == "prod":
+            weight = f"_prod_others({xs}, {dims})"
+        else:
+            y = gen.broadcast(gen.name(op.out), out, x.labels)
+            weight = f"torch.exp({xs} - {y})" if kind == "logsumexp" else f"_share({xs}, {y}, {dims})"
+        return f"({t} * {weight}).sum({dims})"
+
 
 @register
 class Extreme(Kind):
@@ -68,3 +83,19 @@ class Extreme(Kind):
             gen.give(a, gen.reduce(f"({g} * _pick({sa}, {sb}, {larger}))", labels, a.labels))
         if gen.wants(b):
             gen.give(b, gen.reduce(f"({g} * _pick({sb}, {sa}, {larger}))", labels, b.labels))
+
+    def tangent(self, gen, op):
+        a, b = op.args
+        labels = gen.labels(op.out)
+        larger = op.info["func"] == "max"
+        sa, sb = gen.align(a, labels), gen.align(b, labels)
+        terms = []
+        for x, mine, other in ((a, sa, sb), (b, sb, sa)):
+            t = gen.tangent(x)
+            if t:
+                terms.append(f"{gen.align(x, labels, t)} * _pick({mine}, {other}, {larger})")
+        shape = gen.p.vars[op.out].shape
+        if not terms:
+            return None
+        text = " + ".join(terms)  # a term may lack indices the other operand has
+        return f"({text}).expand({shape_src(shape)})" if shape else text

@@ -8,11 +8,14 @@ sum elsewhere, the Σ is written out. Formulas are written for real numbers (for
 the generated jvp takes |z|'s tangent as Re(conj(sgn z)·ż); holomorphic functions need no
 conjugate). The generated jvp (codegen.generate_jvp) computes the same tangents.
 """
-from .derive import (Formula, _delta, _minus_one, _negated, _negative, _power, _relevant, _simplify,
-                     _substitute, _versions)
+from dataclasses import replace
+
+from .derive import (Formula, _apply, _delta, _fresh, _minus_one, _negated, _negative,
+                     _power, _reduction_partial, _relevant, _simplify, _substitute, _versions)
 from .functions import FUNCTIONS
-from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor
-from .parse import parse_statement
+from .ir import children, with_children
+from .ir import Add, Binary, Call, Const, Mul, Pow, Reduce, Scalar, Sigma, Tensor
+from .parse import add, parse_statement
 from .render import latex, text
 from .sums import place_sums
 
@@ -33,8 +36,9 @@ def tangents(cell, wrt):
         if st.op == "+=":
             rhs = _add([d.leaf(versions["old"][k], lambda n: Tensor(n, st.indices)), rhs], [1, 1])
         target = Tensor(_delta(versions, me, PREFIX), st.indices)
+        rhs = _unshadow(_flat(rhs), set(st.indices)) if rhs is not None else Const(0)
         out.append(Formula(st.target if versions["final"][st.target] == me else target.name[1:],
-                           target, _flat(rhs) if rhs is not None else Const(0)))
+                           target, rhs))
     return out
 
 
@@ -48,8 +52,8 @@ class _Differential:
         return make(_delta(self.versions, v, PREFIX)) if v in self.relevant else None
 
     def __call__(self, e):
-        if isinstance(e, Tensor):
-            return self.leaf(self.versions["reads"][(self.k, id(e))], lambda n: Tensor(n, e.indices))
+        if isinstance(e, Tensor):  # the same subscripts (shifted, fixed, gathered) of the tangent
+            return self.leaf(self.versions["reads"][(self.k, id(e))], lambda n: replace(e, name=n))
         if isinstance(e, Scalar):
             return self.leaf(self.versions["reads"][(self.k, id(e))], Scalar)
         if isinstance(e, Const):
@@ -68,6 +72,21 @@ class _Differential:
             if isinstance(d, Add):  # a sum of terms: each keeps the Σ
                 return Add(tuple(Sigma(e.indices, t) for t in d.terms), d.signs)
             return d and Sigma(e.indices, d)
+        if isinstance(e, Reduce):
+            d = self(e.body)
+            if d is None:
+                return None
+            if e.op in ("sum", "mean"):  # linear
+                return Reduce(e.op, e.indices, d)
+            return Reduce("sum", e.indices, Mul(_reduction_partial(e, self.value(e)) + (d,)))
+        if isinstance(e, Binary):  # the larger (max) or smaller (min) operand moves it: θ(gap)
+            terms = []
+            for mine, other in ((e.left, e.right), (e.right, e.left)):
+                d = self(mine)
+                if d is not None:
+                    gap = add(mine, other, -1) if e.func == "max" else add(other, mine, -1)
+                    terms.append(Mul((Call("step", gap), d)))
+            return _add(terms, [1] * len(terms))
         if isinstance(e, Call):
             d = self(e.arg)
             rule = FUNCTIONS[e.func].derivative
@@ -122,13 +141,32 @@ def _flat(e):
         if product is None:
             return Const(0)
         return product.factors[0] if len(product.factors) == 1 else product
-    if isinstance(e, Sigma):
-        return Sigma(e.indices, _flat(e.body))
+    if isinstance(e, (Sigma, Reduce, Binary)):
+        return with_children(e, tuple(_flat(c) for c in children(e)))
     if isinstance(e, Call):
         return Call(e.func, _flat(e.arg))
     if isinstance(e, Pow):
         return Pow(_flat(e.base), _flat(e.exponent))
     return e
+
+
+def _unshadow(e, scope):
+    """A Σ or reduction inside another over the same index (logsumexp[j] within the sum over
+    j its derivative brings) gets a fresh name: an index is reduced once where it sits.
+    Siblings may share names, as in a statement."""
+    if isinstance(e, (Sigma, Reduce)):
+        near = scope | set(_all_indices(e))
+        mapping = {i: _fresh(i, near) if i in scope else i for i in e.indices}
+        inner = scope | set(mapping.values())
+        body = _unshadow(_apply(e.body, mapping), inner)
+        indices = tuple(mapping[i] for i in e.indices)
+        return Sigma(indices, body) if isinstance(e, Sigma) else Reduce(e.op, indices, body, e.span)
+    return with_children(e, tuple(_unshadow(c, scope) for c in children(e)))
+
+
+def _all_indices(e):
+    own = tuple(getattr(e, "indices", ())) if isinstance(e, (Tensor, Sigma, Reduce)) else ()
+    return own + tuple(i for c in children(e) for i in _all_indices(c))
 
 
 def tangent_text(f):

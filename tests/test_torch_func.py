@@ -224,6 +224,30 @@ def test_tangents_of_every_form(form):
     torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
 
 
+from test_engine_language import ROWS, make_inputs as make_row_inputs  # noqa: E402
+
+
+@pytest.mark.parametrize("row", ROWS, ids=str)
+def test_tangents_of_every_language_row(row):
+    """Reductions, max/min, shifted, fixed and gathered subscripts: the generated jvp against
+    torch's jvp of the torch.nn.functional reference (at ties, both take the same one-sided
+    choice only where the row is smooth, so those rows are compared where smooth)."""
+    vals = make_row_inputs(row)
+    fn = tm.tensorgrad(row.text, wrt=row.wrt, sizes=row.sizes)
+    names = [n for n in fn.wrt if vals[n].is_floating_point()]
+    assert names and set(fn.tangents) <= set(fn.outputs)
+    gen = torch.Generator().manual_seed(3)
+    tangents = {n: torch.randn(vals[n].shape, dtype=vals[n].dtype, generator=gen) for n in names}
+
+    def ref(*xs):
+        return row.ref(**{**vals, **dict(zip(names, xs))})
+    want = jvp(ref, tuple(vals[n] for n in names), tuple(tangents[n] for n in names))[1]
+    with fwAD.dual_level():
+        duals = {n: fwAD.make_dual(vals[n], tangents[n]) for n in names}
+        got = fwAD.unpack_dual(fn(**{**vals, **duals})).tangent
+    torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
+
+
 # -- the symbolic tangents (fn.tangents), evaluated as written ---------------------------------
 _FUNCS = {"recip": torch.reciprocal, "step": lambda t: (t > 0).to(t.dtype), "sgn": torch.sgn,
           "exp": torch.exp, "log": torch.log, "sqrt": torch.sqrt, "sin": torch.sin, "cos": torch.cos,
@@ -330,3 +354,32 @@ def test_tangent_formulas_evaluate_to_the_jvp(form):
     last = fn.tangent_derivation[-1]
     assert last.name == fn.outputs[-1]
     torch.testing.assert_close(env[last.target.name].to(want.dtype), want, rtol=1e-8, atol=1e-10)
+
+
+def _readable(fn):
+    return all(not any(c in t for c in "Σ𝟙|") for t in fn.tangents.values())
+
+
+# Formulas hold almost everywhere: rows at ties or zeros (roundtrip=False) are left out, as
+# for the gradient formulas.
+READABLE_ROWS = [r for r in ROWS if r.roundtrip and _readable(tm.tensorgrad(r.text, wrt=r.wrt, sizes=r.sizes))]
+
+
+@pytest.mark.parametrize("row", READABLE_ROWS, ids=str)
+def test_language_tangent_formulas_read_back_as_statements(row):
+    """Where fn.tangents are statements of the language (explicit reductions, shifted and
+    gathered subscripts), the engine evaluates each in turn to the jvp's tangents."""
+    vals = make_row_inputs(row)
+    fn = tm.tensorgrad(row.text, wrt=row.wrt, sizes=row.sizes)
+    names = [n for n in fn.wrt if vals[n].is_floating_point()]
+    gen = torch.Generator().manual_seed(4)
+    env = {**vals, **fn.evaluate(**vals)}
+    env.update({"d" + n: torch.randn(vals[n].shape, dtype=vals[n].dtype, generator=gen) for n in names})
+    for f in fn.tangent_derivation:
+        read = {leaf.name: env[leaf.name] for leaf in leaves(f.rhs)}
+        read[f.target.name] = torch.zeros_like(env[f.name])
+        env[f.target.name] = evaluate_formula(fn.tangents[f.name], read, env[f.name].shape)
+    with fwAD.dual_level():
+        duals = {n: fwAD.make_dual(vals[n], env["d" + n]) for n in names}
+        want = fwAD.unpack_dual(fn(**{**vals, **duals})).tangent
+    torch.testing.assert_close(env["d" + fn.outputs[-1]], want, rtol=1e-8, atol=1e-10)
