@@ -101,7 +101,11 @@ class _Apply(torch.autograd.Function):
     def forward(compiled, *args):
         outs, saved = compiled.forward(*args)
         extras = tuple(saved[j] for j in compiled.extras)
-        return (*_fresh_all(outs, args, extras), *extras)
+        outs = _fresh_all(outs, args, extras)
+        # An input (a checked index tensor) returned as it is may not be saved: a view may.
+        taken = args + outs
+        extras = tuple(e.view_as(e) if any(e is t for t in taken) else e for e in extras)
+        return (*outs, *extras)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
