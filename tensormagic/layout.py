@@ -94,6 +94,7 @@ def candidates(a, b, keep, sizes, wants=(True, True)):
         batches += [("reduce", run) for run in _unique(_runs(a, summed) + _runs(b, summed))
                     if len(run) < len(summed)]
         batches += [("broadcast", run) for run in _runs(a, only_a) + _runs(b, only_b)]
+    wide = len(a) + len(b) > 12  # many indices: fewer forms (planning time stays small)
     out = []
     for kind, batch in batches:
         rest = [i for i in summed if i not in batch]
@@ -102,8 +103,8 @@ def candidates(a, b, keep, sizes, wants=(True, True)):
         for contracted in _unique([_within(a, rest), _within(b, rest)]):
             # a copied operand may put its free indices in either order (reversed: what a
             # later product may need); read in place, only the stored order fits
-            for fa in _unique([free_a, free_a[::-1]]):
-                for fb in _unique([free_b, free_b[::-1]]):
+            for fa in _unique([free_a] + ([] if wide else [free_a[::-1]])):
+                for fb in _unique([free_b] + ([] if wide else [free_b[::-1]])):
                     for a_first in (True, False):
                         out.append(_form(a, b, kind, batch, contracted, fa, fb, a_first, sizes, wants))
     return out
@@ -172,11 +173,11 @@ def _within(order, labels):
     return tuple(i for i in order if i in labels)
 
 
-def _runs(order, labels):
-    """The runs (consecutive stretches) of `order` made only of `labels`."""
+def _runs(order, labels, longest=2):
+    """The runs (consecutive stretches, up to `longest`) of `order` made only of `labels`."""
     out = []
     for s in range(len(order)):
-        for e in range(s + 1, len(order) + 1):
+        for e in range(s + 1, min(len(order), s + longest) + 1):
             if all(i in labels for i in order[s:e]):
                 out.append(tuple(order[s:e]))
     return out

@@ -292,7 +292,8 @@ class _Builder:
         path = self.path(operands, out)
         self.products.append((tuple(operands), out, dict(self.sizes)))
         tree = _tree(operands, path, out)
-        _orient(tree, tuple(out), self.sizes, self.needs)
+        # orders kept per node: a wide search for small trees, a narrow one for many operands
+        _orient(tree, tuple(out), self.sizes, self.needs, states=24 if len(operands) <= 8 else 3)
         return self.emit_tree(tree)
 
     def needs(self, node):
