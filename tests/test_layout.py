@@ -11,9 +11,9 @@ import tensormagic as tm
 from tensormagic import layout, runtime
 
 
-def _pair_program(statement, shapes, wants):
+def _pair_program(statement, shapes, wants, dtype):
     fn = tm.tensorgrad(statement)
-    program = runtime.plan.build(fn.cell, shapes, set(wants))
+    program = runtime.plan.build(fn.cell, shapes, set(wants), complex=dtype.is_complex)
     pairs = [op for op in program.ops if op.kind == "pair"]
     return fn, program, pairs
 
@@ -21,7 +21,7 @@ def _pair_program(statement, shapes, wants):
 def _check_all_forms(statement, shapes, dtype, wants=None):
     fn = tm.tensorgrad(statement)
     wants = fn.inputs if wants is None else wants
-    _, program, pairs = _pair_program(statement, shapes, wants)
+    _, program, pairs = _pair_program(statement, shapes, wants, dtype)
     assert len(pairs) == 1
     op = pairs[0]
     a, b = op.args
