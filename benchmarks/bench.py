@@ -1,14 +1,18 @@
 """Forward+backward benchmark: torch.einsum vs opt_einsum vs one einsum per
-gradient vs tensormagic, float32, CPU.
+gradient vs tensormagic, float32, CPU (or CUDA: --device cuda, or benchmarks/gpu.py).
 
     python benchmarks/bench.py            # full run (a few minutes)
     python benchmarks/bench.py --quick    # smoke run (about a minute)
     python benchmarks/bench.py --cases matmul ring --methods einsum tm
+    python benchmarks/bench.py --device cuda   # the same table on a GPU (its own sizes for ring)
 
 Every method is first checked against torch autograd in float64; a method
 that fails or disagrees is reported and not timed.  Timing is interleaved
 (round-robin over methods within each repetition), median of the
-repetitions after warm-up.  Writes benchmarks/results.md and results.json.
+repetitions after warm-up; on CUDA each sample is bracketed by
+torch.cuda.synchronize().  Then one more call of each method measures its peak
+memory (CPU: the profiler's memory events; CUDA: max_memory_allocated).
+Writes benchmarks/results.md and results.json (results_cuda.* on a GPU).
 """
 
 from __future__ import annotations
@@ -33,9 +37,9 @@ import torch  # noqa: E402
 
 import cases as cases_mod  # noqa: E402
 from methods import BASELINE, make_methods, tensormagic_available  # noqa: E402
-from report import (CaseResult, cases_table, noise, once_table,  # noqa: E402
-                    summary, timing_table, verification)
-from timer import measure, time_once  # noqa: E402
+from report import (CaseResult, cases_table, memory_table, noise,  # noqa: E402
+                    once_table, summary, targets, timing_table, verification)
+from timer import measure, peak_bytes, time_once  # noqa: E402
 from verify import TOL, make_inputs, reference, relative_error  # noqa: E402
 
 FWD_ONLY = ("einsum", "tm")  # methods whose forward alone is also timed
@@ -59,9 +63,15 @@ def parse_args(argv=None):
                    help="torch.set_num_threads (default: torch's own choice)")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="wall time (default) or process CPU time (for a busy machine)")
-    p.add_argument("--output", default=str(HERE / "results.md"),
-                   help="Markdown report path ('' to not write)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:n]")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory column")
+    p.add_argument("--output", help="Markdown report path ('' to not write; default "
+                   "benchmarks/results.md, results_cuda.md on a GPU)")
     args = p.parse_args(argv)
+    if args.output is None:
+        args.output = str(HERE / ("results.md" if args.device == "cpu" else "results_cuda.md"))
+    if args.device != "cpu" and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: torch sees no CUDA device")
     quick = args.quick
     args.reps = args.reps or (7 if quick else 15)
     args.warmup = args.warmup if args.warmup is not None else (1 if quick else 3)
@@ -85,7 +95,7 @@ def forward_gflop(case) -> float:
 
 def run_case(case, methods, args, tiny: bool) -> CaseResult:
     result = CaseResult(case, tiny, forward_gflop(case))
-    xs64, g64 = make_inputs(case)
+    xs64, g64 = make_inputs(case, device=args.device)
     ref = reference(case, xs64, g64)
     xs, g = [x.float() for x in xs64], g64.float()
     runners = {}
@@ -116,13 +126,19 @@ def run_case(case, methods, args, tiny: bool) -> CaseResult:
             result.tm_plan = getattr(runner.fn, "plan", None)
     fns = {k: r.fwd_bwd for k, r in runners.items()}
     fns.update({f"{k}:fwd": runners[k].fwd for k in FWD_ONLY if k in runners})
+    sync = torch.cuda.synchronize if args.device != "cpu" else (lambda: None)
     result.stats = measure(fns, args.reps, args.warmup,
                            args.min_sample_tiny if tiny else args.min_sample_large,
-                           args.clock)
+                           args.clock, sync)
+    if not args.no_memory:
+        for k, r in runners.items():
+            r.reset()
+            result.peak[k] = peak_bytes(r.fwd_bwd, args.device)
+            r.reset()
     return result
 
 
-def environment() -> dict:
+def environment(device: str = "cpu") -> dict:
     cpu = platform.processor()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -138,6 +154,7 @@ def environment() -> dict:
         "opt_einsum": oe.__version__,
         "numpy": np.__version__,
         "cpu": cpu,
+        **({"gpu": torch.cuda.get_device_name(device)} if device != "cpu" else {}),
         "logical cpus": os.cpu_count(),
         "torch threads": torch.get_num_threads(),
         "torch.einsum path": (f"opt_einsum {torch.backends.opt_einsum.strategy}"
@@ -170,7 +187,8 @@ def _git_head() -> str:
 def render(args, env, methods, large, tiny, skipped, selected) -> str:
     cmd = "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
     parts = [
-        "# tensormagic benchmark: forward + backward, float32, CPU",
+        f"# tensormagic benchmark: forward + backward, float32, "
+        f"{'CPU' if args.device == 'cpu' else 'CUDA (' + env.get('gpu', '?') + ')'}",
         "",
         f"Command: `{cmd}`  ",
         "\n".join(f"{k}: {v}  " for k, v in env.items()),
@@ -183,7 +201,9 @@ def render(args, env, methods, large, tiny, skipped, selected) -> str:
         f"{args.min_sample_tiny * 1e3:g} ms (tiny). In parentheses: time / "
         f"torch.einsum time (lower is better), the median of the per-repetition "
         f"ratios. 'fwd+bwd/fwd' divides the fwd+bwd "
-        f"time by the forward alone (inputs requiring grad).",
+        f"time by the forward alone (inputs requiring grad)."
+        + (" On CUDA every sample is bracketed by torch.cuda.synchronize()."
+           if args.device != "cpu" else ""),
         "",
         "Methods: **torch.einsum** + autograd (baseline); **opt_einsum expr**: "
         "`contract_expression(eq, *shapes)` built once, torch backend, + autograd; "
@@ -192,7 +212,9 @@ def render(args, env, methods, large, tiny, skipped, selected) -> str:
         "operands (no reuse of intermediates; torch.einsum still orders each "
         "contraction with opt_einsum); **plain torch**: `torch.tanh(X @ W + c)` + "
         "autograd; **tensormagic**: `fn = tm.tensorgrad(statement)` built once, "
-        "then `fn(*xs).backward(g)`.",
+        "then `fn(*xs).backward(g)`. torch.einsum takes at most 52 indices, so for the "
+        "PEPS (105) its column is opt_einsum's path run as pairwise torch.einsum calls "
+        "(the same as opt_einsum expr).",
         "",
     ]
     if skipped:
@@ -202,11 +224,15 @@ def render(args, env, methods, large, tiny, skipped, selected) -> str:
         parts += ["## Large sizes (ms per fwd+bwd)", "",
                   timing_table(large, methods, BASELINE, "ms"), ""]
     if tiny:
-        parts += ["## Tiny sizes, every index 4 (µs per fwd+bwd: per-call overhead)", "",
+        parts += ["## Tiny sizes, every index 4, 2 for the PEPS (µs per fwd+bwd: per-call overhead)", "",
                   timing_table(tiny, methods, BASELINE, "µs", flops=False), ""]
+    if any(r.peak for r in large + tiny):
+        parts += ["## Peak memory of one fwd+bwd (MiB above the inputs)", "",
+                  memory_table(large + tiny, methods, BASELINE), ""]
     if any(r.once for r in large + tiny):
         parts += ["## tensormagic one-time cost", "", once_table(large, tiny), ""]
     parts += ["## Summary", "", summary(large, tiny, methods, BASELINE), "",
+              "## Targets (issue 8)", "", targets(large, tiny, BASELINE), "",
               noise(large + tiny), "",
               "## Correctness", "", verification(large + tiny), ""]
     return "\n".join(parts)
@@ -218,7 +244,8 @@ def to_json(env, large, tiny) -> dict:
                     statement=r.case.statement, equation=r.case.equation,
                     gflop_fwd=r.gflop,
                     stats={k: s.as_dict() for k, s in r.stats.items()},
-                    err32=r.err32, err64=r.err64, failures=r.failures, once=r.once)
+                    err32=r.err32, err64=r.err64, failures=r.failures, once=r.once,
+                    peak_bytes=r.peak)
     return dict(environment=env, results=[one(r) for r in large + tiny])
 
 
@@ -235,10 +262,12 @@ def main(argv=None) -> int:
         skipped = f"tensormagic ({why})"
         methods = tuple(m for m in methods if m.key != "tm")
         log(f"skipping {skipped}")
-    env = environment()
+    env = environment(args.device)
     log(f"torch {env['torch']}, {env['torch threads']} threads, {env['cpu']}")
     large, tiny = [], []
     for case in selected:
+        if args.device != "cpu":
+            case = case.on_cuda()
         if not args.no_large:
             log(f"{case.key} ({case.size_label()}) ...")
             large.append(run_case(case, methods, args, tiny=False))

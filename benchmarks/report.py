@@ -24,6 +24,7 @@ class CaseResult:
     err64: dict[str, float] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
     once: dict[str, float] = field(default_factory=dict)  # "tm:build", "tm:first"
+    peak: dict[str, int] = field(default_factory=dict)  # method -> peak bytes of one fwd+bwd
     tm_plan: str | None = None
 
     def ratio(self, key: str, baseline: str) -> float | None:
@@ -91,7 +92,7 @@ def timing_table(results: list[CaseResult], methods, baseline: str, unit: str,
     for r in results:
         rows.append([
             r.case.key,
-            "all=4" if r.tiny else r.case.size_label(),
+            f"all={r.case.tiny_size}" if r.tiny else r.case.size_label(),
             *([f"{r.gflop:.3g}"] if flops else []),
             *(_cell(r, k, baseline, unit) for k in keys),
             _x(r.fwd_ratio("tm")), _x(r.fwd_ratio(baseline)),
@@ -100,6 +101,60 @@ def timing_table(results: list[CaseResult], methods, baseline: str, unit: str,
     if any(s.spread > NOISY for r in results for k, s in r.stats.items() if k in keys):
         text += "\n\n" + NOISY_NOTE
     return text
+
+
+def memory_table(results: list[CaseResult], methods, baseline: str) -> str:
+    keys = [m.key for m in methods if any(m.key in r.peak for r in results)]
+    labels = {m.key: m.label for m in methods}
+    rows = []
+    for r in results:
+        if not r.peak:
+            continue
+        base = r.peak.get(baseline)
+        cells = [r.case.key + (" (tiny)" if r.tiny else "")]
+        for k in keys:
+            v = r.peak.get(k)
+            if v is None:
+                cells.append("—")
+            elif k == baseline or not base:
+                cells.append(f"{v / 2**20:.3g}")
+            else:
+                cells.append(f"{v / 2**20:.3g} ({v / base:.2f}×)")
+        rows.append(cells)
+    return table(["case", *(f"{labels[k]}" for k in keys)], rows, "l" + "r" * len(keys))
+
+
+def targets(large: list[CaseResult], tiny: list[CaseResult], baseline: str) -> str:
+    """Issue 8's targets for tensormagic, each met or missed and by how much."""
+    def verdict(ok):
+        return "**met**" if ok else "**missed**"
+    lines = []
+    ratios = {r.case.key: r.ratio("tm", baseline) for r in large if r.ratio("tm", baseline)}
+    if ratios:
+        worse = {k: v for k, v in ratios.items() if v > 1.0}
+        lines.append(f"- every case ≤ 1.0× torch.einsum (fwd+bwd): {verdict(not worse)}"
+                     + (f" — over: {', '.join(f'{k} {v:.2f}×' for k, v in worse.items())}"
+                        if worse else f" (worst {max(ratios.values()):.2f}×)"))
+        multi = [r.ratio("tm", baseline) for r in large
+                 if r.case.n_tensors >= THREE_PLUS and not r.case.dense_tanh and r.ratio("tm", baseline)]
+        if multi:
+            g = geomean(multi)
+            lines.append(f"- geomean ≤ 0.75× on the 3+-tensor cases: {verdict(g <= 0.75)} ({g:.2f}×)")
+    peaks = {r.case.key: r.peak["tm"] / r.peak[baseline] for r in large
+             if "tm" in r.peak and r.peak.get(baseline)}
+    if peaks:
+        over = {k: v for k, v in peaks.items() if v > 1.0}
+        lines.append(f"- peak memory ≤ 1.0× torch.einsum's: {verdict(not over)}"
+                     + (f" — over: {', '.join(f'{k} {v:.2f}×' for k, v in over.items())}"
+                        if over else f" (highest {max(peaks.values()):.2f}×)"))
+    speed = {r.case.key: 1 / r.ratio("tm", baseline) for r in tiny
+             if r.case.n_tensors >= THREE_PLUS and not r.case.dense_tanh and r.ratio("tm", baseline)}
+    if speed:
+        slow = {k: v for k, v in speed.items() if v < 3.0}
+        lines.append(f"- ≥ 3× faster than torch.einsum at tiny sizes (3+ tensors): {verdict(not slow)}"
+                     + (f" — short: {', '.join(f'{k} {v:.1f}×' for k, v in slow.items())}"
+                        if slow else f" (least {min(speed.values()):.1f}×)"))
+    return "\n".join(lines)
 
 
 def cases_table(cases: list[Case]) -> str:
@@ -149,7 +204,7 @@ def summary(large: list[CaseResult], tiny: list[CaseResult], methods,
                 lines.append(f"- {m.label}: " + "; ".join(parts))
     if tiny:
         lines.append("")
-        lines.append("Tiny sizes (every index 4; per-call overhead): speedup = "
+        lines.append("Tiny sizes (every index 4, 2 for the PEPS; per-call overhead): speedup = "
                      "torch.einsum time / method time (> 1 means faster):")
         for m in others:
             sp = {r.case.key: 1 / r.ratio(m.key, baseline) for r in tiny

@@ -44,7 +44,8 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def measure(fns: dict[str, Callable[[], object]], reps: int, warmup: int,
-            min_sample_s: float, clock: str = "wall") -> dict[str, Stats]:
+            min_sample_s: float, clock: str = "wall",
+            sync: Callable[[], None] = lambda: None) -> dict[str, Stats]:
     """Median seconds per call of each function.
 
     After `warmup` untimed calls, each function gets an inner loop count so one
@@ -52,33 +53,37 @@ def measure(fns: dict[str, Callable[[], object]], reps: int, warmup: int,
     singly).  Then `reps` rounds; round r starts at function r mod n.
     clock "cpu" counts this process's CPU time (all threads): steadier than
     wall time on a shared machine, but it also counts threads spinning idle.
+    sync waits for the device (torch.cuda.synchronize) before a sample starts and ends.
     """
     now = CLOCKS[clock]
-    inner = {name: _calibrate(f, warmup, min_sample_s, now) for name, f in fns.items()}
+    inner = {name: _calibrate(f, warmup, min_sample_s, now, sync) for name, f in fns.items()}
     samples: dict[str, list[float]] = {name: [] for name in fns}
     names = list(fns)
     for r in range(reps):
         k = r % len(names)
         for name in names[k:] + names[:k]:
-            samples[name].append(_sample(fns[name], inner[name], now))
+            samples[name].append(_sample(fns[name], inner[name], now, sync))
     return {name: _stats(s, inner[name]) for name, s in samples.items()}
 
 
 def _calibrate(f: Callable[[], object], warmup: int, min_sample_s: float,
-               now: Callable[[], float]) -> int:
+               now: Callable[[], float], sync: Callable[[], None]) -> int:
     for _ in range(warmup):
         f()
-    once = _sample(f, 1, now)
+    once = _sample(f, 1, now, sync)
     return max(1, min(100_000, math.ceil(min_sample_s / max(once, 1e-7))))
 
 
-def _sample(f: Callable[[], object], n: int, now: Callable[[], float]) -> float:
+def _sample(f: Callable[[], object], n: int, now: Callable[[], float],
+            sync: Callable[[], None] = lambda: None) -> float:
     gc_was_on = gc.isenabled()
     gc.disable()
     try:
+        sync()
         t0 = now()
         for _ in range(n):
             f()
+        sync()
         return (now() - t0) / n
     finally:
         if gc_was_on:
@@ -96,3 +101,30 @@ def time_once(f: Callable[[], object]) -> tuple[object, float]:
     t0 = time.perf_counter()
     result = f()
     return result, time.perf_counter() - t0
+
+
+def peak_bytes(f: Callable[[], object], device: str) -> int:
+    """Peak bytes allocated during one call of f, above what was allocated before it.
+
+    CUDA: the caching allocator's max_memory_allocated. CPU: the profiler's memory events
+    (every allocation and free of a tensor, in order), summed up to their highest point.
+    """
+    import torch
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        f()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        f()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]")
+    now = peak = 0
+    for _, n in events:
+        now += n
+        peak = max(peak, now)
+    return peak

@@ -6,6 +6,7 @@ float32 run sees (inputs drawn in float64, then rounded to float32).
 
 from __future__ import annotations
 
+import opt_einsum as oe
 import torch
 
 from cases import Case
@@ -14,13 +15,14 @@ from cases import Case
 TOL = {torch.float32: 1e-4, torch.float64: 1e-10}
 
 
-def make_inputs(case: Case, seed: int = 0) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """float64 inputs and upstream gradient for `case` (deterministic)."""
+def make_inputs(case: Case, seed: int = 0, device: str = "cpu"
+                ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """float64 inputs and upstream gradient for `case` (deterministic, drawn on the CPU)."""
     gen = torch.Generator().manual_seed(seed)
     xs = [torch.randn(case.shape(op), generator=gen, dtype=torch.float64)
           * case.element_scale(op) for op in case.operands]
     g = torch.randn(case.output_shape, generator=gen, dtype=torch.float64)
-    return xs, g
+    return [x.to(device) for x in xs], g.to(device)
 
 
 def reference(case: Case, xs: list[torch.Tensor], g: torch.Tensor):
@@ -29,8 +31,10 @@ def reference(case: Case, xs: list[torch.Tensor], g: torch.Tensor):
     if case.dense_tanh:
         x, w, c = leaves
         out = torch.tanh(x @ w + c)
-    else:
+    elif case.einsum_ok:
         out = torch.einsum(case.equation, *leaves)
+    else:
+        out = oe.contract(case.equation, *leaves, backend="torch", optimize="greedy")
     grads = torch.autograd.grad(out, leaves, g.to(torch.float64))
     return out.detach(), list(grads)
 

@@ -14,6 +14,7 @@ import opt_einsum
 
 from . import convs
 from .errors import NotationValueError
+from . import layout
 from .layout import natural_labels
 from .ir import Add, Binary, Call, Const, Mul, Pow, Reduce, Scalar, Sigma, Tensor, free, unique
 from .ranges import index_sizes
@@ -291,15 +292,22 @@ class _Builder:
         path = self.path(operands, out)
         self.products.append((tuple(operands), out, dict(self.sizes)))
         tree = _tree(operands, path, out)
-        _orient(tree, tuple(out))
+        # orders kept per node: a wide search for small trees, a narrow one for many operands
+        _orient(tree, tuple(out), self.sizes, self.needs, states=24 if len(operands) <= 8 else 3)
         return self.emit_tree(tree)
+
+    def needs(self, node):
+        """Does a gradient flow into this operand or subtree?"""
+        if isinstance(node, Ref):
+            return self.vars[node.var].needs
+        return self.needs(node.a) or self.needs(node.b)
 
     def emit_tree(self, node):
         if isinstance(node, Ref):
             return node
         a, b = self.emit_tree(node.a), self.emit_tree(node.b)
         labels = node.order or natural_labels(a.labels, b.labels, node.keep)
-        return self.emit("pair", labels, (a, b))
+        return self.emit("pair", labels, (a, b), recipe=node.recipe)
 
     def path(self, operands, out):
         letters = _letters(unique([i for r in operands for i in r.labels] + list(out)))
@@ -319,6 +327,7 @@ class _Node:
     b: object
     keep: frozenset
     order: Optional[tuple] = None
+    recipe: Optional[layout.Recipe] = None
 
 
 def _labels(node):
@@ -336,48 +345,56 @@ def _tree(operands, path, out):
     return pending[0]
 
 
-def _groups(node, order):
-    """order split by where each index comes from: both operands, only a, only b."""
-    la, lb = _labels(node.a), _labels(node.b)
-    return ([i for i in order if i in la and i in lb], [i for i in order if i in la and i not in lb],
-            [i for i in order if i in lb and i not in la])
+def _orient(tree, out, sizes, needs, states=24):
+    """Choose each intermediate's memory order, and each product's form, by a dynamic program
+    over the tree: the cost of a node in an order is the elements its copies move (forward and
+    backward, layout.candidates) plus its operands' costs in the orders that form reads them in.
+    A result not made in the statement's order `out` is permuted (a copy, both ways).
+    Returns the total cost."""
+    table = {}
 
+    def solve(node):
+        if isinstance(node, Ref):
+            return {node.labels: (0.0, None, None, None)}
+        sa, sb = solve(node.a), solve(node.b)
+        wants = (needs(node.a), needs(node.b))
+        best = {}
+        for oa, (ca, *_) in sa.items():
+            for ob, (cb, *_) in sb.items():
+                forms = layout.candidates(oa, ob, node.keep, sizes, wants)
+                if not forms:  # nothing contracted: einsum makes the natural order
+                    forms = [(natural_labels(oa, ob, node.keep), 0.0, None)]
+                else:
+                    forms = [(r.produced, r.cost, r) for r in forms]
+                for produced, cost, r in forms:
+                    total = ca + cb + cost
+                    if produced not in best or total < best[produced][0]:
+                        best[produced] = (total, r, oa, ob)
+        kept = dict(sorted(best.items(), key=lambda kv: kv[1][0])[:states])
+        table[id(node)] = kept
+        return kept
 
-def _orient(node, order):
-    """Decide, from the output down, the order each intermediate comes out in, so that
-    the product reading it needs no copy: the consumer's wish becomes the producer's order.
-    A node whose wish cannot be met comes out, like those below it, in natural order."""
-    if isinstance(node, Ref):
-        return
-    batch, only_a, only_b = _groups(node, order)
-    if only_a and only_b and tuple(order) == tuple(batch + only_b + only_a):
-        node.a, node.b = node.b, node.a  # result = batch × (b's) × (a's): swap the roles
-        only_a, only_b = only_b, only_a
-    if tuple(order) != tuple(batch + only_a + only_b):
-        return
-    node.order = tuple(order)
-    la, lb = _labels(node.a), _labels(node.b)
-    contracted = [i for i in (node.a.labels if isinstance(node.a, Ref) else
-                              node.b.labels if isinstance(node.b, Ref) else sorted(la & lb))
-                  if i in la and i in lb and i not in order]
-    # Each operand may be read as batch × free × contracted or transposed: both are copy-free.
-    _orient(node.a, _first_fit(node.a, [batch + only_a + contracted, batch + contracted + only_a]))
-    _orient(node.b, _first_fit(node.b, [batch + contracted + only_b, batch + only_b + contracted]))
+    def choose(node, order):
+        if isinstance(node, Ref):
+            return
+        _, r, oa, ob = table[id(node)][order]
+        node.order, node.recipe = order, r
+        choose(node.a, oa)
+        choose(node.b, ob)
 
-
-def _first_fit(node, orders):
-    for order in orders:
-        if _fits(node, tuple(order)):
-            return tuple(order)
-    return tuple(orders[0])
-
-
-def _fits(node, order):
-    """Can node's result come out in this order without a copy?"""
-    if isinstance(node, Ref):
-        return tuple(node.labels) == order
-    batch, only_a, only_b = _groups(node, order)
-    return order in (tuple(batch + only_a + only_b), tuple(batch + only_b + only_a))
+    if isinstance(tree, Ref):
+        return 0.0
+    options = solve(tree)
+    n = math.prod(sizes[i] for i in out)
+    def total(item):
+        order, (cost, *_) = item
+        if order == tuple(out):
+            return cost
+        gather = order[-1:] != tuple(out)[-1:]
+        return cost + n * (layout.GATHER if gather else layout.COPY) * (2 if needs(tree) else 1)
+    order, _ = min(options.items(), key=total)
+    choose(tree, order)
+    return total((order, options[order]))
 
 
 def _letters(labels):
