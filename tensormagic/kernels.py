@@ -33,9 +33,11 @@ def unview(g, shape, coefs, offsets):
                          [s for k, s in enumerate(strides) if k not in looped]):
         looped.append(min((k for k in range(len(sizes)) if k not in looped and sizes[k] > 1),
                           key=lambda k: sizes[k]))
+    covers = not looped and math.prod(sizes) == math.prod(shape)  # every position read once
+    out = g.new_empty(shape) if covers else g.new_zeros(shape)
     if not looped:
-        return g.new_zeros(shape).as_strided_scatter(g, sizes, strides, offset)
-    out = g.new_zeros(shape)
+        out.as_strided(sizes, strides, offset).copy_(g)
+        return out
     kept = [k for k in range(len(sizes)) if k not in looped]
     for at in itertools.product(*(range(sizes[k]) for k in looped)):
         shift = offset + sum(i * strides[k] for i, k in zip(at, looped))
@@ -86,10 +88,11 @@ def prod(x, dims):
     return moved.reshape(list(moved.shape[:len(keep)]) + [-1]).prod(-1)
 
 
-def share(x, y, dims):
-    """Where x equals its max (or min) y along dims, 1/ties; elsewhere 0: amax's gradient."""
-    hit = (x == y).to(x.dtype)
-    return hit / hit.sum(dims, keepdim=True)
+def share(g, x, y, dims):
+    """amax's gradient: g shared equally among the entries of x equal to its max (or min) y
+    along dims, zero elsewhere."""
+    hit = x == y
+    return hit * (g / hit.sum(dims, keepdim=True))
 
 
 def pick(a, b, larger):

@@ -41,7 +41,7 @@ class ReduceOver(Kind):
         if kind == "logsumexp":
             gen.give(x, f"{wide} * torch.exp({xs} - {y})")
         else:
-            gen.give(x, f"{wide} * _share({xs}, {y}, {dims})")
+            gen.give(x, f"_share({wide}, {xs}, {y}, {dims})")
 
     def tangent(self, gen, op):
         """Σ over the reduced indices of ẋ times the same weights the gradient uses."""
