@@ -218,7 +218,7 @@ class _Gen:
         labels, seen, eyes = [], set(), []
         for label in target.labels:
             if label in seen:
-                fresh = f"{label}ʹ{len(labels)}"
+                fresh = f"{label}#{len(labels)}"  # no index name holds '#': no clash
                 eyes.append((label, fresh))
                 labels.append(fresh)
             else:

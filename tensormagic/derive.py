@@ -9,7 +9,7 @@ multiplies by the conjugate of each partial, as torch does.
 from dataclasses import dataclass
 
 from .functions import FUNCTIONS, X, Y
-from .parse import add, parse_statement
+from .parse import add
 from .render import text
 from .sums import place_sums
 from .ir import (Add, Affine, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma, Tensor,
@@ -163,12 +163,18 @@ def _readable(term, lhs):
     body = term.body if isinstance(term, Sigma) else term
     if not _in_language(body):
         return term
-    st = parse_statement(f"{text(Tensor('Δ', tuple(lhs)))} := {text(body)}")
-    placed = place_sums(st.rhs, st.indices)
+    placed = place_sums(_without_sums(body), tuple(lhs))  # the body as the rule reads it
     at_root = placed.indices if isinstance(placed, Sigma) else ()
     missing = tuple(i for i in unique(_outer_indices(body))
                     if i not in lhs and i not in at_root and i not in explicit)
     return Sigma(explicit + missing, body) if missing else term
+
+
+def _without_sums(e):
+    """e as written (the text drops each Σ): the tree the summation rule reads back."""
+    if isinstance(e, Sigma):
+        return _without_sums(e.body)
+    return with_children(e, tuple(_without_sums(c) for c in children(e)))
 
 
 def _in_language(e):

@@ -1,4 +1,5 @@
 """tensorgrad(): the public entry point, and the callable it returns."""
+import functools
 import inspect
 import operator
 import warnings
@@ -49,10 +50,6 @@ class TensorGradFunction:
         self._wrt_mask = tuple(n in self.wrt for n in self.inputs)
         self._complex_const = any(_has_complex(st.rhs) for st in self.cell.statements)
         self._fresh_state()
-        self.derivation = tuple(derive(self.cell, self.wrt))
-        self.formulas = {f.name: render.formula_text(f) for f in self.derivation if f.of_input}
-        self.tangent_derivation = tuple(tangent.tangents(self.cell, self.wrt))
-        self.tangents = {f.name: tangent.tangent_text(f) for f in self.tangent_derivation}
         self.statement = "\n".join(render.statement_text(st) for st in self.cell.statements)
 
     def _fresh_state(self):
@@ -72,6 +69,26 @@ class TensorGradFunction:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._fresh_state()
+
+    # -- the derivation, made when first shown (calling never needs it) --------------------
+    @functools.cached_property
+    def derivation(self):
+        """The derived formulas, in the order reverse mode computes them."""
+        return tuple(derive(self.cell, self.wrt))
+
+    @functools.cached_property
+    def formulas(self):
+        """{input: its gradient's formula as plain text} for every input in wrt."""
+        return {f.name: render.formula_text(f) for f in self.derivation if f.of_input}
+
+    @functools.cached_property
+    def tangent_derivation(self):
+        """The derived forward-mode tangents."""
+        return tuple(tangent.tangents(self.cell, self.wrt))
+
+    @functools.cached_property
+    def tangents(self):
+        return {f.name: tangent.tangent_text(f) for f in self.tangent_derivation}
 
     @property
     def __signature__(self):

@@ -19,6 +19,7 @@ class Function:
     derivative: object  # IR in X and Y; Const(0) where it is zero almost everywhere
     conj: bool = True   # multiply by conj(f′); False where the rule is already torch's
     latex: str = None
+    complex: bool = True  # torch computes it for complex values too
 
 
 def _minus(e):
@@ -36,16 +37,16 @@ FUNCTIONS = {
     "sinh": Function("torch.sinh", Call("cosh", X), latex=r"\sinh"),
     "cosh": Function("torch.cosh", Call("sinh", X), latex=r"\cosh"),
     "sigmoid": Function("torch.sigmoid", Mul((Y, Add((Const(1), Y), (1, -1)))), latex=r"\sigma"),
-    "relu": Function("torch.relu", Call("step", X), latex=r"\operatorname{relu}"),
+    "relu": Function("torch.relu", Call("step", X), latex=r"\operatorname{relu}", complex=False),
     "abs": Function("torch.abs", Call("sgn", X), conj=False),
     "conj": Function("torch.conj", None),  # Δx = conj(Δy): handled on its own
     "log1p": Function("torch.log1p", Call("recip", Add((Const(1), X), (1, 1))),
                       latex=r"\operatorname{log1p}"),
     "expm1": Function("torch.expm1", Add((Y, Const(1)), (1, 1)), latex=r"\operatorname{expm1}"),
-    "softplus": Function("torch.nn.functional.softplus", Call("sigmoid", X),
+    "softplus": Function("torch.nn.functional.softplus", Call("sigmoid", X), complex=False,
                          latex=r"\operatorname{softplus}"),
     "recip": Function("torch.reciprocal", _minus(Pow(Y, Const(2)))),
-    "step": Function("_step", Const(0), latex=r"\theta"),
+    "step": Function("_step", Const(0), latex=r"\theta", complex=False),
     "sgn": Function("torch.sgn", Const(0), latex=r"\operatorname{sgn}"),
 }
 

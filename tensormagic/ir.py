@@ -66,6 +66,7 @@ class Mul:
 class Call:
     func: str
     arg: object
+    span: Span = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def with_children(e, kids):
     if isinstance(e, Mul):
         return Mul(kids)
     if isinstance(e, Call):
-        return Call(e.func, kids[0])
+        return Call(e.func, kids[0], e.span)
     if isinstance(e, Pow):
         return Pow(*kids)
     if isinstance(e, Sigma):

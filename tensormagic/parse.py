@@ -1,9 +1,11 @@
 """Statement text → syntax trees (ir nodes without sums), through Python's ast, whitelisted."""
 import ast
 import re
+import sys
 
 from .errors import NotationSyntaxError, NotationValueError
 from .functions import CALLABLE
+from .numbers import ConstantError, bounded, fold, power
 from .ir import REDUCTIONS, Add, Affine, Binary, Call, Const, Mul, Pow, Reduce, Scalar, Statement, Tensor, unique
 
 _EMPTY_BRACKETS = re.compile(r"(?<=\w)(\s*\[\s*\])")
@@ -17,6 +19,8 @@ _NAMES = {
     ast.Yield: "yield", ast.YieldFrom: "yield", ast.Subscript: "this subscript",
 }
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
+MAX_DEPTH = 64  # levels of nesting (calls, powers, parentheses) in one right-hand side
+MAX_TERMS = 256  # terms of one sum, factors of one product
 
 
 def parse(text):
@@ -38,7 +42,9 @@ def parse_statement(text, lineno=None):
     target, indices, spans = _parse_target(text[:at], ctx)
     rhs_start = at + len(op)
     rhs_ctx = _Ctx(text, lineno, rhs_start)
-    rhs = _Converter(rhs_ctx).convert(_parse_expr(text[rhs_start:], rhs_ctx))
+    tree = _parse_expr(text[rhs_start:], rhs_ctx)
+    _check_depth(tree, rhs_ctx)
+    rhs = _Converter(rhs_ctx).convert(tree)
     return Statement(target, indices, op, rhs, text, lineno, spans[0], spans[1:])
 
 
@@ -90,12 +96,44 @@ def _parse_expr(fragment, ctx):
     source = source.strip()
     if not source:
         raise ctx.syntax("nothing on this side of the assignment", (ctx.start, ctx.start + len(fragment)))
-    try:
+    limit = sys.getrecursionlimit()
+    try:  # a long flat chain (a sum of thousands of terms) is deep for Python's ast module
+        sys.setrecursionlimit(max(limit, 20000))
         tree = ast.parse(source, mode="eval")
     except SyntaxError as e:
         col, end, message = _locate(source, e)
         raise ctx.syntax(message, (ctx.start + lead + col, ctx.start + lead + end)) from None
+    except (MemoryError, RecursionError):  # Python's own parser gives up on deep nesting
+        raise ctx.syntax(f"the expression is too long or nested too deeply (at most {MAX_TERMS} "
+                         f"terms, {MAX_DEPTH} levels): split it into several statements",
+                         (ctx.start + lead, ctx.start + lead + len(source))) from None
+    finally:
+        sys.setrecursionlimit(limit)
     return _shift(tree.body, lead)
+
+
+def _family(node):
+    """Chains of + and -, of * and /, and of unary signs are flat: one level however long."""
+    if isinstance(node, ast.BinOp):
+        op = _BINOPS.get(type(node.op))
+        return "+" if op in ("+", "-") else "*" if op in ("*", "/") else None
+    return "u" if isinstance(node, ast.UnaryOp) else None
+
+
+def _check_depth(tree, ctx):
+    """Refuse, before anything recurses over it, an expression nested more than MAX_DEPTH deep."""
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ctx.syntax(f"the expression is nested too deeply (more than {MAX_DEPTH} levels): "
+                             f"split it into several statements", ctx.span(node))
+        family = _family(node)
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.expr):
+                leaf = isinstance(child, (ast.Name, ast.Constant, ast.Subscript))
+                flat = leaf or (family is not None and _family(child) == family)
+                stack.append((child, depth if flat else depth + 1))
 
 
 def _char_col(source, byte_col):
@@ -182,7 +220,10 @@ class _Converter:
         if method is None:
             what = _NAMES.get(type(node), type(node).__name__)
             raise self.ctx.syntax(f"{what} is not allowed in index notation", self.ctx.span(node))
-        return method(node)
+        try:
+            return method(node)
+        except ConstantError as e:  # the innermost constant that cannot be held
+            raise self.ctx.value(str(e), self.ctx.span(node)) from None
 
     def _Subscript(self, node):
         if not isinstance(node.value, ast.Name):
@@ -247,30 +288,51 @@ class _Converter:
         if isinstance(node.value, bool) or not isinstance(node.value, (int, float, complex)):
             raise self.ctx.syntax(f"{type(node.value).__name__} literals are not allowed; only numbers",
                                   self.ctx.span(node))
-        return Const(node.value)
+        return Const(bounded(node.value))
 
     def _UnaryOp(self, node):
-        operand = self.convert(node.operand)
-        if isinstance(node.op, ast.UAdd):
+        minuses = 0
+        while isinstance(node, ast.UnaryOp):  # a chain of signs, without recursion
+            if not isinstance(node.op, (ast.UAdd, ast.USub)):
+                raise self.ctx.syntax("only unary minus and plus are allowed", self.ctx.span(node))
+            minuses += isinstance(node.op, ast.USub)
+            node = node.operand
+        operand = self.convert(node)
+        if not minuses:
             return operand
-        if isinstance(node.op, ast.USub):
-            return negate(operand)
-        raise self.ctx.syntax("only unary minus and plus are allowed", self.ctx.span(node))
+        # -(-(a + b)) is a product around a sum, like 1 * (a + b): one term, as it always was
+        return multiply(Const(-1 if minuses % 2 else 1), operand)
 
     def _BinOp(self, node):
         op = _BINOPS.get(type(node.op))
         if op is None:
             raise self.ctx.syntax("only + - * / ** are allowed", self._op_span(node))
+        if op in ("+", "-", "*", "/"):
+            return self._chain(node, ("+", "-") if op in ("+", "-") else ("*", "/"))
         left, right = self.convert(node.left), self.convert(node.right)
-        if op in "+-":
-            return add(left, right, 1 if op == "+" else -1)
-        if op == "*":
-            return multiply(left, right)
-        if op == "/":
-            return multiply(left, reciprocal(right))
         if isinstance(left, Const) and isinstance(right, Const):
-            return Const(left.value ** right.value)
+            return Const(power(left.value, right.value))
         return Pow(left, right)
+
+    def _chain(self, node, family):
+        """a + b - c ... (or a * b / c ...) as one flat node, converted without recursing
+        along the chain (a sum of thousands of terms is fine)."""
+        rights = []
+        while isinstance(node, ast.BinOp) and _BINOPS.get(type(node.op)) in family:
+            rights.append((_BINOPS[type(node.op)], node.right))
+            node = node.left
+        pieces = [(self.convert(node), 1)]
+        for op, right in reversed(rights):
+            pieces.append((self.convert(right), -1 if op in ("-", "/") else 1))
+        if family[0] == "+":
+            out, what, parts = add_all(pieces), "terms in one sum", "terms"
+        else:
+            out = multiply_all([f if sign > 0 else reciprocal(f) for f, sign in pieces])
+            what, parts = "factors in one product", "factors"
+        if len(getattr(out, parts, ())) > MAX_TERMS:
+            raise self.ctx.syntax(f"too many {what} (at most {MAX_TERMS}): split it into several "
+                                  f"statements", self.ctx.span(node))
+        return out
 
     def _op_span(self, node):
         start = self.ctx.span(node.left)[1]
@@ -294,7 +356,7 @@ class _Converter:
                                  self.ctx.span(node.func))
         if len(node.args) != 1 or node.keywords:
             raise self.ctx.syntax(f"{name}() takes exactly one argument", self.ctx.span(node))
-        return Call(name, self.convert(node.args[0]))
+        return Call(name, self.convert(node.args[0]), self.ctx.span(node.func))
 
     def _reduction(self, node):
         """op[j,k](body): an explicit reduction over the listed indices."""
@@ -314,12 +376,18 @@ class _Converter:
 
 def add(left, right, sign):
     """left ± right, flattening nested sums (parentheses around a sum never matter)."""
-    lt, ls = (left.terms, left.signs) if isinstance(left, Add) else ((left,), (1,))
-    rt, rs = (right.terms, right.signs) if isinstance(right, Add) else ((right,), (1,))
+    return add_all([(left, 1), (right, sign)])
+
+
+def add_all(pieces):
+    """Σ sign·expr over (expr, sign) pieces, flattened, numbers folded into one."""
+    flat = []
+    for e, sign in pieces:
+        flat.extend(zip(e.terms, (sign * s for s in e.signs)) if isinstance(e, Add) else [(e, sign)])
     terms, signs, number = [], [], 0
-    for t, s in zip(lt + rt, ls + tuple(sign * s for s in rs)):
+    for t, s in flat:
         if isinstance(t, Const):  # numbers fold into one
-            number += s * t.value
+            number = fold(lambda a, b: a + s * b, number, t.value)
             continue
         if _is_negated(t):  # a + -b is a - b
             t, s = negate(t), -s
@@ -340,14 +408,18 @@ def _is_negated(e):
 
 def multiply(left, right):
     """left * right, flattened, with numeric factors folded into one leading constant."""
+    return multiply_all([left, right])
+
+
+def multiply_all(sides):
     factors = []
-    for side in (left, right):
+    for side in sides:
         factors.extend(side.factors if isinstance(side, Mul) else (side,))
     value = 1
     rest = []
     for f in factors:
         if isinstance(f, Const):
-            value = value * f.value
+            value = fold(lambda a, b: a * b, value, f.value)
         else:
             rest.append(f)
     if not rest:
@@ -367,5 +439,5 @@ def reciprocal(e):
     if isinstance(e, Const):
         if e.value == 0:
             return Call("recip", e)
-        return Const(1 / e.value)
+        return Const(fold(lambda a: 1 / a, e.value))
     return Call("recip", e)

@@ -15,6 +15,7 @@ import opt_einsum
 from . import convs
 from .errors import NotationValueError
 from . import layout
+from .functions import FUNCTIONS
 from .layout import natural_labels
 from .ir import Add, Binary, Call, Const, Mul, Pow, Reduce, Scalar, Sigma, Tensor, free, unique
 from .ranges import index_sizes
@@ -181,6 +182,10 @@ class _Builder:
             arg = self.expr(e.arg)
             if isinstance(arg, Const):
                 arg = self.emit("literal", (), (), value=arg.value)
+            if not FUNCTIONS[e.func].complex and not self.vars[arg.var].real:
+                raise NotationValueError(f"{e.func}() does not take complex values (torch has no "
+                                         f"complex {e.func})", self.st.text, self.st.lineno,
+                                         *(e.span or (None, None)))
             return self.emit("map", arg.labels, (arg,), func=e.func)
         if isinstance(e, Pow):
             base, exponent = self.expr(e.base), self.expr(e.exponent)

@@ -4,6 +4,8 @@ import math
 
 import opt_einsum
 
+from .errors import NotationValueError
+
 
 def num(value):
     """A number as source text (inf and nan included) that reads no name a user may shadow
@@ -22,6 +24,9 @@ def eq(operands, out):
     letters = {}
     for label in [i for labels in operands for i in labels] + list(out):
         letters.setdefault(label, opt_einsum.get_symbol(len(letters)))
+    if len(letters) > 52:
+        raise NotationValueError(f"one product here spans {len(letters)} distinct indices; torch.einsum "
+                                 f"takes at most 52: split the statement")
     return ",".join("".join(letters[i] for i in labels) for labels in operands) + "->" + \
         "".join(letters[i] for i in out)
 

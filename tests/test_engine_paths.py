@@ -186,3 +186,107 @@ def test_powers_at_zero_follow_torch(text, ref, vals):
         if not g.is_complex():  # (torch's complex 0 ** 0 is nan itself)
             assert not g.isnan().any(), (n, g)
         torch.testing.assert_close(g, w, equal_nan=True, msg=lambda m: f"gradient of {n}: {m}")
+
+
+# -- 8. odd numbers: folded in float64's range, refused at once with a caret ---------------
+@pytest.mark.parametrize("text, culprit", [
+    ("s := x[i] * 9**9**9", "9**9**9"),
+    ("s := x[i] * 2 ** 10**20", "2 ** 10**20"),
+    ("s := x[i] * (-5-31) ** 2**64", "(-5-31) ** 2**64"),
+    ("s := x[i] * 2.0**10000", "2.0**10000"),
+    ("s := x[i] * 10**400 * 1.0", "10**400"),
+    ("s := x[i] * 0**-1", "0**-1"),
+    ("s := x[i] * 10**5000", "10**5000"),
+    ("s := x[i] * 1e400", "1e400"),
+    ("s := x[i] * 1e400j", "1e400j"),
+    ("s := x[i] * 1e200 * 1e200", "x[i] * 1e200 * 1e200"),
+    ("s := x[i] * (1+1j) ** 2**64", "(1+1j) ** 2**64"),
+])
+def test_odd_constants_are_refused_with_a_caret(text, culprit):
+    with pytest.raises(tm.NotationValueError) as info:
+        tm.tensorgrad(text)
+    err = info.value
+    assert text[err.col:err.end_col].strip("() ") == culprit.strip("() "), (err.col, err.end_col)
+    assert "overflows float64" in err.message or "divides by zero" in err.message
+
+
+@pytest.mark.parametrize("text, factor", [
+    ("y[i] := x[i] * 2**64", 2.0 ** 64),
+    ("y[i] := x[i] * 2**53 * 2", 2.0 ** 54),
+    ("y[i] := x[i] * 0.5 ** 10**20", 0.0),
+    ("y[i] := x[i] * 3**4 / 9", 9.0),
+])
+def test_large_but_finite_constants_work(text, factor):
+    x = torch.randn(3, dtype=F64, requires_grad=True)
+    out = tm.tensorgrad(text)(x)
+    torch.testing.assert_close(out, x * factor)
+    (g,) = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(g, torch.full_like(x, factor))
+
+
+# -- 9. size and depth: long chains work, deep nesting is refused, building stays fast -----
+def test_long_chains_and_sign_runs_work():
+    x = torch.randn(3, dtype=F64)
+    assert torch.allclose(tm.tensorgrad("s := " + " + ".join(["x[i]"] * 200))(x), 200 * x.sum())
+    assert torch.allclose(tm.tensorgrad("s := " + "-" * 501 + "x[i]")(x), -x.sum())
+    out = tm.tensorgrad("y[i] := " + " * ".join(["x[i]"] * 60))(x)
+    assert torch.allclose(out, x ** 60)
+
+
+@pytest.mark.parametrize("text", [
+    "s := " + " + ".join(["x[i]"] * 600),
+    "s := " + " * ".join(["x[i]"] * 600),
+    "s := " + "sigmoid(" * 80 + "x[i]" + ")" * 80,
+    "s := " + "(x[i] + 1) ** 1.01 * " * 300 + "x[i]",
+    "s := " + "-" * 10000 + "x[i]",  # Python's own parser gives up: still one clear error
+])
+def test_too_large_is_a_clear_error(text):
+    with pytest.raises(tm.NotationSyntaxError, match="split it into several statements"):
+        tm.tensorgrad(text)
+
+
+def test_deep_nesting_builds_and_runs_fast():
+    import time
+    e = "x[i]"
+    for _ in range(30):
+        e = f"sigmoid(x[i] + {e})"
+    start = time.perf_counter()
+    fn = tm.tensorgrad("s := " + e)  # formulas are derived when first shown, not here
+    x = torch.rand(3, dtype=F64, requires_grad=True)
+    fn(x).backward()
+    assert time.perf_counter() - start < 2.0
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+# -- 10. call-time limits: many indices, generated names, functions without complex -------
+def test_more_than_52_indices_in_one_product_is_a_clear_error():
+    idx = [f"i{k}" for k in range(53)]
+    fn = tm.tensorgrad(f"O[{','.join(idx)}] := " + " * ".join(f"x[{i}]" for i in idx))
+    with pytest.raises(tm.NotationValueError, match="at most 52"):
+        fn(torch.rand(1, dtype=F64))
+
+
+def test_many_indices_each_product_small():
+    idx = [f"i{k}" for k in range(60)]
+    check("s := " + " + ".join(f"x[{i}] * y[{i}]" for i in idx), lambda x, y: 60 * (x @ y),
+          {"x": R(2), "y": R(2)})
+
+
+def test_user_index_named_like_a_generated_one():
+    check("y[lʹ1] := D[l,l,lʹ1]", lambda D: ein("llk->k", D), {"D": R(3, 3, 2)})
+    check("y[lʹ2] := D[lʹ1,lʹ1,lʹ2]", lambda D: ein("llk->k", D),
+          {"D": R(3, 3, 2)})
+
+
+@pytest.mark.parametrize("func", ["relu", "softplus", "step"])
+def test_functions_without_complex_say_so(func):
+    fn = tm.tensorgrad(f"y[i] := x[i] * {func}(z[i])")
+    with pytest.raises(tm.NotationValueError, match=f"{func}\\(\\) does not take complex") as info:
+        fn(torch.randn(3, dtype=F64), torch.randn(3, dtype=C128))
+    err = info.value
+    assert err.statement[err.col:err.end_col] == func
+
+
+@pytest.mark.parametrize("func, f", [("relu", torch.relu), ("softplus", torch.nn.functional.softplus)])
+def test_functions_without_complex_take_abs_of_complex(func, f):
+    check(f"y[i] := {func}(abs(z[i]) - 1)", lambda z: f(z.abs() - 1), {"z": Z(3)})
