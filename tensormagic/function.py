@@ -35,6 +35,7 @@ class TensorGradFunction:
     """A compiled cell: call it with the inputs (positionally in `inputs` order, or by name)."""
 
     def __init__(self, text, wrt=None, name=None, memory="high", sizes=None):
+        _check_types(text, wrt, name)
         if memory not in MEMORY:
             raise ValueError(f"memory must be one of {MEMORY}, not {memory!r}")
         self.sizes = _check_sizes(sizes)
@@ -240,6 +241,21 @@ def _ensure(token, key):
     if key not in fn._cache:
         fn._compile(key)
     return True
+
+
+def _check_types(text, wrt, name):
+    """TypeError for arguments of the wrong type, saying what is expected."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str of index-notation statements, not {type(text).__name__}")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a str (the callable's name) or None, not {type(name).__name__}")
+    if wrt is None or isinstance(wrt, str):
+        return
+    if not isinstance(wrt, (list, tuple, set, frozenset)):
+        raise TypeError(f"wrt must be a str of names, a sequence of names or None, not {type(wrt).__name__}")
+    for n in wrt:
+        if not isinstance(n, str):
+            raise TypeError(f"wrt must hold names (str), not {type(n).__name__} ({n!r})")
 
 
 def _resolve_wrt(wrt, cell):

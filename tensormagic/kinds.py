@@ -328,7 +328,9 @@ class Emit(Kind):
         out = gen.p.vars[op.out]
         shape = tuple(out.shape)
         if isinstance(rhs, Const):
-            body = f"torch.full({shape!r}, {num(rhs.value)}, dtype={gen.dtype(op.out)}, device=_device)"
+            # (torch.full refuses a number outside a float32's range; a tensor holds it as inf)
+            body = f"torch.tensor({num(rhs.value)}, dtype={gen.dtype(op.out)}, device=_device)" + \
+                (f".expand({dims(shape)}{',' if len(shape) == 1 else ''})" if shape else "")
         else:
             body = gen.align(rhs, out.labels)
         if op.info["op"] == "+=":

@@ -2,6 +2,7 @@
 import ast
 import re
 import sys
+import unicodedata
 
 from .errors import NotationSyntaxError, NotationValueError
 from .functions import CALLABLE
@@ -27,12 +28,22 @@ def parse(text):
     """All statements of a cell, in order."""
     statements = []
     for lineno, line in enumerate(text.splitlines(), start=1):
+        _check_characters(line, lineno)
         body = line.split("#", 1)[0].rstrip()
         if body.strip():
             statements.append(parse_statement(body.strip(), lineno))
     if not statements:
         raise NotationSyntaxError("no statement: write one like  A[i,k] := B[i,j] * C[j,k]")
     return statements
+
+
+def _check_characters(line, lineno):
+    """A control character (a NUL, say) is named as such, not read as the end of the text."""
+    for col, ch in enumerate(line):
+        if unicodedata.category(ch) == "Cc" and ch != "\t":
+            shown = "".join(chr(0x2400 + ord(c)) if ord(c) < 32 else c for c in line)  # ␀ for NUL
+            raise NotationSyntaxError(f"a control character ({ch!r}, U+{ord(ch):04X}) is not allowed",
+                                      shown, lineno, col, col + 1)
 
 
 def parse_statement(text, lineno=None):

@@ -290,3 +290,33 @@ def test_functions_without_complex_say_so(func):
 @pytest.mark.parametrize("func, f", [("relu", torch.relu), ("softplus", torch.nn.functional.softplus)])
 def test_functions_without_complex_take_abs_of_complex(func, f):
     check(f"y[i] := {func}(abs(z[i]) - 1)", lambda z: f(z.abs() - 1), {"z": Z(3)})
+
+
+# -- 11. bad arguments, NUL characters, names the formulas use -----------------------------
+@pytest.mark.parametrize("args, kwargs, expected", [
+    ((None,), {}, "text must be a str"),
+    ((b"s := x[i]",), {}, "text must be a str"),
+    (("s := x[i]",), {"name": 5}, "name must be a str"),
+    (("s := x[i]",), {"wrt": 123}, "wrt must be a str of names, a sequence of names or None"),
+    (("s := x[i]",), {"wrt": ["x", 5]}, "wrt must hold names"),
+])
+def test_bad_argument_types(args, kwargs, expected):
+    with pytest.raises(TypeError, match=expected):
+        tm.tensorgrad(*args, **kwargs)
+
+
+def test_nul_is_named():
+    with pytest.raises(tm.NotationSyntaxError, match="control character") as info:
+        tm.tensorgrad("s := x\x00[i]")
+    assert info.value.col == 6 and "\x00" not in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["δ[i] := x[i]", "y[i] := δ[i,j] * x[j]", "y[i] := Δx[i] * x[i]", "Δ := x[i]"])
+def test_formula_names_are_reserved(text):
+    with pytest.raises(tm.NotationValueError, match="reserved"):
+        tm.tensorgrad(text)
+
+
+def test_constant_statement_beyond_float32():
+    out = tm.tensorgrad("s := 1e308")()
+    assert out.dtype == torch.get_default_dtype() and torch.isinf(out)
