@@ -137,9 +137,6 @@ def _check_name(name, st, span):
     if name.startswith("_") or name in RESERVED:
         raise _error(st, span, f"the name '{name}' is reserved: names may not start with '_' "
                                f"or be one of {', '.join(RESERVED)}")
-    if name == "δ" or name.startswith("Δ"):  # the formulas' identity and gradients
-        raise _error(st, span, f"the name '{name}' is reserved: formulas write δ for the identity "
-                               f"and Δx for the gradient of x")
 
 
 def _error(st, span, message):

@@ -6,7 +6,7 @@ tensor, the indices it does not keep summed, a δ where a repeated index is
 rebuilt. Formulas are written for real numbers; for complex inputs the code
 multiplies by the conjugate of each partial, as torch does.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .functions import FUNCTIONS, X, Y
 from .parse import add
@@ -31,6 +31,12 @@ def derive(cell, wrt):
     """The formulas for every tensor between the last output and the inputs in `wrt`,
     in the order reverse mode computes them."""
     versions = _versions(cell)
+    names = set(cell.inputs) | set(cell.outputs)
+    # Δx is x's gradient; where a tensor's own name starts with Δ, gradients take ΔΔ (and so
+    # on), so that no gradient's name is a tensor's.
+    versions["prefix"] = "Δ"
+    while any(n.startswith(versions["prefix"]) for n in names):
+        versions["prefix"] += "Δ"
     relevant = _relevant(cell, versions, set(wrt))
     last = len(cell.statements) - 1
     # The derivation starts from every output no later statement reads (its Δ is given).
@@ -67,7 +73,19 @@ def derive(cell, wrt):
         v = (name, -1)
         indices = shown.get(v) or _lhs(_first_indices(cell, name))
         formulas.append(_formula(versions, v, indices, terms.get(v, [])))
+    if DELTA in names:  # a tensor of the cell is named δ: the identity takes another name
+        identity = DELTA + PRIME
+        while identity in names:
+            identity += PRIME
+        formulas = [replace(f, rhs=_rename_identity(f.rhs, identity)) for f in formulas]
     return formulas
+
+
+def _rename_identity(e, name):
+    """The identities the derivation made (they have no place in the text) renamed."""
+    if isinstance(e, Tensor) and e.name == DELTA and e.span is None:
+        return replace(e, name=name)
+    return with_children(e, tuple(_rename_identity(c, name) for c in children(e)))
 
 
 def _first_indices(cell, name):
@@ -130,8 +148,9 @@ def _relevant(cell, versions, wrt):
     return relevant
 
 
-def _delta(versions, v, prefix="Δ"):
+def _delta(versions, v, prefix=None):
     """The name of a version's gradient (or, with prefix "d", of its tangent)."""
+    prefix = prefix or versions.get("prefix", "Δ")
     name, k = v
     final = versions["final"].get(name) == v or (k == -1 and name not in versions["final"])
     if final:

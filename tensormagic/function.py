@@ -1,4 +1,5 @@
 """tensorgrad(): the public entry point, and the callable it returns."""
+import collections
 import functools
 import inspect
 import operator
@@ -15,6 +16,7 @@ from .errors import NotationValueError
 from .ir import Const, children
 
 MEMORY = ("high", "low")
+CACHE_SIZE = 64  # compiled signatures (shapes, dtype, device, gradients) kept per callable
 _tokens = count()
 _LIVE = weakref.WeakValueDictionary()  # token → callable, for torch.compile's first call
 
@@ -55,7 +57,7 @@ class TensorGradFunction:
 
     def _fresh_state(self):
         """What is rebuilt rather than copied or pickled: compiled code and caches."""
-        self._cache = {}
+        self._cache = collections.OrderedDict()  # signature -> Compiled, least recent first
         self._last = None
         self._warned = set()
         self._token = next(_tokens)
@@ -119,6 +121,8 @@ class TensorGradFunction:
         compiled = self._cache.get(key)
         if compiled is None:
             compiled = self._compile(key)
+        else:
+            self._cache.move_to_end(key)
         self._last = compiled
         if torch.is_grad_enabled():
             self._warn_dropped(tensors)
@@ -163,6 +167,8 @@ class TensorGradFunction:
         compiled = runtime.build(self.cell, shapes, wants, dtype, device, self.name,
                                  self.memory == "low", self.sizes, complex_inputs, self._wrt_mask)
         self._cache[key] = compiled
+        while len(self._cache) > CACHE_SIZE:  # least recently used first
+            self._cache.popitem(last=False)
         return compiled
 
     # -- inspecting ----------------------------------------------------------------------

@@ -80,6 +80,10 @@ class Cast(Kind):
     def backward(self, gen, op, g):
         gen.give(op.args[0], f"{g}.real")
 
+    def tangent(self, gen, op):
+        t = gen.tangent(op.args[0])
+        return f"{t}.to(_dtype)" if t else None
+
 
 @register
 class Einsum1(Kind):

@@ -60,7 +60,10 @@ class TensorgradMagics(Magics):
         outputs = self._evaluate(fn) if evaluate else {}
         self.shell.push({fn.name: fn, **outputs})
         if not args.quiet:
-            _show(fn, outputs, missing, args.no_eval, args.verbose or self.verbose)
+            try:
+                _show(fn, outputs, missing, args.no_eval, args.verbose or self.verbose)
+            except tm.NotationError as err:  # the example code of --verbose, say
+                raise TensorgradCellError(err.short()) from None
 
     @line_magic
     def tensorgrad_verbose(self, line):
@@ -90,8 +93,10 @@ def _is_name(text):
 def _build(cell, args):
     """The compiled cell, or a short error."""
     try:
-        return tm.tensorgrad(cell, wrt=args.names or None, name=args.name, memory=args.memory,
-                             sizes=_sizes(args.sizes))
+        fn = tm.tensorgrad(cell, wrt=args.names or None, name=args.name, memory=args.memory,
+                           sizes=_sizes(args.sizes))
+        fn.derivation  # derived when first shown: before the namespace changes
+        return fn
     except tm.NotationError as err:
         raise TensorgradCellError(err.short()) from None
 

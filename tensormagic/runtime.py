@@ -1,5 +1,6 @@
 """Source → a differentiable torch callable: argument checks, compile cache, autograd glue."""
 import linecache
+import weakref
 from dataclasses import dataclass, field
 from itertools import count
 
@@ -56,9 +57,15 @@ def compile_program(program, label, low_memory, dtype, device, comments=None, wr
 
 
 def _exec(text, label, namespace):
+    """Run generated source; its text stays in linecache (for tracebacks) while the functions
+    it defines live, and is dropped with them."""
     filename = f"<tensorgrad {label} #{next(_ids)}>"
     linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+    before = {k: id(v) for k, v in namespace.items()}
     exec(compile(text, filename, "exec"), namespace)
+    defined = [v for k, v in namespace.items() if before.get(k) != id(v) and callable(v)]
+    if defined:
+        weakref.finalize(defined[0], linecache.cache.pop, filename, None)
     return namespace
 
 

@@ -311,12 +311,85 @@ def test_nul_is_named():
     assert info.value.col == 6 and "\x00" not in str(info.value)
 
 
-@pytest.mark.parametrize("text", ["δ[i] := x[i]", "y[i] := δ[i,j] * x[j]", "y[i] := Δx[i] * x[i]", "Δ := x[i]"])
-def test_formula_names_are_reserved(text):
-    with pytest.raises(tm.NotationValueError, match="reserved"):
-        tm.tensorgrad(text)
+def test_tensors_named_like_formula_symbols_stay_unambiguous():
+    fn = tm.tensorgrad("y[i] := δ[i,j] * x[j] * D[l,l]")
+    assert fn.formulas["D"] == "ΔD[l,lʹ] = δ[i,j] * x[j] * Δy[i] * δʹ[l,lʹ]"  # the identity: δʹ
+    fn = tm.tensorgrad("y[i] := Δx[i] * x[i] * z[i]")  # gradients take ΔΔ: ΔΔx is x's, ΔΔΔx Δx's
+    assert fn.formulas == {"Δx": "ΔΔΔx[i] = ΔΔy[i] * x[i] * z[i]", "x": "ΔΔx[i] = Δx[i] * ΔΔy[i] * z[i]",
+                           "z": "ΔΔz[i] = Δx[i] * x[i] * ΔΔy[i]"}
+    check("y[i] := Δx[i] * x[i] * δ[i]", lambda Δx, x, δ: Δx * x * δ, {"Δx": R(3), "x": R(3), "δ": R(3)})
 
 
 def test_constant_statement_beyond_float32():
     out = tm.tensorgrad("s := 1e308")()
     assert out.dtype == torch.get_default_dtype() and torch.isinf(out)
+
+
+# -- 13. resources: linecache entries go with their code, the per-shape cache is an LRU -----
+def test_linecache_entries_are_dropped_with_their_code():
+    import gc
+    import linecache
+
+    def ours():
+        return {k for k in linecache.cache if k.startswith("<tensorgrad")}
+
+    gc.collect()
+    before = ours()
+    fns = [tm.tensorgrad(f"y{k}[i] := x[i] * {k + 2}") for k in range(20)]
+    for fn in fns:
+        fn(torch.randn(3))
+    assert len(ours() - before) >= 20
+    del fns, fn
+    gc.collect()
+    assert len(ours() - before) == 0
+
+
+def test_per_shape_cache_is_bounded_lru():
+    from tensormagic.function import CACHE_SIZE
+
+    fn = tm.tensorgrad("y[i] := x[i] * 2")
+    first = torch.randn(1)
+    fn(first)
+    for n in range(2, CACHE_SIZE + 20):
+        fn(torch.randn(n))
+        fn(first)  # recently used: kept
+    assert len(fn._cache) == CACHE_SIZE
+    assert any(key[2][0] == (1,) for key in fn._cache)
+    assert not any(key[2][0] == (2,) for key in fn._cache)
+    torch.testing.assert_close(fn(torch.ones(2)), torch.full((2,), 2.0))
+
+
+# -- 12. the magic and the CLI: short library errors, no traceback -------------------------
+MAGIC_ERRORS = [
+    ("s := x[i] * 9**9**9", "overflows float64"),
+    ("s := x[i] * 0**-1", "divides by zero"),
+    ("s := x\x00[i]", "control character"),
+    ("s := " + "-" * 10000 + "x[i]", "split it into several statements"),
+    ("s := " + " + ".join(["x[i]"] * 300), "split it into several statements"),
+    ("y[i] := relu(z[i])", "does not take complex"),
+]
+
+
+@pytest.mark.parametrize("cell, message", MAGIC_ERRORS, ids=[m for _, m in MAGIC_ERRORS])
+def test_magic_errors_are_short(cell, message):
+    from IPython.testing.globalipapp import get_ipython
+    from tensormagic.magic import TensorgradCellError
+
+    ip = get_ipython()
+    ip.run_line_magic("load_ext", "tensormagic")
+    ip.push({"x": torch.randn(3, dtype=F64), "z": torch.randn(3, dtype=C128)})
+    before = dict(ip.user_ns)
+    with pytest.raises(TensorgradCellError, match=message) as info:
+        ip.run_cell_magic("tensorgrad", "--verbose", cell)
+    assert len(info.value._render_traceback_()) <= 3  # message, statement, caret
+    assert {k: v for k, v in ip.user_ns.items() if k in before} == before
+    assert not set(ip.user_ns) - set(before)
+
+
+@pytest.mark.parametrize("cell, message", MAGIC_ERRORS[:5], ids=[m for _, m in MAGIC_ERRORS[:5]])
+def test_cli_errors_are_short(cell, message, capsys):
+    from tensormagic.__main__ import main
+
+    assert main([cell, "--code", "--plan"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.splitlines()) <= 3
