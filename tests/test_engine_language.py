@@ -429,3 +429,11 @@ def test_numpy_index_array():
     W = make_tensor((4, 2))
     fn = tm.tensorgrad("E[b,d] := W[tok[b], d]")
     close(fn(W, np.array([1, 2])), W[[1, 2]])
+
+
+def test_plan_lists_the_convolution():
+    fn = tm.tensorgrad("y[b,o,i] := x[b,c,i+a] * w[o,c,a]")
+    fn(make_tensor((2, 3, 10)).requires_grad_(), make_tensor((4, 3, 3)).requires_grad_())
+    plan = fn.plan
+    assert "conv(x,oca)->boi" in plan and "->Δx" in plan and "->Δw" in plan
+    assert f"{2 * 4 * 8 * 3 * 3:,}" in plan  # each output entry: one window of each filter
