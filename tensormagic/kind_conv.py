@@ -1,5 +1,6 @@
 """A product that is a convolution (convs.py) runs as torch's convolution, forward and
-backward (aten.convolution_backward, itself differentiable): no window is copied."""
+backward (aten.convolution_backward through kernels.conv_backward, itself differentiable):
+no window is copied."""
 import math
 
 from .kinds import Kind, register
@@ -83,17 +84,15 @@ class Convolution(Kind):
         c = op.info["conv"]
         x, w = op.args
         _, _, lead, lengths, wp = self.layout(gen, op)
-        n = len(c.positions)
         name = f"_c{op.out}"
         labels = gen.labels(op.out)
         natural = c.batch + c.outs + c.positions
         gt = g if tuple(labels) == natural else f"{g}.permute({dims(labels.index(i) for i in natural)})"
         out_shape = [gen.p.vars[op.out].shape[labels.index(i)] for i in natural]
         gshape = self.conv_shape(c, out_shape)
-        mask = [gen.wants(x), gen.wants(w), False]
-        gen.line(f"_g{op.out}x, _g{op.out}w, _ = torch.ops.aten.convolution_backward("
-                 f"{_reshape(gt, out_shape, gshape)}, {gen.use(name + 'x')}, {gen.use(name + 'w')}, None, "
-                 f"{list(c.stride)}, {[0] * n}, {list(c.dilation)}, False, {[0] * n}, 1, {mask})")
+        mask = (gen.wants(x), gen.wants(w))
+        gen.line(f"_g{op.out}x, _g{op.out}w = _conv_backward({_reshape(gt, out_shape, gshape)}, "
+                 f"{gen.use(name + 'x')}, {gen.use(name + 'w')}, {c.stride}, {c.dilation}, {mask})")
         if gen.wants(x):
             text = _reshape(f"_g{op.out}x", self.conv_shape_x(lead, lengths, len(c.batch)), lead + lengths)
             if any(c.offsets):

@@ -437,3 +437,19 @@ def test_plan_lists_the_convolution():
     plan = fn.plan
     assert "conv(x,oca)->boi" in plan and "->Δx" in plan and "->Δw" in plan
     assert f"{2 * 4 * 8 * 3 * 3:,}" in plan  # each output entry: one window of each filter
+
+
+def test_complex_convolution():
+    """torch's convolution_backward has no complex kernel: the gradient goes through the real
+    and imaginary parts, with torch's conjugation convention."""
+    C128 = torch.complex128
+    x, w = make_tensor((2, 2, 7), dtype=C128), make_tensor((3, 2, 3), dtype=C128)
+    fn = tm.tensorgrad("y[b,o,i] := x[b,c,2*i+a] * w[o,c,a]")
+    mine = [x.clone().requires_grad_(), w.clone().requires_grad_()]
+    theirs = [x.clone().requires_grad_(), w.clone().requires_grad_()]
+    out, ref = fn(*mine), F.conv1d(theirs[0], theirs[1], stride=2)
+    close(out, ref)
+    g = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(out, mine, g), torch.autograd.grad(ref, theirs, g)):
+        close(a, b)
+    assert torch.autograd.gradgradcheck(fn, tuple(mine))
