@@ -1,6 +1,6 @@
 """Convolutions and pooling: tensormagic against torch.nn.functional + autograd.
 
-    python benchmarks/language.py [--reps 15] [--threads N] [--out benchmarks/language.md]
+    python benchmarks/language.py [--reps 15] [--threads N] [--clock wall|cpu] [--out benchmarks/language.md]
 
 Each case times forward plus the gradient of every float input (`out.backward(g)`),
 float32 on CPU, the two methods interleaved round-robin (benchmarks/timer.py); the
@@ -64,6 +64,8 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--reps", type=int, default=15)
     p.add_argument("--threads", type=int)
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="cpu: this process's CPU time, steadier on a shared machine (use with --threads 1)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "language.md"))
     args = p.parse_args()
     if args.threads:
@@ -78,14 +80,14 @@ def main():
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
         g = torch.randn_like(want)
         stats = measure({"torch": runner(case.torch, xs, g), "tensormagic": runner(fn, xs, g)},
-                        reps=args.reps, warmup=3, min_sample_s=0.1)
+                        reps=args.reps, warmup=3, min_sample_s=0.1, clock=args.clock)
         ratio = paired_ratio(stats["tensormagic"], stats["torch"])
         rows.append((case, stats, ratio))
         print(f"{case.key:<18} torch {stats['torch'].median * 1e3:8.2f} ms  tensormagic "
               f"{stats['tensormagic'].median * 1e3:8.2f} ms  ratio {ratio:.2f}", flush=True)
     lines = ["# Convolutions and pooling: forward + backward, float32, CPU", "",
-             f"Command: `python benchmarks/language.py`; torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+             f"Command: `python benchmarks/language.py {' '.join(sys.argv[1:])}`; torch {torch.__version__}, "
+             f"{torch.get_num_threads()} thread(s), {args.clock} clock, {platform.processor() or platform.machine()}, "
              f"load average at end {os.getloadavg()[0]:.2f} (a shared machine: other jobs were running).", "",
              "Forward plus the gradients of every input, methods interleaved round-robin, median of "
              f"{args.reps} rounds; ratio: the median of per-round tensormagic / torch times (lower is better).", "",

@@ -102,5 +102,35 @@ def pick(a, b, larger):
     return won.to(dtype) + 0.5 * (a == b).to(dtype)
 
 
+def conv_backward(g, x, w, stride, dilation, mask):
+    """(Δx, Δw) of a convolution without padding or groups, by aten.convolution_backward
+    (differentiable); complex tensors through their real and imaginary parts, with torch's
+    convention Δx = Bᵀ(Δy, conj w), Δw = Bᵀ(Δy, conj x)."""
+    n = len(stride)
+
+    def real(g, x, w, want):
+        out = torch.ops.aten.convolution_backward(g, x, w, None, list(stride), [0] * n, list(dilation),
+                                                  False, [0] * n, 1, list(want) + [False])
+        return out[0] if want[0] else out[1]
+
+    if not g.is_complex():
+        out = torch.ops.aten.convolution_backward(g, x, w, None, list(stride), [0] * n, list(dilation),
+                                                  False, [0] * n, 1, list(mask) + [False])
+        return out[0], out[1]
+    gr, gi = g.real.contiguous(), g.imag.contiguous()
+    xr, xi, wr, wi = x.real, x.imag, w.real, w.imag
+    gx = gw = None
+    if mask[0]:
+        pick = (True, False)
+        gx = torch.complex(real(gr, xr, wr, pick) + real(gi, xr, wi, pick),
+                           real(gi, xr, wr, pick) - real(gr, xr, wi, pick))
+    if mask[1]:
+        pick = (False, True)
+        gw = torch.complex(real(gr, xr, wr, pick) + real(gi, xi, wr, pick),
+                           real(gi, xr, wr, pick) - real(gr, xi, wr, pick))
+    return gx, gw
+
+
 NAMESPACE = {"_step": step, "_view": view, "_unview": unview, "_index": index,
-             "_prod_others": prod_others, "_prod": prod, "_share": share, "_pick": pick}
+             "_prod_others": prod_others, "_prod": prod, "_share": share, "_pick": pick,
+             "_conv_backward": conv_backward}

@@ -51,11 +51,14 @@ class ReduceOver(Kind):
             return None
         out, dims = gen.labels(op.out), _dims(x.labels, op.info["over"])
         xs, kind = gen.name(x), op.info["op"]
+        if kind in ("max", "min"):  # the shared weights times ẋ, summed
+            y = gen.broadcast(gen.name(op.out), out, x.labels)
+            return f"_share({t}, {xs}, {y}, {dims}).sum({dims})"
         if kind == "prod":
             weight = f"_prod_others({xs}, {dims})"
         else:
             y = gen.broadcast(gen.name(op.out), out, x.labels)
-            weight = f"torch.exp({xs} - {y})" if kind == "logsumexp" else f"_share({xs}, {y}, {dims})"
+            weight = f"torch.exp({xs} - {y})"
         return f"({t} * {weight}).sum({dims})"
 
 

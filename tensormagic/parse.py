@@ -254,8 +254,11 @@ class _Converter:
             if not isinstance(node.value, ast.Name):
                 raise self.ctx.syntax("only a named integer tensor can index a subscript",
                                       self.ctx.span(node.value))
-            names, _ = _index_list(node.slice, self.ctx, "an index tensor takes plain indices, "
-                                                         "like tok[b]")
+            names, spans = _index_list(node.slice, self.ctx, "an index tensor takes plain indices, "
+                                                             "like tok[b]")
+            for k, name in enumerate(names):
+                if name in names[:k]:
+                    raise self.ctx.syntax("an index tensor's indices must differ", spans[k])
             return Tensor(node.value.id, names, self.ctx.span(node))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and _is_int(node.operand):
             return Affine((), -node.operand.value)

@@ -424,12 +424,31 @@ def _cost(labels, sizes):
     return math.prod(sizes[i] for i in set(labels))
 
 
+def _describe_conv(op, var, forward, backward):
+    """A convolution: each output entry takes one window of every out-channel's filter."""
+    x, w = op.args
+    out = var[op.out]
+    conv = op.info["conv"]
+    filters = math.prod(out.shape[out.labels.index(i)] for i in conv.outs) if conv.outs else 1
+    cost = math.prod(out.shape) * math.prod(var[w.var].shape) // filters
+    xs = var[x.var]
+    name = f"conv({xs.name or 'x'},{_names(w.labels)})"
+    forward.append((f"{name}->{_names(out.labels)}", cost, math.prod(out.shape)))
+    if out.needs:
+        for mine in (x, w):
+            if var[mine.var].needs:
+                backward.append((f"Δ{_names(out.labels)},{name}->Δ{var[mine.var].name or 'x'}", cost,
+                                 math.prod(var[mine.var].shape)))
+
+
 def describe(program):
     """Each contraction of the forward and of the backward with its multiply-adds (FLOPs/2)
     and result size; the totals beside one full contraction per gradient (TensorGrad.jl's way)."""
     var = program.vars
     forward, backward = [], []
     for op in program.ops:
+        if op.kind == "conv":
+            _describe_conv(op, var, forward, backward)
         if op.kind != "pair":
             continue
         a, b = op.args

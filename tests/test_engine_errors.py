@@ -55,6 +55,7 @@ BAD = [
     Bad("index-attribute", "A[i] := B[x.i]", SYN, at="x.i", words=("attribute",)),
     Bad("index-tensor-nested-twice", "A[i] := B[C[D[i]]]", SYN, at="D[i]", words=("plain",)),
     Bad("index-tensor-shifted", "A[i] := B[C[i+1]]", SYN, at="i+1", words=("plain",)),
+    Bad("index-tensor-diagonal", "A[i] := B[C[i,i]]", SYN, at="i]]", words=("differ",)),
     Bad("reduce-unknown", "A[i] := foo[j](B[i,j])", VAL, at="foo",
         words=("foo", "sum", "prod", "max", "min", "logsumexp", "mean")),
     Bad("reduce-index-absent", "A[i] := max[k](B[i,j])", VAL, at="max[k]", words=("'k'", "occur")),

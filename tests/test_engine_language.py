@@ -387,11 +387,11 @@ def test_ranges_valid_convolution_and_differences():
 def test_convolution_runs_as_torch_convolution():
     """A product that is a convolution runs as torch's convolution both ways (no window is
     copied); one that is not (a depthwise convolution: c on both sides and the result) reads a
-    strided view of x and adds its gradient back with _unview — never the full index space."""
+    strided view of x and adds its gradient back with _unview: never the full index space."""
     fn = tm.tensorgrad("y[b,o,i] := x[b,c,2*i+a+1] * w[o,c,a]")
     x, w = make_tensor((2, 3, 12)).requires_grad_(), make_tensor((4, 3, 3)).requires_grad_()
     close(fn(x, w), F.conv1d(x[:, :, 1:], w, stride=2))
-    assert "conv1d(" in fn.code and "convolution_backward(" in fn.code and "_view" not in fn.code
+    assert "conv1d(" in fn.code and "_conv_backward(" in fn.code and "_view" not in fn.code
     fn = tm.tensorgrad("y[b,c,i] := x[b,c,i+a] * w[c,a]")
     x, w = make_tensor((2, 3, 8)).requires_grad_(), make_tensor((3, 3)).requires_grad_()
     close(fn(x, w), F.conv1d(x, w[:, None], groups=3))
@@ -429,3 +429,27 @@ def test_numpy_index_array():
     W = make_tensor((4, 2))
     fn = tm.tensorgrad("E[b,d] := W[tok[b], d]")
     close(fn(W, np.array([1, 2])), W[[1, 2]])
+
+
+def test_plan_lists_the_convolution():
+    fn = tm.tensorgrad("y[b,o,i] := x[b,c,i+a] * w[o,c,a]")
+    fn(make_tensor((2, 3, 10)).requires_grad_(), make_tensor((4, 3, 3)).requires_grad_())
+    plan = fn.plan
+    assert "conv(x,oca)->boi" in plan and "->Δx" in plan and "->Δw" in plan
+    assert f"{2 * 4 * 8 * 3 * 3:,}" in plan  # each output entry: one window of each filter
+
+
+def test_complex_convolution():
+    """torch's convolution_backward has no complex kernel: the gradient goes through the real
+    and imaginary parts, with torch's conjugation convention."""
+    C128 = torch.complex128
+    x, w = make_tensor((2, 2, 7), dtype=C128), make_tensor((3, 2, 3), dtype=C128)
+    fn = tm.tensorgrad("y[b,o,i] := x[b,c,2*i+a] * w[o,c,a]")
+    mine = [x.clone().requires_grad_(), w.clone().requires_grad_()]
+    theirs = [x.clone().requires_grad_(), w.clone().requires_grad_()]
+    out, ref = fn(*mine), F.conv1d(theirs[0], theirs[1], stride=2)
+    close(out, ref)
+    g = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(out, mine, g), torch.autograd.grad(ref, theirs, g)):
+        close(a, b)
+    assert torch.autograd.gradgradcheck(fn, tuple(mine))
