@@ -31,7 +31,43 @@ def generate(program, comments=None):
     backward = gen.backward()
     forward = gen.forward(comments or {})
     outputs = tuple(gen.alias.get(v, v) for v in program.outputs)
+    forward = release(forward, {gen.name(v) for v in (*outputs, *gen.saved)})
+    backward = release(backward, set())
     return Source("\n".join(forward + [""] + backward) + "\n", tuple(gen.saved), outputs)
+
+
+_LOCAL = re.compile(r"(?<![\w.])_[A-Za-z]*\d+[a-z]?\b")
+
+
+def release(lines, keep):
+    """`del` each local (a name the function assigns) right after the line that reads it
+    last, so that its memory goes back while the function still runs; not those in keep
+    (returned). The backward's saved values count: the runtime hands them over in a list
+    the backward empties."""
+    assigned, last = set(), {}
+    for k, line in enumerate(lines):
+        code = line.split("  #")[0].strip()
+        if not code or code.startswith(("#", "def ")):
+            continue
+        target, sep, value = code.partition(" = ")
+        if not sep or code.startswith("return"):
+            target, value = "", code
+        for name in _LOCAL.findall(value):
+            last[name] = k
+        for name in _LOCAL.findall(target):
+            assigned.add(name)
+            last.setdefault(name, k)
+    after = {}
+    for name, k in last.items():
+        if name in assigned and name not in keep:
+            after.setdefault(k, []).append(name)
+    out = []
+    for k, line in enumerate(lines):
+        out.append(line)
+        names = sorted(after.get(k, ()), key=lambda n: last[n])
+        if names and not line.strip().startswith("return"):
+            out.append(f"    del {', '.join(names)}")
+    return out
 
 
 class _Gen:
@@ -143,17 +179,36 @@ class _Gen:
         for k, vid in enumerate(p.outputs):
             if p.vars[vid].needs:
                 self.contribs[vid].append(f"_grads[{k}]")
-        for op in reversed(p.ops):
+        # an input's gradient is summed up as soon as the last op reading it is through, so
+        # that what it reads can be released early
+        first_read = {}
+        for k, op in enumerate(p.ops):
+            for arg in op.args:
+                if isinstance(arg, Ref):
+                    first_read.setdefault(arg.var, k)
+        done = set()
+
+        def finish(k):
+            for vid in p.inputs:
+                if vid not in done and p.vars[vid].needs and self.contribs[vid] \
+                        and first_read.get(vid, -1) >= k:
+                    done.add(vid)
+                    lines.append(f"    _g{vid} = {' + '.join(self.contribs[vid])}  # Δ{p.vars[vid].name}")
+
+        for k in reversed(range(len(p.ops))):
+            op = p.ops[k]
             kind = KINDS[op.kind]
             if not p.vars[op.out].needs or kind.leaf or not self.contribs[op.out]:
                 continue
             parts = self.contribs[op.out]
-            if len(parts) == 1 and re.fullmatch(r"_g\d+|_grads\[\d+\]", parts[0]):
+            if len(parts) == 1 and re.fullmatch(r"_g\d+|_d\d+|_grads\[\d+\]", parts[0]):
                 g = parts[0]  # the gradient passes through unchanged: no new name
             else:
                 g = f"_g{op.out}"
                 lines.append(f"    {g} = {' + '.join(parts)}")
             kind.backward(self, op, g)
+            finish(k)
+        finish(-1)
         body = lines
         grads = []
         for vid in p.inputs:
@@ -161,12 +216,12 @@ class _Gen:
             if not v.needs:
                 grads.append("None")
             elif self.contribs[vid]:
-                body.append(f"    _g{vid} = {' + '.join(self.contribs[vid])}  # Δ{v.name}")
                 grads.append(f"_g{vid}")
             else:
                 grads.append(f"torch.zeros_like({self.use(vid)})")
         saved = "".join(f"{self.name(v)}, " for v in self.saved)
-        head = ["def backward(_saved, _grads):", f"    ({saved}) = _saved"]
+        # the list is emptied: each saved value lives only until its last reader below
+        head = ["def backward(_saved, _grads):", f"    ({saved}) = _saved", "    _saved.clear()"]
         return head + body + [f"    return ({''.join(g + ', ' for g in grads)})"]
 
     def line(self, text):
@@ -232,8 +287,13 @@ class _Gen:
             args.append((f"torch.eye({n}, dtype={self.dtype(target.var)}, device=_device)", (first, fresh)))
         if len(args) == 1 and tuple(args[0][1]) == tuple(computed):
             text = args[0][0]
-        elif len(args) == 2 and not args[0][1] and tuple(args[1][1]) == tuple(computed):
-            text = f"({args[1][0]} * {args[0][0]})"  # a scalar times δ: the gradient of a trace
+        elif len(args) == 2 and not args[0][1] and tuple(args[1][1]) == tuple(computed) \
+                and len(eyes) == 1 and len(operands) == 1:
+            # a scalar times δ, the gradient of a trace: the scalar on a diagonal, no eye(n)
+            n = var.shape[target.labels.index(eyes[0][0])]
+            text = f"torch.diag_embed({args[0][0]}.expand({n}))"
+            if self.conj:  # the dtype eye(n) * g would have
+                text += f".to(torch.promote_types({self.dtype(target.var)}, {args[0][0]}.dtype))"
         else:
             text = f"torch.einsum('{eq([ls for _, ls in args], computed)}', " \
                    f"{', '.join(t for t, _ in args)})"

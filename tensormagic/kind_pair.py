@@ -98,11 +98,17 @@ class Pair(Kind):
             return
         sizes = gen.sizes(x, y)
         if self.dot(r):  # ΔA = ΔC conj(B), ΔB = ΔC conj(A), each laid out as it is stored
-            for k, (ref, m) in enumerate(zip((x, y), r.matrices())):
+            mats = r.matrices()
+            for k, (ref, m) in enumerate(zip((x, y), mats)):
                 if gen.wants(ref):
-                    text = f"({gen.cj(self.flat(gen, op, 1 - k, use=True))} * {g})"
-                    text += layout.reshape_src([sizes[i] for i in m.order], [-1])
-                    gen.give(ref, text + layout.permute_src(m.order, m.stored))
+                    other, om = op.args[1 - k], mats[1 - k]
+                    if om.copied:  # its flat copy, reshaped
+                        text = f"({gen.cj(self.flat(gen, op, 1 - k, use=True))} * {g})"
+                        text += layout.reshape_src([sizes[i] for i in m.order], [-1])
+                    else:  # stored in the order this operand is read in
+                        text = f"{gen.cj(gen.use(other))} * {g}"
+                    back = layout.permute_src(m.order, m.stored)
+                    gen.give(ref, f"({text}){back}" if back and not om.copied else text + back)
             return
         self.matmul_backward(gen, op, g, r)
 

@@ -120,6 +120,7 @@ class Scale(Kind):
 
     def backward(self, gen, op, g):
         src, *scalars = op.args
+        inner = None
         for k, s in enumerate(scalars):
             if not gen.wants(s):
                 continue
@@ -127,9 +128,12 @@ class Scale(Kind):
             if src is None:
                 text = g if rest is None else f"{g} * {rest}"
             else:
-                # Σ ΔC · conj(C/α) as one dot product: no temporary the size of C
-                dot = "torch.vdot" if gen.conj else "torch.dot"
-                inner = f"{dot}({gen.use(src)}.reshape(-1), {g}.reshape(-1))"
+                if inner is None:
+                    # Σ ΔC · conj(C/α) as one dot product: no temporary the size of C; taken
+                    # now, so that C is released before the gradients below are made
+                    dot = "torch.vdot" if gen.conj else "torch.dot"
+                    inner = f"_d{op.out}"
+                    gen.line(f"{inner} = {dot}({gen.use(src)}.reshape(-1), {g}.reshape(-1))")
                 text = inner if rest is None else f"{inner} * {rest}"
             gen.give(s, text)
         if src is not None and gen.wants(src):

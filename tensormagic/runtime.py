@@ -139,7 +139,7 @@ class _Apply(torch.autograd.Function):
             # Recompute the intermediates: to save memory, or to let torch see how they depend
             # on the inputs when this backward is itself differentiated.
             args = tuple(a if w else a.detach() for a, w in zip(args, compiled.wanted))
-            saved = compiled.forward(*args)[1]
+            saved = list(compiled.forward(*args)[1])
         else:
             outs = dict(zip(compiled.saved_outs, kept[n:]))
             extras = kept[n + len(outs):]
