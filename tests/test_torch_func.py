@@ -383,3 +383,31 @@ def test_language_tangent_formulas_read_back_as_statements(row):
         duals = {n: fwAD.make_dual(vals[n], env["d" + n]) for n in names}
         want = fwAD.unpack_dual(fn(**{**vals, **duals})).tangent
     torch.testing.assert_close(env["d" + fn.outputs[-1]], want, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("text, ref", [
+    ("y[i] := abs(z[i])", lambda z, x: z.abs()),
+    ("y[i] := sgn(z[i])", lambda z, x: z.sgn()),
+    ("y[i] := abs(z[i]) * x[i] + conj(z[i]) * z[i]", lambda z, x: z.abs() * x + z.conj() * z),
+    ("y[i] := exp(z[i] * x[i]) / z[i]", lambda z, x: torch.exp(z * x) / z),
+])
+def test_tangents_of_complex_functions(text, ref):
+    """Non-holomorphic |z| and sgn(z), a real input beside a complex one: torch's tangents."""
+    z = torch.randn(4, dtype=Z)
+    x = torch.randn(4, dtype=D)
+    fn = tm.tensorgrad(text)
+    tz, tx = torch.randn(4, dtype=Z), torch.randn(4, dtype=D)
+    args = (z, x) if "x" in fn.inputs else (z,)
+    tangents = (tz, tx)[:len(args)]
+    want = jvp(lambda *a: ref(*a, *([None] * (2 - len(a)))), args, tangents)[1]
+    with fwAD.dual_level():
+        got = fwAD.unpack_dual(fn(*(fwAD.make_dual(a, t) for a, t in zip(args, tangents)))).tangent
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+
+
+def test_every_kind_has_its_tangent():
+    """Forward mode lives beside each kind's backward: a new kind must say its tangent."""
+    from tensormagic.kinds import KINDS, Kind
+    missing = [name for name, kind in KINDS.items()
+               if not kind.leaf and type(kind).tangent is Kind.tangent]
+    assert not missing
