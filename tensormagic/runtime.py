@@ -160,8 +160,7 @@ class _Apply(torch.autograd.Function):
 
 
 class _Traced(_Apply):
-    """_Apply for torch.compile, which traces no custom jvp (forward mode there is torch's
-    own, through the traced operations)."""
+    """_Apply for torch.compile: dynamo traces neither a custom jvp nor an overridden apply."""
     jvp = torch.autograd.Function.jvp
     apply = classmethod(torch.autograd.Function.apply.__func__)
 
