@@ -202,6 +202,12 @@ class TensorGradFunction:
         from .plan import describe
         return describe(self._example().program)
 
+    def export(self, path, shapes=None, dtype=None, device=None):
+        """Write a standalone module (needs only torch) with this cell's planned forward and
+        backward, for the last call's shapes, dtype and device (or shapes={input: shape})."""
+        from .export import export
+        return export(self, path, shapes, dtype, device)
+
     def latex(self, tangents=False):
         """The statements, then each derived gradient (and with tangents=True each tangent,
         forward mode), as one LaTeX display."""
