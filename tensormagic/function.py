@@ -202,6 +202,11 @@ class TensorGradFunction:
         from .plan import describe
         return describe(self._example().program)
 
+    def diagram(self):
+        """The statements as tensor networks (an SVG picture; `.svg` holds its text)."""
+        from .diagram import cell_diagram
+        return cell_diagram(self.cell)
+
     def check(self, formulas=None, seed=0):
         """Each derived gradient compared with central differences on small random float64
         (complex128) inputs: a report with ✓ or ✗ and the max error beside each formula.

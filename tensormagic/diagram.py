@@ -1,0 +1,554 @@
+"""Statements → tensor-network diagrams, drawn as SVG by this package alone.
+
+One node per tensor factor (its shape tells its rank), one labelled edge per index two
+factors share, an open leg per left-hand index, a small dot for an index shared by three or
+more factors (or by two and left open), a self-loop for a trace, and a box around what a
+function, a power or a sum encloses. An index summed where it occurs only once ends in a
+small ring (a sum is a contraction with a vector of ones). Each statement of a cell is one
+panel; an output read by a later statement has the same colour there.
+
+Every element carries a class and data attributes (data-name, data-index, data-rank) so a
+test can read the structure back from the SVG.
+"""
+import math
+from dataclasses import dataclass, field
+from html import escape
+
+from . import graphlayout, render
+from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, free
+
+NODE = 44                # a tensor node's width
+GAP = 70                 # between neighbouring nodes, beyond their size
+LEG = 34
+PAD = 16                 # inside a box
+LABEL_H = 16             # a box's label strip
+INPUT_FILL = "#dbe9f6"
+PALETTE = ("#f6c85f", "#9dd9a5", "#c9b6e4", "#f4a582", "#8fd3e8", "#e8a2c8")
+DIRECTIONS = [(0, 1), (0, -1), (1, 0), (-1, 0), (0.7071, 0.7071), (-0.7071, 0.7071),
+              (0.7071, -0.7071), (-0.7071, -0.7071)]
+
+
+@dataclass
+class Port:
+    x: float
+    y: float
+    dx: float     # outward direction
+    dy: float
+
+
+@dataclass
+class Drawing:
+    """A drawn expression in its own frame (0, 0)–(w, h), with a port per open index."""
+    w: float
+    h: float
+    svg: list
+    ports: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Item:
+    indices: tuple
+    w: float
+    h: float
+    svg: object = None         # callable (cx, cy) -> svg text, or a Drawing
+    ports: dict = None         # for a box: index -> Port in the box's frame
+
+
+class Diagram:
+    """The cell's statements as tensor networks; renders itself in a notebook."""
+
+    def __init__(self, svg, title=""):
+        self.svg = svg
+        self.title = title
+
+    def _repr_svg_(self):
+        return self.svg
+
+    def __str__(self):
+        return self.svg
+
+    def save(self, path):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(self.svg)
+        return path
+
+
+# -- the cell ----------------------------------------------------------------------------------
+def cell_diagram(cell):
+    colours = {name: PALETTE[k % len(PALETTE)] for k, name in enumerate(cell.outputs)}
+    panels, seen = [], {}
+    for number, st in enumerate(cell.statements, 1):
+        fills = {name: colours[name] for name in seen}
+        panels.append(_panel(st, number, fills, colours[st.target]))
+        seen[st.target] = number
+    return Diagram(_stack(panels), "\n".join(render.statement_text(st) for st in cell.statements))
+
+
+def _panel(st, number, fills, colour):
+    title = render.statement_text(st)
+    drawing = _rhs(st.rhs, set(st.indices), fills)
+    head_w = max(NODE + 40, 0)
+    w = head_w + drawing.w + 20
+    h = max(drawing.h, NODE) + 34
+    svg = [f'<g class="panel" data-statement="{number}" data-target="{escape(st.target)}">',
+           f'<text class="title" x="4" y="14" font-size="12" fill="#57606a">'
+           f'{escape(title)}</text>']
+    cy = 28 + drawing.h / 2
+    svg.append(_node_svg(st.target, len(st.indices), NODE / 2 + 4, cy, colour, "output"))
+    svg.append(f'<text x="{NODE + 12}" y="{cy + 5:.1f}" font-size="16">{escape(st.op)}</text>')
+    svg.append(f'<g transform="translate({head_w},{28})">')
+    svg += drawing.svg
+    svg += ["</g>", "</g>"]
+    return Drawing(max(w, _text_w(title, 12) + 8), h + 10, svg)
+
+
+def _stack(panels):
+    y, body, width = 0.0, [], 0.0
+    for p in panels:
+        body.append(f'<g transform="translate(8,{y + 8:.1f})">')
+        body += p.svg
+        body.append("</g>")
+        y += p.h + 12
+        width = max(width, p.w + 16)
+    height = y + 8
+    head = (f'<svg xmlns="http://www.w3.org/2000/svg" class="tensormagic-diagram" '
+            f'width="{width:.0f}" height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" '
+            f'font-family="DejaVu Sans, Helvetica, Arial, sans-serif">')
+    return "\n".join([head, '<rect width="100%" height="100%" fill="white"/>'] + body + ["</svg>"])
+
+
+def _rhs(rhs, kept, fills):
+    """A right-hand side: its top-level terms side by side, each with its own open legs."""
+    body = rhs.body if isinstance(rhs, Sigma) else rhs
+    if isinstance(body, Add):
+        parts = [_network(_factors(t), kept & set(free(t)), fills, legs=True) for t in body.terms]
+        return _row(parts, [None] + ["+" if s > 0 else "−" for s in body.signs[1:]],
+                    "−" if body.signs[0] < 0 else None)
+    return _network(_factors(rhs), kept, fills, legs=True)
+
+
+def _row(parts, signs, lead=None):
+    svg, x, h = [], 0.0, max(p.h for p in parts)
+    if lead:
+        svg.append(_sign(lead, 6, h / 2))
+        x = 22
+    for part, sign in zip(parts, signs):
+        if sign:
+            svg.append(_sign(sign, x + 12, h / 2))
+            x += 30
+        svg.append(f'<g class="term" transform="translate({x:.1f},{(h - part.h) / 2:.1f})">')
+        svg += part.svg
+        svg.append("</g>")
+        x += part.w
+    return Drawing(x, h, svg)
+
+
+def _sign(text, x, y):
+    return f'<text class="sign" x="{x:.1f}" y="{y + 7:.1f}" font-size="22" text-anchor="middle">{text}</text>'
+
+
+def _factors(e):
+    """The factors of a product, through nested products and the sums that wrap them."""
+    if isinstance(e, Sigma):
+        return _factors(e.body)
+    if isinstance(e, Mul):
+        return [f for factor in e.factors for f in _factors(factor)]
+    return [e]
+
+
+# -- one product: a network ----------------------------------------------------------------------
+def _network(factors, kept, fills, legs):
+    """Factors as a network. kept: the indices that leave it (open legs, or ports on the
+    enclosing box's border when legs is False)."""
+    items = [_item(f, fills) for f in factors]
+    occ = {}
+    for k, item in enumerate(items):
+        for i in item.indices:
+            occ.setdefault(i, []).append(k)
+    pos = _positions(items, occ)
+    layer_e, layer_d, ends = [], [], []
+    taken = {k: [] for k in range(len(items))}        # directions in use at each leaf node
+    pair_count = {}
+    hyper = {}
+    for i, ks in occ.items():
+        distinct = sorted(set(ks))
+        if len(ks) == 2 and i not in kept and len(distinct) == 2:
+            pair_count[tuple(distinct)] = pair_count.get(tuple(distinct), 0) + 1
+    seen_pairs = {}
+    for i, ks in occ.items():
+        distinct = sorted(set(ks))
+        if len(ks) == 2 and i not in kept and len(distinct) == 2:
+            a, b = distinct
+            n, k = pair_count[(a, b)], seen_pairs.get((a, b), 0)
+            seen_pairs[(a, b)] = k + 1
+            pa, pb = _anchor(items[a], pos[a], i, pos[b]), _anchor(items[b], pos[b], i, pos[a])
+            layer_e.append(_edge(pa, pb, i, (k - (n - 1) / 2) * 22))
+            _take(taken, a, pos[a], pb)
+            _take(taken, b, pos[b], pa)
+        elif len(ks) >= 2 and len(distinct) == 1 and i not in kept and len(ks) == 2:
+            pass  # a self-loop: drawn once directions are known
+        elif len(ks) >= 2:
+            hyper[i] = _dot_position(distinct, pos, items, hyper, list(pair_count))
+            for a in distinct:
+                _take(taken, a, pos[a], hyper[i])
+    for i, ks in occ.items():
+        distinct = sorted(set(ks))
+        if i in hyper:
+            d = hyper[i]
+            for a in ks:
+                layer_e.append(_line(_anchor(items[a], pos[a], i, d), d, "edge hyper", i))
+            layer_d.append(f'<circle class="hyperedge" data-index="{escape(i)}" cx="{d[0]:.1f}" '
+                           f'cy="{d[1]:.1f}" r="5" fill="#24292f"/>')
+            if i in kept:
+                ends.append((i, d, _free_direction(d, hyper, pos, [])))
+        elif len(ks) == 2 and len(distinct) == 1 and i not in kept:
+            a = ks[0]
+            direction = _pick(taken, a, pos)
+            layer_e.append(_loop(pos[a], direction, i, items[a]))
+        elif len(ks) == 1:
+            a = ks[0]
+            start, direction = _leg_start(items[a], pos[a], i, taken, a, pos)
+            if i in kept:
+                ends.append((i, start, direction))
+            else:
+                layer_e.append(_cap(start, direction, i))
+    nodes = [_draw_item(item, p) for item, p in zip(items, pos)]
+    return _frame(layer_e, layer_d, nodes, ends, items, pos, legs)
+
+
+def _item(f, fills):
+    if isinstance(f, Tensor):
+        rank = len(f.indices)
+        fill = fills.get(f.name, INPUT_FILL)
+        kind = "output" if f.name in fills else "tensor"
+        return _Item(tuple(f.indices), NODE, NODE,
+                     lambda cx, cy, f=f, rank=rank, fill=fill, kind=kind:
+                     _node_svg(f.name, rank, cx, cy, fill, kind))
+    if isinstance(f, Scalar):
+        fill = fills.get(f.name, "#eeeeee")
+        w = max(30, _text_w(f.name, 13) + 12)
+        return _Item((), w, 30, lambda cx, cy: _node_svg(f.name, 0, cx, cy, fill, "scalar"))
+    if isinstance(f, Const):
+        text = render.text(f)
+        return _Item((), _text_w(text, 14) + 6, 24,
+                     lambda cx, cy: f'<text class="constant" x="{cx:.1f}" y="{cy + 5:.1f}" '
+                                    f'font-size="14" text-anchor="middle">{escape(text)}</text>')
+    drawing = _box(f, fills)
+    return _Item(tuple(drawing.ports), drawing.w, drawing.h, drawing, drawing.ports)
+
+
+def _positions(items, occ):
+    pairs = set()
+    for ks in occ.values():
+        distinct = sorted(set(ks))
+        if len(distinct) == 2:
+            pairs.add(tuple(distinct))
+    units = graphlayout.positions(len(items), sorted(pairs))
+    if len(items) > 1:  # hyperedges join what pairs leave apart: re-lay with them as stars
+        groups = _groups(len(items), pairs)
+        extra = {(min(ks), k) for ks in (sorted(set(v)) for v in occ.values()) if len(ks) > 2
+                 for k in ks[1:] if groups[min(ks)] != groups[k]}
+        if extra:
+            units = graphlayout.positions(len(items), sorted(pairs | extra))
+    sx = max(it.w for it in items) + GAP
+    sy = max(it.h for it in items) + GAP
+    return [(x * sx, y * sy) for x, y in units]
+
+
+def _groups(n, pairs):
+    group = list(range(n))
+    for a, b in sorted(pairs):
+        ga, gb = group[a], group[b]
+        group = [ga if g == gb else g for g in group]
+    return group
+
+
+def _anchor(item, p, index, toward):
+    """Where an edge for index meets the item: a box's port, or a node's centre."""
+    if item.ports and index in item.ports:
+        port = item.ports[index]
+        return (p[0] - item.w / 2 + port.x, p[1] - item.h / 2 + port.y)
+    return p
+
+
+def _take(taken, k, p, q):
+    d = math.hypot(q[0] - p[0], q[1] - p[1])
+    if d > 1e-6:
+        taken[k].append(((q[0] - p[0]) / d, (q[1] - p[1]) / d))
+
+
+def _pick(taken, k, pos):
+    """The free direction at node k farthest from those in use, outward first."""
+    cx = sum(p[0] for p in pos) / len(pos)
+    cy = sum(p[1] for p in pos) / len(pos)
+    here = pos[k]
+
+    def score(d):
+        gap = min((math.acos(max(-1.0, min(1.0, d[0] * u[0] + d[1] * u[1]))) for u in taken[k]),
+                  default=math.pi)
+        out = d[0] * (here[0] - cx) + d[1] * (here[1] - cy)
+        return (round(gap, 2), round(out, 1))
+
+    best = max(DIRECTIONS, key=score)
+    taken[k].append(best)
+    return best
+
+
+def _leg_start(item, p, index, taken, k, pos):
+    if item.ports and index in item.ports:
+        port = item.ports[index]
+        return _anchor(item, p, index, None), (port.dx, port.dy)
+    d = _pick(taken, k, pos)
+    r = item.w / 2
+    return (p[0] + d[0] * r, p[1] + d[1] * r), d
+
+
+def _dot_position(distinct, pos, items, others, pairs):
+    cx = sum(pos[a][0] for a in distinct) / len(distinct)
+    cy = sum(pos[a][1] for a in distinct) / len(distinct)
+    clear = max(max(it.w, it.h) for it in items) / 2 + 12
+    for dx, dy in [(0, 0), (0, 0.5), (0, -0.5), (0.5, 0), (-0.5, 0), (0, 0.8), (0, -0.8)]:
+        q = (cx + dx * (clear * 2 + 20), cy + dy * (clear * 2 + 20))
+        if all(math.dist(q, p) > clear for p in pos) and \
+                all(math.dist(q, o) > 14 for o in others.values()) and \
+                all(_off_segment(q, pos[a], pos[b]) > 14 for a, b in pairs):
+            return q
+    return (cx, cy + clear + 20)
+
+
+def _off_segment(q, a, b):
+    """The distance from q to the segment a–b."""
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    t = max(0.0, min(1.0, ((q[0] - a[0]) * dx + (q[1] - a[1]) * dy) / ((dx * dx + dy * dy) or 1.0)))
+    return math.dist(q, (a[0] + t * dx, a[1] + t * dy))
+
+
+def _free_direction(d, hyper, pos, _):
+    cx = sum(p[0] for p in pos) / len(pos)
+    cy = sum(p[1] for p in pos) / len(pos)
+    vx, vy = d[0] - cx, d[1] - cy
+    n = math.hypot(vx, vy)
+    return (vx / n, vy / n) if n > 1e-6 else (0.0, 1.0)
+
+
+# -- framing: legs, ports, bounds -----------------------------------------------------------------
+def _frame(layer_e, layer_d, nodes, ends, items, pos, legs):
+    xs = [p[0] - it.w / 2 for it, p in zip(items, pos)] + [p[0] + it.w / 2 for it, p in zip(items, pos)]
+    ys = [p[1] - it.h / 2 for it, p in zip(items, pos)] + [p[1] + it.h / 2 for it, p in zip(items, pos)]
+    for _, start, d in ends:
+        xs += [start[0] + d[0] * (LEG + 14)]
+        ys += [start[1] + d[1] * (LEG + 14)]
+    for svg in layer_e:  # loops and caps reach beyond their nodes
+        if 'class="loop"' in svg or 'class="cap"' in svg:
+            for x, y in _points(svg):
+                xs.append(x)
+                ys.append(y)
+    x0, y0 = min(xs) - PAD, min(ys) - PAD
+    x1, y1 = max(xs) + PAD, max(ys) + PAD
+    legs_svg, ports = [], {}
+    for i, start, d in ends:
+        if legs:
+            end = (start[0] + d[0] * LEG, start[1] + d[1] * LEG)
+            legs_svg.append(_open_leg(start, end, d, i))
+        else:
+            end, normal = _to_border(start, d, (x0, y0, x1, y1))
+            legs_svg.append(_line(start, end, "leg inner", i))
+            ports[i] = Port(end[0] - x0, end[1] - y0, *normal)
+    body = [f'<g transform="translate({-x0:.1f},{-y0:.1f})">'] + layer_e + legs_svg + layer_d + \
+        nodes + ["</g>"]
+    return Drawing(x1 - x0, y1 - y0, body, ports)
+
+
+def _points(svg):
+    out = []
+    for key in ('data-x1="', 'data-x2="', 'data-x3="'):
+        if key in svg:
+            x = float(svg.split(key)[1].split('"')[0])
+            y = float(svg.split(key.replace("x", "y"))[1].split('"')[0])
+            out.append((x, y))
+    return out
+
+
+def _to_border(start, d, rect):
+    x0, y0, x1, y1 = rect
+    ts = []
+    if d[0] > 1e-9:
+        ts.append(((x1 - start[0]) / d[0], (1, 0)))
+    if d[0] < -1e-9:
+        ts.append(((x0 - start[0]) / d[0], (-1, 0)))
+    if d[1] > 1e-9:
+        ts.append(((y1 - start[1]) / d[1], (0, 1)))
+    if d[1] < -1e-9:
+        ts.append(((y0 - start[1]) / d[1], (0, -1)))
+    t, normal = min(ts)
+    return (start[0] + d[0] * t, start[1] + d[1] * t), normal
+
+
+# -- boxes -------------------------------------------------------------------------------------
+def _box(e, fills):
+    """A function, power or sum as a box around its contents, with ports for its free indices."""
+    if isinstance(e, Sigma):
+        e = e.body
+        if isinstance(e, Mul) or isinstance(e, Tensor):
+            inner = _network(_factors(e), set(free(e)), fills, legs=False)
+            return _wrap(inner, "Σ", "sum")
+    if isinstance(e, Call):
+        label = "1/( )" if e.func == "recip" else e.func
+        return _wrap(_contents(e.arg, fills), label, "function")
+    if isinstance(e, Pow):
+        if isinstance(e.exponent, Const):
+            return _wrap(_contents(e.base, fills), f"( )**{render.text(e.exponent)}", "power")
+        return _wrap(_joined([_contents(e.base, fills), _contents(e.exponent, fills)], ["**"]),
+                     "power", "power")
+    if isinstance(e, Add):
+        parts = [_contents(t, fills) for t in e.terms]
+        signs = ["+" if s > 0 else "−" for s in e.signs[1:]]
+        return _wrap(_joined(parts, signs, "−" if e.signs[0] < 0 else None), "sum", "sum")
+    return _contents(e, fills)
+
+
+def _contents(e, fills):
+    body = e.body if isinstance(e, Sigma) else e
+    if isinstance(body, (Mul, Tensor, Scalar, Const)):
+        return _network(_factors(e), set(free(e)), fills, legs=False)
+    return _box(body, fills)
+
+
+def _joined(parts, signs, lead=None):
+    """Terms side by side; each index's ports join at one port on the bottom border."""
+    row = _row(parts, [None] + list(signs), lead)
+    h = row.h + 30
+    names = list(dict.fromkeys(i for p in parts for i in p.ports))
+    ports, lines = {}, []
+    for n, i in enumerate(names):
+        px = row.w * (n + 1) / (len(names) + 1)
+        ports[i] = Port(px, h, 0, 1)
+        x = 22 if lead else 0.0
+        for k, p in enumerate(parts):
+            x += 30 if k else 0
+            if i in p.ports:
+                q = p.ports[i]
+                qx, qy = x + q.x, (row.h - p.h) / 2 + q.y
+                lines.append(f'<polyline class="join" data-index="{escape(i)}" fill="none" '
+                             f'stroke="#24292f" stroke-width="1.3" points="{qx:.1f},{qy:.1f} '
+                             f'{qx:.1f},{h - 12:.1f} {px:.1f},{h - 12:.1f} {px:.1f},{h:.1f}"/>')
+            x += p.w
+    return Drawing(row.w, h, row.svg + lines, ports)
+
+
+def _wrap(inner, label, kind):
+    w = max(inner.w, _text_w(label, 12) + 12) + 2 * PAD
+    h = inner.h + 2 * PAD + LABEL_H
+    ox, oy = (w - inner.w) / 2, PAD + LABEL_H
+    svg = [f'<g class="box" data-kind="{kind}" data-label="{escape(label)}">',
+           f'<rect x="1" y="1" width="{w - 2:.1f}" height="{h - 2:.1f}" rx="8" fill="#fbfbfd" '
+           f'fill-opacity="0.9" stroke="#8c959f" stroke-dasharray="{"5,3" if kind == "sum" else "none"}"/>',
+           f'<text x="9" y="{LABEL_H + 1}" font-size="12" font-style="italic" fill="#57606a">'
+           f'{escape(label)}</text>',
+           f'<g transform="translate({ox:.1f},{oy:.1f})">'] + inner.svg + ["</g>"]
+    ports = {}
+    for i, p in inner.ports.items():
+        start = (ox + p.x, oy + p.y)
+        end, normal = _to_border(start, (p.dx, p.dy), (0, 0, w, h))
+        svg.append(_line(start, end, "leg inner", i))
+        ports[i] = Port(end[0], end[1], *normal)
+    svg.append("</g>")
+    return Drawing(w, h, svg, ports)
+
+
+def _draw_item(item, p):
+    if isinstance(item.svg, Drawing):
+        x, y = p[0] - item.w / 2, p[1] - item.h / 2
+        return "\n".join([f'<g transform="translate({x:.1f},{y:.1f})">'] + item.svg.svg + ["</g>"])
+    return item.svg(*p)
+
+
+# -- primitives ---------------------------------------------------------------------------------
+def _node_svg(name, rank, cx, cy, fill, kind):
+    r = NODE / 2
+    stroke = 'stroke="#24292f" stroke-width="1.5"'
+    if rank == 0:  # a small circle, stretched to a pill for a long name
+        half = max(r * 0.62, _text_w(name, 13) / 2 + 5)
+        shape = (f'<rect x="{cx - half:.1f}" y="{cy - r * 0.62:.1f}" width="{2 * half:.1f}" '
+                 f'height="{r * 1.24:.1f}" rx="{r * 0.62:.1f}" fill="{fill}" {stroke}/>')
+    elif rank == 1:
+        shape = f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{r:.1f}" fill="{fill}" {stroke}/>'
+    elif rank == 2:
+        shape = (f'<rect x="{cx - r:.1f}" y="{cy - r:.1f}" width="{NODE}" height="{NODE}" rx="5" '
+                 f'fill="{fill}" {stroke}/>')
+    else:  # rank 3: a diamond; 4 and more: a hexagon
+        sides, radius = (4, r * 1.25) if rank == 3 else (6, r * 1.12)
+        pts = " ".join(f"{cx + radius * math.cos(2 * math.pi * k / sides - math.pi / 2):.1f},"
+                       f"{cy + radius * math.sin(2 * math.pi * k / sides - math.pi / 2):.1f}"
+                       for k in range(sides))
+        shape = f'<polygon points="{pts}" fill="{fill}" {stroke}/>'
+    size = 13 if len(name) <= 3 or rank == 0 else max(8, int(40 / len(name) * 1.6))
+    return (f'<g class="node" data-name="{escape(name)}" data-rank="{rank}" data-kind="{kind}">'
+            f'{shape}<text x="{cx:.1f}" y="{cy + 4.5:.1f}" font-size="{size}" text-anchor="middle" '
+            f'font-weight="bold">{escape(name)}</text></g>')
+
+
+def _edge(a, b, index, bend):
+    mx, my = (a[0] + b[0]) / 2, (a[1] + b[1]) / 2
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    n = math.hypot(dx, dy) or 1.0
+    nx, ny = -dy / n, dx / n
+    cx, cy = mx + nx * bend * 2, my + ny * bend * 2
+    side = -1 if (ny > 1e-9 or (abs(ny) <= 1e-9 and nx > 0)) else 1  # the label above / left
+    off = bend + math.copysign(12, bend) if bend else side * 12
+    lx, ly = mx + nx * off, my + ny * off + 4
+    path = f"M{a[0]:.1f},{a[1]:.1f} Q{cx:.1f},{cy:.1f} {b[0]:.1f},{b[1]:.1f}"
+    return (f'<g class="edge contracted" data-index="{escape(index)}">'
+            f'<path d="{path}" fill="none" stroke="#24292f" stroke-width="1.6"/>'
+            f'{_label(lx, ly, index)}</g>')
+
+
+def _line(a, b, cls, index):
+    return (f'<line class="{cls}" data-index="{escape(index)}" x1="{a[0]:.1f}" y1="{a[1]:.1f}" '
+            f'x2="{b[0]:.1f}" y2="{b[1]:.1f}" stroke="#24292f" stroke-width="1.6"/>')
+
+
+def _open_leg(start, end, d, index):
+    lx, ly = end[0] + d[0] * 10, end[1] + d[1] * 10 + 4
+    return (f'<g class="leg open" data-index="{escape(index)}">'
+            f'<line x1="{start[0]:.1f}" y1="{start[1]:.1f}" x2="{end[0]:.1f}" y2="{end[1]:.1f}" '
+            f'stroke="#24292f" stroke-width="1.6"/>{_label(lx, ly, index)}</g>')
+
+
+def _loop(p, d, index, item):
+    r = item.w / 2
+    px, py = -d[1], d[0]
+    s1 = (p[0] + d[0] * r * 0.8 + px * 10, p[1] + d[1] * r * 0.8 + py * 10)
+    s2 = (p[0] + d[0] * r * 0.8 - px * 10, p[1] + d[1] * r * 0.8 - py * 10)
+    far = r + 36
+    c1 = (p[0] + d[0] * far + px * 26, p[1] + d[1] * far + py * 26)
+    c2 = (p[0] + d[0] * far - px * 26, p[1] + d[1] * far - py * 26)
+    tip = (p[0] + d[0] * (r + 30), p[1] + d[1] * (r + 30))
+    lx, ly = p[0] + d[0] * (r + 40), p[1] + d[1] * (r + 40) + 4
+    return (f'<g class="loop" data-index="{escape(index)}" data-x1="{tip[0]:.1f}" '
+            f'data-y1="{tip[1]:.1f}" data-x2="{lx:.1f}" data-y2="{ly:.1f}">'
+            f'<path d="M{s1[0]:.1f},{s1[1]:.1f} C{c1[0]:.1f},{c1[1]:.1f} {c2[0]:.1f},{c2[1]:.1f} '
+            f'{s2[0]:.1f},{s2[1]:.1f}" fill="none" stroke="#24292f" stroke-width="1.6"/>'
+            f'{_label(lx, ly, index)}</g>')
+
+
+def _cap(start, d, index):
+    end = (start[0] + d[0] * 26, start[1] + d[1] * 26)
+    ring = (end[0] + d[0] * 4, end[1] + d[1] * 4)
+    lx, ly = ring[0] + d[0] * 12 + (-d[1]) * 8, ring[1] + d[1] * 12 + d[0] * 8 + 4
+    return (f'<g class="cap" data-index="{escape(index)}" data-x1="{ring[0]:.1f}" '
+            f'data-y1="{ring[1]:.1f}" data-x2="{lx:.1f}" data-y2="{ly:.1f}">'
+            f'<line x1="{start[0]:.1f}" y1="{start[1]:.1f}" x2="{end[0]:.1f}" y2="{end[1]:.1f}" '
+            f'stroke="#24292f" stroke-width="1.6"/>'
+            f'<circle cx="{ring[0]:.1f}" cy="{ring[1]:.1f}" r="4" fill="white" stroke="#24292f" '
+            f'stroke-width="1.4"/>{_label(lx, ly, index)}</g>')
+
+
+def _label(x, y, text):
+    return (f'<text class="label" x="{x:.1f}" y="{y:.1f}" font-size="12" font-style="italic" '
+            f'text-anchor="middle" fill="#0b5cad" stroke="white" stroke-width="3" '
+            f'paint-order="stroke">{escape(text)}</text>')
+
+
+def _text_w(text, size):
+    return 0.62 * size * len(text)
