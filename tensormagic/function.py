@@ -207,6 +207,15 @@ class TensorGradFunction:
         from .diagram import cell_diagram
         return cell_diagram(self.cell)
 
+    def plan_diagram(self):
+        """The contraction plan as a picture: each pairwise tree with costs and sizes."""
+        from .export import planned
+        from .plandiagram import plan_diagram
+        compiled = self._example()
+        if self.wrt and not any(compiled.wanted):  # the last call wanted no gradient: plan one
+            compiled = planned(self)
+        return plan_diagram(compiled)
+
     def check(self, formulas=None, seed=0):
         """Each derived gradient compared with central differences on small random float64
         (complex128) inputs: a report with ✓ or ✗ and the max error beside each formula.

@@ -8,8 +8,10 @@ from IPython.display import display
 
 def show_extras(fn, args, verbose):
     """--diagram (also in verbose mode) and --check; --quiet shows only a failed check."""
-    if (args.diagram or (verbose and not args.quiet)) and not args.quiet:
+    if (args.diagram or verbose) and not args.quiet:
         display(fn.diagram())
+        if verbose:
+            display(fn.plan_diagram())
     if args.check:
         report = fn.check()
         if not args.quiet or not report.ok:
