@@ -74,7 +74,7 @@ class CheckReport:
     def _repr_html_(self):
         rows = "".join(
             f"<tr><td style='color:{'#1a7f37' if r.ok else '#cf222e'};font-weight:bold'>{r.badge}</td>"
-            f"<td><code>{html.escape(r.formula)}</code></td>"
+            f"<td style='text-align:left'><code>{html.escape(r.formula)}</code></td>"
             f"<td style='color:#57606a'>{html.escape(_detail(r))}</td></tr>" for r in self.results)
         return (f"<table class='tensormagic-check'>{rows}</table>"
                 f"<div style='color:#57606a;font-size:90%'>{html.escape(self._summary())}</div>")

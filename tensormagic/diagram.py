@@ -64,6 +64,10 @@ class Diagram:
     def _repr_svg_(self):
         return self.svg
 
+    def _repr_html_(self):
+        """The SVG inline in HTML, so that a page's own tools (and tests) can read it."""
+        return f'<div class="tensormagic-picture" style="overflow-x:auto">{self.svg}</div>'
+
     def __str__(self):
         return self.svg
 

@@ -241,6 +241,11 @@ class TensorGradFunction:
     def _repr_latex_(self):
         return self.latex()
 
+    def _repr_html_(self):
+        """The same math as MathML, which browsers typeset offline (no MathJax needed)."""
+        from .mathml import cell_html
+        return cell_html(self)
+
     def __str__(self):
         return self.render_text()
 

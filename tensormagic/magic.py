@@ -129,7 +129,8 @@ def _sizes(text):
 def _show(fn, outputs, missing, no_eval, verbose):
     """The derivation as math, a status line, and in verbose mode the tangents (forward
     mode), code and plan."""
-    display({"text/latex": fn.latex(tangents=verbose),
+    from .mathml import cell_html
+    display({"text/html": cell_html(fn, tangents=verbose), "text/latex": fn.latex(tangents=verbose),
              "text/plain": fn.render_text(tangents=verbose)}, raw=True)
     print(_status(fn, outputs, missing, no_eval))
     if verbose:

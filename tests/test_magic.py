@@ -119,7 +119,7 @@ def test_displays_latex_with_plain_text_fallback(ip):
     captured = run(ip, "B C", SEED)
     fn = ip.user_ns["A_fn"]
     (math,) = captured.outputs
-    assert math.data == {"text/latex": fn.latex(), "text/plain": str(fn)}
+    assert math.data == {"text/html": fn._repr_html_(), "text/latex": fn.latex(), "text/plain": str(fn)}
     assert "ΔB" in math.data["text/plain"] and "ΔD" not in math.data["text/plain"]
 
 
