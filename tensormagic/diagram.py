@@ -12,10 +12,10 @@ test can read the structure back from the SVG.
 """
 import math
 from dataclasses import dataclass, field
-from html import escape
+from html import escape as _escape
 
 from . import graphlayout, render
-from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, free
+from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, children, free
 
 NODE = 44                # a tensor node's width
 GAP = 70                 # between neighbouring nodes, beyond their size
@@ -94,12 +94,12 @@ def _panel(st, number, fills, colour):
     head_w = max(NODE + 40, 0)
     w = head_w + drawing.w + 20
     h = max(drawing.h, NODE) + 34
-    svg = [f'<g class="panel" data-statement="{number}" data-target="{escape(st.target)}">',
+    svg = [f'<g class="panel" data-statement="{number}" data-target="{_esc(st.target)}">',
            f'<text class="title" x="4" y="14" font-size="12" fill="#57606a">'
-           f'{escape(title)}</text>']
+           f'{_esc(title)}</text>']
     cy = 28 + drawing.h / 2
     svg.append(_node_svg(st.target, len(st.indices), NODE / 2 + 4, cy, colour, "output"))
-    svg.append(f'<text x="{NODE + 12}" y="{cy + 5:.1f}" font-size="16">{escape(st.op)}</text>')
+    svg.append(f'<text x="{NODE + 12}" y="{cy + 5:.1f}" font-size="16">{_esc(st.op)}</text>')
     svg.append(f'<g transform="translate({head_w},{28})">')
     svg += drawing.svg
     svg += ["</g>", "</g>"]
@@ -201,7 +201,7 @@ def _network(factors, kept, fills, legs):
             d = hyper[i]
             for a in ks:
                 layer_e.append(_line(_anchor(items[a], pos[a], i, d), d, "edge hyper", i))
-            layer_d.append(f'<circle class="hyperedge" data-index="{escape(i)}" cx="{d[0]:.1f}" '
+            layer_d.append(f'<circle class="hyperedge" data-index="{_esc(i)}" cx="{d[0]:.1f}" '
                            f'cy="{d[1]:.1f}" r="5" fill="#24292f"/>')
             if i in kept:
                 ends.append((i, d, _free_direction(d, hyper, pos, [])))
@@ -236,9 +236,25 @@ def _item(f, fills):
         text = render.text(f)
         return _Item((), _text_w(text, 14) + 6, 24,
                      lambda cx, cy: f'<text class="constant" x="{cx:.1f}" y="{cy + 5:.1f}" '
-                                    f'font-size="14" text-anchor="middle">{escape(text)}</text>')
+                                    f'font-size="14" text-anchor="middle">{_esc(text)}</text>')
+    if not isinstance(f, _COMPOUND) and not children(f):  # a leaf kind this module does not know
+        label = _label_of(f)
+        return _Item(tuple(free(f)), NODE, NODE,
+                     lambda cx, cy: _node_svg(label, len(free(f)), cx, cy, INPUT_FILL, "other"))
     drawing = _box(f, fills)
     return _Item(tuple(drawing.ports), drawing.w, drawing.h, drawing, drawing.ports)
+
+
+_COMPOUND = (Add, Call, Mul, Pow, Sigma)
+
+
+def _label_of(e):
+    """A short name for a node kind added after this module was written."""
+    for attr in ("func", "op", "kind", "name"):
+        value = getattr(e, attr, None)
+        if isinstance(value, str):
+            return value
+    return type(e).__name__.lower()
 
 
 def _positions(items, occ):
@@ -408,12 +424,16 @@ def _box(e, fills):
         parts = [_contents(t, fills) for t in e.terms]
         signs = ["+" if s > 0 else "−" for s in e.signs[1:]]
         return _wrap(_joined(parts, signs, "−" if e.signs[0] < 0 else None), "sum", "sum")
+    if not isinstance(e, _COMPOUND) and children(e):  # a kind added later: a box around its parts
+        parts = [_contents(k, fills) for k in children(e)]
+        return _wrap(_joined(parts, [","] * (len(parts) - 1)), _label_of(e), "other")
     return _contents(e, fills)
 
 
 def _contents(e, fills):
     body = e.body if isinstance(e, Sigma) else e
-    if isinstance(body, (Mul, Tensor, Scalar, Const)):
+    if isinstance(body, (Mul, Tensor, Scalar, Const)) or \
+            not (isinstance(body, _COMPOUND) or children(body)):
         return _network(_factors(e), set(free(e)), fills, legs=False)
     return _box(body, fills)
 
@@ -433,7 +453,7 @@ def _joined(parts, signs, lead=None):
             if i in p.ports:
                 q = p.ports[i]
                 qx, qy = x + q.x, (row.h - p.h) / 2 + q.y
-                lines.append(f'<polyline class="join" data-index="{escape(i)}" fill="none" '
+                lines.append(f'<polyline class="join" data-index="{_esc(i)}" fill="none" '
                              f'stroke="#24292f" stroke-width="1.3" points="{qx:.1f},{qy:.1f} '
                              f'{qx:.1f},{h - 12:.1f} {px:.1f},{h - 12:.1f} {px:.1f},{h:.1f}"/>')
             x += p.w
@@ -444,11 +464,11 @@ def _wrap(inner, label, kind):
     w = max(inner.w, _text_w(label, 12) + 12) + 2 * PAD
     h = inner.h + 2 * PAD + LABEL_H
     ox, oy = (w - inner.w) / 2, PAD + LABEL_H
-    svg = [f'<g class="box" data-kind="{kind}" data-label="{escape(label)}">',
+    svg = [f'<g class="box" data-kind="{kind}" data-label="{_esc(label)}">',
            f'<rect x="1" y="1" width="{w - 2:.1f}" height="{h - 2:.1f}" rx="8" fill="#fbfbfd" '
            f'fill-opacity="0.9" stroke="#8c959f" stroke-dasharray="{"5,3" if kind == "sum" else "none"}"/>',
            f'<text x="9" y="{LABEL_H + 1}" font-size="12" font-style="italic" fill="#57606a">'
-           f'{escape(label)}</text>',
+           f'{_esc(label)}</text>',
            f'<g transform="translate({ox:.1f},{oy:.1f})">'] + inner.svg + ["</g>"]
     ports = {}
     for i, p in inner.ports.items():
@@ -487,9 +507,9 @@ def _node_svg(name, rank, cx, cy, fill, kind):
                        for k in range(sides))
         shape = f'<polygon points="{pts}" fill="{fill}" {stroke}/>'
     size = 13 if len(name) <= 3 or rank == 0 else max(8, int(40 / len(name) * 1.6))
-    return (f'<g class="node" data-name="{escape(name)}" data-rank="{rank}" data-kind="{kind}">'
+    return (f'<g class="node" data-name="{_esc(name)}" data-rank="{rank}" data-kind="{kind}">'
             f'{shape}<text x="{cx:.1f}" y="{cy + 4.5:.1f}" font-size="{size}" text-anchor="middle" '
-            f'font-weight="bold">{escape(name)}</text></g>')
+            f'font-weight="bold">{_esc(name)}</text></g>')
 
 
 def _edge(a, b, index, bend):
@@ -502,19 +522,19 @@ def _edge(a, b, index, bend):
     off = bend + math.copysign(12, bend) if bend else side * 12
     lx, ly = mx + nx * off, my + ny * off + 4
     path = f"M{a[0]:.1f},{a[1]:.1f} Q{cx:.1f},{cy:.1f} {b[0]:.1f},{b[1]:.1f}"
-    return (f'<g class="edge contracted" data-index="{escape(index)}">'
+    return (f'<g class="edge contracted" data-index="{_esc(index)}">'
             f'<path d="{path}" fill="none" stroke="#24292f" stroke-width="1.6"/>'
             f'{_label(lx, ly, index)}</g>')
 
 
 def _line(a, b, cls, index):
-    return (f'<line class="{cls}" data-index="{escape(index)}" x1="{a[0]:.1f}" y1="{a[1]:.1f}" '
+    return (f'<line class="{cls}" data-index="{_esc(index)}" x1="{a[0]:.1f}" y1="{a[1]:.1f}" '
             f'x2="{b[0]:.1f}" y2="{b[1]:.1f}" stroke="#24292f" stroke-width="1.6"/>')
 
 
 def _open_leg(start, end, d, index):
     lx, ly = end[0] + d[0] * 10, end[1] + d[1] * 10 + 4
-    return (f'<g class="leg open" data-index="{escape(index)}">'
+    return (f'<g class="leg open" data-index="{_esc(index)}">'
             f'<line x1="{start[0]:.1f}" y1="{start[1]:.1f}" x2="{end[0]:.1f}" y2="{end[1]:.1f}" '
             f'stroke="#24292f" stroke-width="1.6"/>{_label(lx, ly, index)}</g>')
 
@@ -529,7 +549,7 @@ def _loop(p, d, index, item):
     c2 = (p[0] + d[0] * far - px * 26, p[1] + d[1] * far - py * 26)
     tip = (p[0] + d[0] * (r + 30), p[1] + d[1] * (r + 30))
     lx, ly = p[0] + d[0] * (r + 40), p[1] + d[1] * (r + 40) + 4
-    return (f'<g class="loop" data-index="{escape(index)}" data-x1="{tip[0]:.1f}" '
+    return (f'<g class="loop" data-index="{_esc(index)}" data-x1="{tip[0]:.1f}" '
             f'data-y1="{tip[1]:.1f}" data-x2="{lx:.1f}" data-y2="{ly:.1f}">'
             f'<path d="M{s1[0]:.1f},{s1[1]:.1f} C{c1[0]:.1f},{c1[1]:.1f} {c2[0]:.1f},{c2[1]:.1f} '
             f'{s2[0]:.1f},{s2[1]:.1f}" fill="none" stroke="#24292f" stroke-width="1.6"/>'
@@ -540,7 +560,7 @@ def _cap(start, d, index):
     end = (start[0] + d[0] * 26, start[1] + d[1] * 26)
     ring = (end[0] + d[0] * 4, end[1] + d[1] * 4)
     lx, ly = ring[0] + d[0] * 12 + (-d[1]) * 8, ring[1] + d[1] * 12 + d[0] * 8 + 4
-    return (f'<g class="cap" data-index="{escape(index)}" data-x1="{ring[0]:.1f}" '
+    return (f'<g class="cap" data-index="{_esc(index)}" data-x1="{ring[0]:.1f}" '
             f'data-y1="{ring[1]:.1f}" data-x2="{lx:.1f}" data-y2="{ly:.1f}">'
             f'<line x1="{start[0]:.1f}" y1="{start[1]:.1f}" x2="{end[0]:.1f}" y2="{end[1]:.1f}" '
             f'stroke="#24292f" stroke-width="1.6"/>'
@@ -551,7 +571,11 @@ def _cap(start, d, index):
 def _label(x, y, text):
     return (f'<text class="label" x="{x:.1f}" y="{y:.1f}" font-size="12" font-style="italic" '
             f'text-anchor="middle" fill="#0b5cad" stroke="white" stroke-width="3" '
-            f'paint-order="stroke">{escape(text)}</text>')
+            f'paint-order="stroke">{_esc(text)}</text>')
+
+
+def _esc(x):
+    return _escape(str(x))
 
 
 def _text_w(text, size):
