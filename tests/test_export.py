@@ -100,7 +100,7 @@ def test_export_checks_shapes_and_needs_a_call_or_shapes(tmp_path):
     exec(compile(path.read_text(), str(path), "exec"), mod.__dict__)
     B, C = torch.randn(2, 3, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
     torch.testing.assert_close(mod.A_fn(B, C), B @ C)
-    with pytest.raises(ValueError, match="planned for shape"):
+    with pytest.raises(ValueError, match=r"inputs of shapes B \(3, 3\), C \(3, 4\) were not planned for"):
         mod.A_fn(torch.randn(3, 3), C)
     with pytest.raises(ValueError, match="no entry for input C"):
         fn.export(tmp_path / "y.py", shapes={"B": (2, 3)})
@@ -140,3 +140,22 @@ def test_helpers_are_found_by_the_names_the_code_uses():
     torch.testing.assert_close(mod["forward"](x)[0], (x > 0).float() * 3 + torch.nn.functional.softplus(x))
     with pytest.raises(TypeError, match="cannot export the helper '_bad'"):
         export._helpers("def forward(x):\n    return _bad\n", {"_bad": object()})
+
+
+def test_every_set_of_shapes_seen_is_exported_and_dispatched(tmp_path):
+    fn = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k] * D[l,l]", wrt="B C")
+    fn(torch.randn(6, 6), torch.randn(6, 6), torch.randn(6, 6))  # float32: not the last call's dtype
+    shapes = [((2, 3), (3, 4), (5, 5)), ((4, 1), (1, 2), (3, 3))]
+    for sb, sc, sd in shapes:
+        fn(torch.randn(sb, dtype=torch.float64), torch.randn(sc, dtype=torch.float64),
+           torch.randn(sd, dtype=torch.float64))
+    path = fn.export(tmp_path / "multi_ops.py")
+    mod = types.ModuleType("multi_ops")
+    exec(compile(path.read_text(), str(path), "exec"), mod.__dict__)
+    assert sorted(mod._TM_PLANS) == sorted(shapes)
+    assert mod._TM_DTYPE == torch.float64
+    for sb, sc, sd in shapes:
+        B, C = (torch.randn(s, dtype=torch.float64, requires_grad=True) for s in (sb, sc))
+        D = torch.randn(sd, dtype=torch.float64)
+        torch.testing.assert_close(mod.A_fn(B, C, D), B @ C * torch.trace(D))
+        assert torch.autograd.gradcheck(lambda b, c: mod.A_fn(b, c, D), (B, C))
