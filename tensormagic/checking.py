@@ -10,7 +10,7 @@ Nothing the caller sees changes: no namespace, not the global random state, not 
 """
 import html
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 import torch
@@ -31,6 +31,7 @@ class GradientCheck:
     scale: float             # max |finite difference|
     ok: bool
     problem: Optional[str] = None   # why the formula could not be evaluated
+    math: Optional[str] = field(default=None, repr=False, compare=False)  # the formula as MathML
 
     @property
     def badge(self):
@@ -74,7 +75,7 @@ class CheckReport:
     def _repr_html_(self):
         rows = "".join(
             f"<tr><td style='color:{'#1a7f37' if r.ok else '#cf222e'};font-weight:bold'>{r.badge}</td>"
-            f"<td style='text-align:left'><code>{html.escape(r.formula)}</code></td>"
+            f"<td style='text-align:left'>{r.math or '<code>' + html.escape(r.formula) + '</code>'}</td>"
             f"<td style='color:#57606a'>{html.escape(_detail(r))}</td></tr>" for r in self.results)
         return (f"<table class='tensormagic-check'>{rows}</table>"
                 f"<div style='color:#57606a;font-size:90%'>{html.escape(self._summary())}</div>")
@@ -202,7 +203,9 @@ def _check(fn, args, formulas, generator):
                 continue
         error = (grad.detach() - reference).abs().max().item() if reference.numel() else 0.0
         scale = reference.abs().max().item() if reference.numel() else 0.0
-        results.append(GradientCheck(name, formula, error, scale, error <= ATOL + RTOL * scale))
+        math = _math(fn, name) if name not in formulas else None
+        results.append(GradientCheck(name, formula, error, scale, error <= ATOL + RTOL * scale,
+                                     math=math))
     return results
 
 
@@ -247,3 +250,9 @@ def _evaluate_formula(text, fn, args, outs, cotangents):
                          f"output or Δoutput of {fn.name}")
     with torch.no_grad():
         return formula(**{n: env[n] for n in formula.inputs})
+
+
+def _math(fn, name):
+    from .mathml import formula_math
+    derived = [f for f in fn.derivation if f.of_input and f.name == name]
+    return formula_math(derived[0]) if derived else None

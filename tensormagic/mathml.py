@@ -31,6 +31,12 @@ def cell_html(fn, tangents=False):
             f'{body}</mtable></math></div>')
 
 
+def formula_math(f):
+    """One derived formula as an inline <math> element."""
+    lhs = _tensor(f.target.name, f.target.indices)
+    return f"<math><mrow>{lhs}<mo>=</mo>{_formula_rhs(f)}</mrow></math>"
+
+
 def _row(lhs, sign, rhs):
     return (f'<mtr><mtd displaystyle="true" style="text-align:right">{lhs}</mtd>'
             f'<mtd displaystyle="true" style="text-align:left"><mrow><mo>{escape(sign)}</mo>{rhs}'
