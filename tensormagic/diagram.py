@@ -169,55 +169,116 @@ def _network(factors, kept, fills, legs):
     for k, item in enumerate(items):
         for i in item.indices:
             occ.setdefault(i, []).append(k)
-    pos = _positions(items, occ)
-    layer_e, layer_d, ends = [], [], []
-    taken = {k: [] for k in range(len(items))}        # directions in use at each leaf node
-    pair_count = {}
-    hyper = {}
+    net = _Net(items, _positions(items, occ))
+    kinds = {i: _kind(ks, i in kept) for i, ks in occ.items()}
+    pairs = [tuple(sorted(set(ks))) for i, ks in occ.items() if kinds[i] == "edge"]
+    for i, ks in occ.items():  # edges and dots first: they fix the directions in use
+        if kinds[i] == "edge":
+            net.edge(i, *sorted(set(ks)), pairs)
+        elif kinds[i] == "hyper":
+            net.place_dot(i, sorted(set(ks)), pairs)
     for i, ks in occ.items():
-        distinct = sorted(set(ks))
-        if len(ks) == 2 and i not in kept and len(distinct) == 2:
-            pair_count[tuple(distinct)] = pair_count.get(tuple(distinct), 0) + 1
-    seen_pairs = {}
-    for i, ks in occ.items():
-        distinct = sorted(set(ks))
-        if len(ks) == 2 and i not in kept and len(distinct) == 2:
-            a, b = distinct
-            n, k = pair_count[(a, b)], seen_pairs.get((a, b), 0)
-            seen_pairs[(a, b)] = k + 1
-            pa, pb = _anchor(items[a], pos[a], i, pos[b]), _anchor(items[b], pos[b], i, pos[a])
-            layer_e.append(_edge(pa, pb, i, (k - (n - 1) / 2) * 22))
-            _take(taken, a, pos[a], pb)
-            _take(taken, b, pos[b], pa)
-        elif len(ks) >= 2 and len(distinct) == 1 and i not in kept and len(ks) == 2:
-            pass  # a self-loop: drawn once directions are known
-        elif len(ks) >= 2:
-            hyper[i] = _dot_position(distinct, pos, items, hyper, list(pair_count))
-            for a in distinct:
-                _take(taken, a, pos[a], hyper[i])
-    for i, ks in occ.items():
-        distinct = sorted(set(ks))
-        if i in hyper:
-            d = hyper[i]
-            for a in ks:
-                layer_e.append(_line(_anchor(items[a], pos[a], i, d), d, "edge hyper", i))
-            layer_d.append(f'<circle class="hyperedge" data-index="{_esc(i)}" cx="{d[0]:.1f}" '
-                           f'cy="{d[1]:.1f}" r="5" fill="#24292f"/>')
-            if i in kept:
-                ends.append((i, d, _free_direction(d, hyper, pos, [])))
-        elif len(ks) == 2 and len(distinct) == 1 and i not in kept:
-            a = ks[0]
-            direction = _pick(taken, a, pos)
-            layer_e.append(_loop(pos[a], direction, i, items[a]))
-        elif len(ks) == 1:
-            a = ks[0]
-            start, direction = _leg_start(items[a], pos[a], i, taken, a, pos)
-            if i in kept:
-                ends.append((i, start, direction))
-            else:
-                layer_e.append(_cap(start, direction, i))
-    nodes = [_draw_item(item, p) for item, p in zip(items, pos)]
-    return _frame(layer_e, layer_d, nodes, ends, items, pos, legs)
+        if kinds[i] == "hyper":
+            net.hyperedge(i, ks, i in kept)
+        elif kinds[i] == "loop":
+            net.loop(i, ks[0])
+        elif kinds[i] == "single":
+            net.leg(i, ks[0], i in kept)
+    return net.frame(legs)
+
+
+def _kind(ks, kept):
+    """How an index with occurrences ks (item numbers) is drawn."""
+    distinct = len(set(ks))
+    if len(ks) == 1:
+        return "single"             # an open leg, or a capped one when summed
+    if len(ks) == 2 and not kept:
+        return "edge" if distinct == 2 else "loop"
+    return "hyper"                  # 3+ occurrences, or 2+ and kept
+
+
+class _Net:
+    """The pieces of one network being drawn, in its own coordinates."""
+
+    def __init__(self, items, pos):
+        self.items, self.pos = items, pos
+        self.lines, self.dots, self.ends, self.reach = [], [], [], []
+        self.taken = {k: [] for k in range(len(items))}   # directions in use at each node
+        self.dot_at, self.bends = {}, {}
+
+    def edge(self, i, a, b, pairs):
+        n, k = pairs.count((a, b)), self.bends.get((a, b), 0)
+        self.bends[(a, b)] = k + 1
+        pa, pb = self.anchor(a, i), self.anchor(b, i)
+        self.lines.append(_edge(pa, pb, i, (k - (n - 1) / 2) * 22))
+        self.take(a, pb)
+        self.take(b, pa)
+
+    def place_dot(self, i, distinct, pairs):
+        self.dot_at[i] = _dot_position(distinct, self.pos, self.items, self.dot_at, pairs)
+        for a in distinct:
+            self.take(a, self.dot_at[i])
+
+    def hyperedge(self, i, ks, kept):
+        d = self.dot_at[i]
+        for a in ks:
+            self.lines.append(_line(self.anchor(a, i), d, "edge hyper", i))
+        self.dots.append(f'<circle class="hyperedge" data-index="{_esc(i)}" cx="{d[0]:.1f}" '
+                         f'cy="{d[1]:.1f}" r="5" fill="#24292f"/>')
+        if kept:
+            self.ends.append((i, d, _away(d, self.pos)))
+
+    def loop(self, i, a):
+        svg, reach = _loop(self.pos[a], self.pick(a), i, self.items[a])
+        self.lines.append(svg)
+        self.reach += reach
+
+    def leg(self, i, a, kept):
+        item, p = self.items[a], self.pos[a]
+        if item.ports and i in item.ports:
+            port = item.ports[i]
+            start, d = self.anchor(a, i), (port.dx, port.dy)
+        else:
+            d = self.pick(a)
+            start = (p[0] + d[0] * item.w / 2, p[1] + d[1] * item.w / 2)
+        if kept:
+            self.ends.append((i, start, d))
+        else:
+            svg, reach = _cap(start, d, i)
+            self.lines.append(svg)
+            self.reach += reach
+
+    def anchor(self, k, index):
+        """Where an edge for index meets item k: a box's port, or a node's centre."""
+        item, p = self.items[k], self.pos[k]
+        if item.ports and index in item.ports:
+            port = item.ports[index]
+            return (p[0] - item.w / 2 + port.x, p[1] - item.h / 2 + port.y)
+        return p
+
+    def take(self, k, q):
+        p = self.pos[k]
+        d = math.hypot(q[0] - p[0], q[1] - p[1])
+        if d > 1e-6:
+            self.taken[k].append(((q[0] - p[0]) / d, (q[1] - p[1]) / d))
+
+    def pick(self, k):
+        """The free direction at node k farthest from those in use, outward first."""
+        cx = sum(p[0] for p in self.pos) / len(self.pos)
+        cy = sum(p[1] for p in self.pos) / len(self.pos)
+        here = self.pos[k]
+
+        def score(d):
+            gap = min((math.acos(max(-1.0, min(1.0, d[0] * u[0] + d[1] * u[1])))
+                       for u in self.taken[k]), default=math.pi)
+            return (round(gap, 2), round(d[0] * (here[0] - cx) + d[1] * (here[1] - cy), 1))
+
+        best = max(DIRECTIONS, key=score)
+        self.taken[k].append(best)
+        return best
+
+    def frame(self, legs):
+        return _frame(self, legs)
 
 
 def _item(f, fills):
@@ -283,46 +344,6 @@ def _groups(n, pairs):
     return group
 
 
-def _anchor(item, p, index, toward):
-    """Where an edge for index meets the item: a box's port, or a node's centre."""
-    if item.ports and index in item.ports:
-        port = item.ports[index]
-        return (p[0] - item.w / 2 + port.x, p[1] - item.h / 2 + port.y)
-    return p
-
-
-def _take(taken, k, p, q):
-    d = math.hypot(q[0] - p[0], q[1] - p[1])
-    if d > 1e-6:
-        taken[k].append(((q[0] - p[0]) / d, (q[1] - p[1]) / d))
-
-
-def _pick(taken, k, pos):
-    """The free direction at node k farthest from those in use, outward first."""
-    cx = sum(p[0] for p in pos) / len(pos)
-    cy = sum(p[1] for p in pos) / len(pos)
-    here = pos[k]
-
-    def score(d):
-        gap = min((math.acos(max(-1.0, min(1.0, d[0] * u[0] + d[1] * u[1]))) for u in taken[k]),
-                  default=math.pi)
-        out = d[0] * (here[0] - cx) + d[1] * (here[1] - cy)
-        return (round(gap, 2), round(out, 1))
-
-    best = max(DIRECTIONS, key=score)
-    taken[k].append(best)
-    return best
-
-
-def _leg_start(item, p, index, taken, k, pos):
-    if item.ports and index in item.ports:
-        port = item.ports[index]
-        return _anchor(item, p, index, None), (port.dx, port.dy)
-    d = _pick(taken, k, pos)
-    r = item.w / 2
-    return (p[0] + d[0] * r, p[1] + d[1] * r), d
-
-
 def _dot_position(distinct, pos, items, others, pairs):
     cx = sum(pos[a][0] for a in distinct) / len(distinct)
     cy = sum(pos[a][1] for a in distinct) / len(distinct)
@@ -343,30 +364,25 @@ def _off_segment(q, a, b):
     return math.dist(q, (a[0] + t * dx, a[1] + t * dy))
 
 
-def _free_direction(d, hyper, pos, _):
+def _away(d, pos):
+    """The direction from the middle of the nodes to d (down when d is the middle)."""
     cx = sum(p[0] for p in pos) / len(pos)
     cy = sum(p[1] for p in pos) / len(pos)
     vx, vy = d[0] - cx, d[1] - cy
     n = math.hypot(vx, vy)
     return (vx / n, vy / n) if n > 1e-6 else (0.0, 1.0)
 
-
-# -- framing: legs, ports, bounds -----------------------------------------------------------------
-def _frame(layer_e, layer_d, nodes, ends, items, pos, legs):
-    xs = [p[0] - it.w / 2 for it, p in zip(items, pos)] + [p[0] + it.w / 2 for it, p in zip(items, pos)]
-    ys = [p[1] - it.h / 2 for it, p in zip(items, pos)] + [p[1] + it.h / 2 for it, p in zip(items, pos)]
-    for _, start, d in ends:
-        xs += [start[0] + d[0] * (LEG + 14)]
-        ys += [start[1] + d[1] * (LEG + 14)]
-    for svg in layer_e:  # loops and caps reach beyond their nodes
-        if 'class="loop"' in svg or 'class="cap"' in svg:
-            for x, y in _points(svg):
-                xs.append(x)
-                ys.append(y)
+def _frame(net, legs):
+    """The network's bounds; its open legs drawn out (legs) or run to the border as ports."""
+    items, pos = net.items, net.pos
+    xs = [p[0] + s * it.w / 2 for it, p in zip(items, pos) for s in (-1, 1)]
+    ys = [p[1] + s * it.h / 2 for it, p in zip(items, pos) for s in (-1, 1)]
+    xs += [start[0] + d[0] * (LEG + 14) for _, start, d in net.ends] + [x for x, _ in net.reach]
+    ys += [start[1] + d[1] * (LEG + 14) for _, start, d in net.ends] + [y for _, y in net.reach]
     x0, y0 = min(xs) - PAD, min(ys) - PAD
     x1, y1 = max(xs) + PAD, max(ys) + PAD
     legs_svg, ports = [], {}
-    for i, start, d in ends:
+    for i, start, d in net.ends:
         if legs:
             end = (start[0] + d[0] * LEG, start[1] + d[1] * LEG)
             legs_svg.append(_open_leg(start, end, d, i))
@@ -374,19 +390,10 @@ def _frame(layer_e, layer_d, nodes, ends, items, pos, legs):
             end, normal = _to_border(start, d, (x0, y0, x1, y1))
             legs_svg.append(_line(start, end, "leg inner", i))
             ports[i] = Port(end[0] - x0, end[1] - y0, *normal)
-    body = [f'<g transform="translate({-x0:.1f},{-y0:.1f})">'] + layer_e + legs_svg + layer_d + \
-        nodes + ["</g>"]
+    nodes = [_draw_item(item, p) for item, p in zip(items, pos)]
+    body = [f'<g transform="translate({-x0:.1f},{-y0:.1f})">'] + net.lines + legs_svg + \
+        net.dots + nodes + ["</g>"]
     return Drawing(x1 - x0, y1 - y0, body, ports)
-
-
-def _points(svg):
-    out = []
-    for key in ('data-x1="', 'data-x2="', 'data-x3="'):
-        if key in svg:
-            x = float(svg.split(key)[1].split('"')[0])
-            y = float(svg.split(key.replace("x", "y"))[1].split('"')[0])
-            out.append((x, y))
-    return out
 
 
 def _to_border(start, d, rect):
@@ -540,6 +547,7 @@ def _open_leg(start, end, d, index):
 
 
 def _loop(p, d, index, item):
+    """A self-loop (a trace) on the node at p, pointing in direction d; (svg, far points)."""
     r = item.w / 2
     px, py = -d[1], d[0]
     s1 = (p[0] + d[0] * r * 0.8 + px * 10, p[1] + d[1] * r * 0.8 + py * 10)
@@ -549,23 +557,24 @@ def _loop(p, d, index, item):
     c2 = (p[0] + d[0] * far - px * 26, p[1] + d[1] * far - py * 26)
     tip = (p[0] + d[0] * (r + 30), p[1] + d[1] * (r + 30))
     lx, ly = p[0] + d[0] * (r + 40), p[1] + d[1] * (r + 40) + 4
-    return (f'<g class="loop" data-index="{_esc(index)}" data-x1="{tip[0]:.1f}" '
-            f'data-y1="{tip[1]:.1f}" data-x2="{lx:.1f}" data-y2="{ly:.1f}">'
-            f'<path d="M{s1[0]:.1f},{s1[1]:.1f} C{c1[0]:.1f},{c1[1]:.1f} {c2[0]:.1f},{c2[1]:.1f} '
-            f'{s2[0]:.1f},{s2[1]:.1f}" fill="none" stroke="#24292f" stroke-width="1.6"/>'
-            f'{_label(lx, ly, index)}</g>')
+    svg = (f'<g class="loop" data-index="{_esc(index)}">'
+           f'<path d="M{s1[0]:.1f},{s1[1]:.1f} C{c1[0]:.1f},{c1[1]:.1f} {c2[0]:.1f},{c2[1]:.1f} '
+           f'{s2[0]:.1f},{s2[1]:.1f}" fill="none" stroke="#24292f" stroke-width="1.6"/>'
+           f'{_label(lx, ly, index)}</g>')
+    return svg, [tip, (lx, ly)]
 
 
 def _cap(start, d, index):
+    """A leg ending in a small ring: an index summed over one factor; (svg, far points)."""
     end = (start[0] + d[0] * 26, start[1] + d[1] * 26)
     ring = (end[0] + d[0] * 4, end[1] + d[1] * 4)
     lx, ly = ring[0] + d[0] * 12 + (-d[1]) * 8, ring[1] + d[1] * 12 + d[0] * 8 + 4
-    return (f'<g class="cap" data-index="{_esc(index)}" data-x1="{ring[0]:.1f}" '
-            f'data-y1="{ring[1]:.1f}" data-x2="{lx:.1f}" data-y2="{ly:.1f}">'
-            f'<line x1="{start[0]:.1f}" y1="{start[1]:.1f}" x2="{end[0]:.1f}" y2="{end[1]:.1f}" '
-            f'stroke="#24292f" stroke-width="1.6"/>'
-            f'<circle cx="{ring[0]:.1f}" cy="{ring[1]:.1f}" r="4" fill="white" stroke="#24292f" '
-            f'stroke-width="1.4"/>{_label(lx, ly, index)}</g>')
+    svg = (f'<g class="cap" data-index="{_esc(index)}">'
+           f'<line x1="{start[0]:.1f}" y1="{start[1]:.1f}" x2="{end[0]:.1f}" y2="{end[1]:.1f}" '
+           f'stroke="#24292f" stroke-width="1.6"/>'
+           f'<circle cx="{ring[0]:.1f}" cy="{ring[1]:.1f}" r="4" fill="white" stroke="#24292f" '
+           f'stroke-width="1.4"/>{_label(lx, ly, index)}</g>')
+    return svg, [ring, (lx, ly)]
 
 
 def _label(x, y, text):
