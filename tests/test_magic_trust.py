@@ -94,3 +94,13 @@ def test_export_line_magic(ip, tmp_path):
         ip.run_line_magic("tensorgrad_export", "A_fn")
     with pytest.raises(UsageError, match="not a callable defined by"):
         ip.run_line_magic("tensorgrad_export", f"B {path}")
+
+
+def test_quiet_check_speaks_only_when_a_gradient_fails(ip, monkeypatch):
+    captured = run(ip, "B C --check --quiet", SEED)
+    assert captured.outputs == [] and captured.stdout == ""
+    from tensormagic import checking
+    monkeypatch.setattr(checking, "ATOL", -1.0)  # every comparison now fails
+    captured = run(ip, "B C --check --quiet", SEED)
+    (report,) = captured.outputs
+    assert "✗ ΔB[i,j]" in report.data["text/plain"]
