@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from html import escape as _escape
 
 from . import graphlayout, render
-from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, children, free
+from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, children, free, leaves
 
 NODE = 44                # a tensor node's width
 GAP = 70                 # between neighbouring nodes, beyond their size
@@ -23,6 +23,7 @@ LEG = 34
 PAD = 16                 # inside a box
 LABEL_H = 16             # a box's label strip
 INPUT_FILL = "#dbe9f6"
+GRADIENT_FILL = "#f6c6c6"
 PALETTE = ("#f6c85f", "#9dd9a5", "#c9b6e4", "#f4a582", "#8fd3e8", "#e8a2c8")
 DIRECTIONS = [(0, 1), (0, -1), (1, 0), (-1, 0), (0.7071, 0.7071), (-0.7071, 0.7071),
               (0.7071, -0.7071), (-0.7071, -0.7071)]
@@ -78,28 +79,36 @@ class Diagram:
 
 
 # -- the cell ----------------------------------------------------------------------------------
-def cell_diagram(cell):
+def cell_diagram(cell, derivation=()):
+    """Each statement as a panel; then, if given, each derived formula (the gradient of a
+    tensor is the network with that tensor taken out and the incoming gradient put in)."""
     colours = {name: PALETTE[k % len(PALETTE)] for k, name in enumerate(cell.outputs)}
     panels, seen = [], {}
     for number, st in enumerate(cell.statements, 1):
         fills = {name: colours[name] for name in seen}
-        panels.append(_panel(st, number, fills, colours[st.target]))
+        panels.append(_panel(render.statement_text(st), st.target, st.indices, st.op, st.rhs,
+                             f"{number}", fills, colours[st.target]))
         seen[st.target] = number
+    hint = statement_layout(cell.statements[0]) if len(cell.statements) == 1 else None
+    for f in derivation:
+        fills = dict(colours)
+        fills.update({leaf.name: GRADIENT_FILL for leaf in leaves(f.rhs) if leaf.name.startswith("Δ")})
+        panels.append(_panel(render.formula_text(f), f.target.name, f.target.indices, "=", f.rhs,
+                             f"Δ{f.name}", fills, GRADIENT_FILL, hint))
     return Diagram(_stack(panels), "\n".join(render.statement_text(st) for st in cell.statements))
 
 
-def _panel(st, number, fills, colour):
-    title = render.statement_text(st)
-    drawing = _rhs(st.rhs, set(st.indices), fills)
-    head_w = max(NODE + 40, 0)
+def _panel(title, target, indices, op, rhs, number, fills, colour, hint=None):
+    drawing = _rhs(rhs, set(indices), fills, hint)
+    head_w = NODE + 40
     w = head_w + drawing.w + 20
     h = max(drawing.h, NODE) + 34
-    svg = [f'<g class="panel" data-statement="{number}" data-target="{_esc(st.target)}">',
+    svg = [f'<g class="panel" data-statement="{_esc(number)}" data-target="{_esc(target)}">',
            f'<text class="title" x="4" y="14" font-size="12" fill="#57606a">'
            f'{_esc(title)}</text>']
     cy = 28 + drawing.h / 2
-    svg.append(_node_svg(st.target, len(st.indices), NODE / 2 + 4, cy, colour, "output"))
-    svg.append(f'<text x="{NODE + 12}" y="{cy + 5:.1f}" font-size="16">{_esc(st.op)}</text>')
+    svg.append(_node_svg(target, len(indices), NODE / 2 + 4, cy, colour, "output"))
+    svg.append(f'<text x="{NODE + 12}" y="{cy + 5:.1f}" font-size="16">{_esc(op)}</text>')
     svg.append(f'<g transform="translate({head_w},{28})">')
     svg += drawing.svg
     svg += ["</g>", "</g>"]
@@ -121,14 +130,15 @@ def _stack(panels):
     return "\n".join([head, '<rect width="100%" height="100%" fill="white"/>'] + body + ["</svg>"])
 
 
-def _rhs(rhs, kept, fills):
-    """A right-hand side: its top-level terms side by side, each with its own open legs."""
+def _rhs(rhs, kept, fills, hint=None):
+    """A right-hand side: its top-level terms side by side, each with its own open legs.
+    hint: where the statement's factors sit, for a formula to keep them there."""
     body = rhs.body if isinstance(rhs, Sigma) else rhs
     if isinstance(body, Add):
-        parts = [_network(_factors(t), kept & set(free(t)), fills, legs=True) for t in body.terms]
+        parts = [_network(_factors(t), kept & set(free(t)), fills, True, hint) for t in body.terms]
         return _row(parts, [None] + ["+" if s > 0 else "−" for s in body.signs[1:]],
                     "−" if body.signs[0] < 0 else None)
-    return _network(_factors(rhs), kept, fills, legs=True)
+    return _network(_factors(rhs), kept, fills, True, hint)
 
 
 def _row(parts, signs, lead=None):
@@ -161,15 +171,15 @@ def _factors(e):
 
 
 # -- one product: a network ----------------------------------------------------------------------
-def _network(factors, kept, fills, legs):
+def _network(factors, kept, fills, legs, hint=None):
     """Factors as a network. kept: the indices that leave it (open legs, or ports on the
     enclosing box's border when legs is False)."""
     items = [_item(f, fills) for f in factors]
-    occ = {}
-    for k, item in enumerate(items):
-        for i in item.indices:
-            occ.setdefault(i, []).append(k)
-    net = _Net(items, _positions(items, occ))
+    occ = _occurrences(items)
+    units = (_hinted(factors, hint) if hint else None) or _units(items, occ)
+    sx = max(it.w for it in items) + GAP
+    sy = max(it.h for it in items) + GAP
+    net = _Net(items, [(x * sx, y * sy) for x, y in units])
     kinds = {i: _kind(ks, i in kept) for i, ks in occ.items()}
     pairs = [tuple(sorted(set(ks))) for i, ks in occ.items() if kinds[i] == "edge"]
     for i, ks in occ.items():  # edges and dots first: they fix the directions in use
@@ -285,14 +295,15 @@ def _item(f, fills):
     if isinstance(f, Tensor):
         rank = len(f.indices)
         fill = fills.get(f.name, INPUT_FILL)
-        kind = "output" if f.name in fills else "tensor"
+        kind = "gradient" if f.name.startswith("Δ") else "output" if f.name in fills else "tensor"
         return _Item(tuple(f.indices), NODE, NODE,
                      lambda cx, cy, f=f, rank=rank, fill=fill, kind=kind:
                      _node_svg(f.name, rank, cx, cy, fill, kind))
     if isinstance(f, Scalar):
         fill = fills.get(f.name, "#eeeeee")
         w = max(30, _text_w(f.name, 13) + 12)
-        return _Item((), w, 30, lambda cx, cy: _node_svg(f.name, 0, cx, cy, fill, "scalar"))
+        kind = "gradient" if f.name.startswith("Δ") else "scalar"
+        return _Item((), w, 30, lambda cx, cy: _node_svg(f.name, 0, cx, cy, fill, kind))
     if isinstance(f, Const):
         text = render.text(f)
         return _Item((), _text_w(text, 14) + 6, 24,
@@ -318,7 +329,16 @@ def _label_of(e):
     return type(e).__name__.lower()
 
 
-def _positions(items, occ):
+def _occurrences(items):
+    occ = {}
+    for k, item in enumerate(items):
+        for i in item.indices:
+            occ.setdefault(i, []).append(k)
+    return occ
+
+
+def _units(items, occ):
+    """Positions in units of one edge length."""
     pairs = set()
     for ks in occ.values():
         distinct = sorted(set(ks))
@@ -331,9 +351,53 @@ def _positions(items, occ):
                  for k in ks[1:] if groups[min(ks)] != groups[k]}
         if extra:
             units = graphlayout.positions(len(items), sorted(pairs | extra))
-    sx = max(it.w for it in items) + GAP
-    sy = max(it.h for it in items) + GAP
-    return [(x * sx, y * sy) for x, y in units]
+    return units
+
+
+def statement_layout(st):
+    """Where each tensor of a one-product statement sits: [(name, indices, unit position)]."""
+    factors = _factors(st.rhs)
+    if not all(isinstance(f, (Tensor, Scalar, Const)) for f in factors):
+        return None
+    items = [_item(f, {}) for f in factors]
+    units = _units(items, _occurrences(items))
+    return [(f.name, tuple(f.indices), u) for f, u in zip(factors, units) if isinstance(f, Tensor)]
+
+
+def _hinted(factors, layout):
+    """A formula's factors where the statement had them: the tensors of each name in order,
+    the incoming gradient where the tensor it replaces was (the one whose absence fits the
+    index names best), anything else (δ, numbers) just below it. None where that fails."""
+    units, holes, rest = [None] * len(factors), [], []
+    names = {name for name, _, _ in layout}
+    for name in sorted(names):
+        spots = [(ix, u) for n, ix, u in layout if n == name]
+        mine = [k for k, f in enumerate(factors) if isinstance(f, Tensor) and f.name == name]
+        if len(mine) == len(spots):
+            pairs = list(zip(mine, spots))
+        elif len(mine) == len(spots) - 1:
+            hole = max(range(len(spots)), key=lambda h: (_agreement(
+                factors, mine, spots[:h] + spots[h + 1:]), -h))
+            holes.append(spots[hole][1])
+            pairs = list(zip(mine, spots[:hole] + spots[hole + 1:]))
+        else:
+            return None
+        for k, (_, u) in pairs:
+            units[k] = u
+    if len(holes) != 1:
+        return None
+    rest = sorted((k for k, u in enumerate(units) if u is None),
+                  key=lambda k: not getattr(factors[k], "name", "").startswith("Δ"))
+    hole = holes[0]
+    for n, k in enumerate(rest):
+        side = ((n + 1) // 2) * (1 if n % 2 else -1)
+        units[k] = (hole[0] + 0.9 * side, hole[1] + 0.9 * (n > 0))
+    return units
+
+
+def _agreement(factors, mine, spots):
+    return sum(a.rstrip("ʹ") == b for k, (ix, _) in zip(mine, spots)
+               for a, b in zip(factors[k].indices, ix))
 
 
 def _groups(n, pairs):

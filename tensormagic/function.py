@@ -202,10 +202,11 @@ class TensorGradFunction:
         from .plan import describe
         return describe(self._example().program)
 
-    def diagram(self):
-        """The statements as tensor networks (an SVG picture; `.svg` holds its text)."""
+    def diagram(self, gradients=False):
+        """The statements as tensor networks (an SVG picture; `.svg` holds its text);
+        gradients=True adds a panel per derived formula."""
         from .diagram import cell_diagram
-        return cell_diagram(self.cell)
+        return cell_diagram(self.cell, self.derivation if gradients else ())
 
     def plan_diagram(self):
         """The contraction plan as a picture: each pairwise tree with costs and sizes."""

@@ -136,3 +136,40 @@ def test_plan_diagram_marks_costs_and_what_the_backward_keeps():
     texts = " ".join(t.text for t in root.iter() if t.tag.endswith("text") and t.text)
     assert "multiply-adds" in texts and "B[i,j]" in texts
     assert any(el.get("data-saved") == "true" for el in nodes)  # the backward reuses something
+
+
+def _centres(panel):
+    """Each node's centre in a panel, by name (a rect's or polygon's middle)."""
+    out = {}
+    for el in panel.iter():
+        if el.get("class") == "node" and el.get("data-kind") != "output":
+            shape = el[0]
+            if shape.tag.endswith("rect"):
+                c = (float(shape.get("x")) + float(shape.get("width")) / 2,
+                     float(shape.get("y")) + float(shape.get("height")) / 2)
+            elif shape.tag.endswith("circle"):
+                c = (float(shape.get("cx")), float(shape.get("cy")))
+            else:
+                pts = [tuple(map(float, p.split(","))) for p in shape.get("points").split()]
+                c = (sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts))
+            out.setdefault(el.get("data-name"), []).append(c)
+    return out
+
+
+def test_gradient_panels_keep_the_network_and_show_the_hole():
+    fn = tm.tensorgrad(PEPS, wrt="E")
+    root = ET.fromstring(fn.diagram(gradients=True).svg)
+    panels = [el for el in root.iter() if el.get("class") == "panel"]
+    assert [p.get("data-target") for p in panels] == ["Z", "ΔE"]
+    before, after = _centres(panels[0]), _centres(panels[1])
+    assert "E" in before and "E" not in after and "ΔZ" in after
+    for name in "ABCDFGHI":  # every other tensor where it was, relative to A
+        dx0, dy0 = (before[name][0][k] - before["A"][0][k] for k in (0, 1))
+        dx1, dy1 = (after[name][0][k] - after["A"][0][k] for k in (0, 1))
+        assert abs(dx0 - dx1) < 0.5 and abs(dy0 - dy1) < 0.5  # px, as written
+    # ΔZ sits in the hole E left; E's four bonds are the open legs of the gradient
+    ex, ey = (before["E"][0][k] - before["A"][0][k] for k in (0, 1))
+    zx, zy = (after["ΔZ"][0][k] - after["A"][0][k] for k in (0, 1))
+    assert abs(ex - zx) < 0.5 and abs(ey - zy) < 0.5
+    legs = sorted(el.get("data-index") for el in panels[1].iter() if el.get("class") == "leg open")
+    assert legs == ["d", "f", "h", "i"]
