@@ -88,7 +88,8 @@ def _detail(r):
 def check(fn, formulas=None, seed=0, shapes=None):
     """Check every gradient fn derives (or, for names in formulas, the given formula text)."""
     start = time.perf_counter()
-    last = fn._last
+    last, threads = fn._last, torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only cost time (restored below)
     try:
         generator = torch.Generator().manual_seed(seed)
         dtype = torch.complex128 if _is_complex(fn) else torch.float64
@@ -100,35 +101,86 @@ def check(fn, formulas=None, seed=0, shapes=None):
         results, note = (), f"not checked: {err}"
     finally:
         fn._last = last
+        torch.set_num_threads(threads)
     return CheckReport(tuple(results), dict(shapes or {}), dtype, time.perf_counter() - start, note)
 
 
 def small_shapes(fn):
-    """A small shape per input: indices that must be equal (they meet in one dimension of one
-    tensor) share a size; the others get 3, 2, 4, 3, ... in order of first appearance."""
-    parent, uses = {}, []
+    """A small shape per input. Indices that meet in one dimension of one tensor share a size;
+    the others get 3, 2, 4, 3, ... in order of first appearance (or the size fn.sizes gives
+    them); a shifted or fixed subscript asks for as many positions as it reaches; a gathered
+    dimension gets GATHERED positions."""
+    uses = _uses(fn)
+    parent = {}
 
     def root(i):
         while parent.setdefault(i, i) != i:
             i = parent[i]
         return i
 
-    for st in fn.cell.statements:
-        uses += [(leaf.name, leaf.indices) for leaf in leaves(st.rhs) if isinstance(leaf, Tensor)]
-        uses.append((st.target, st.indices))
     first = {}
-    for name, indices in uses:
-        for dim, i in enumerate(indices):
-            j = first.setdefault((name, dim), i)
-            parent[root(i)] = root(j)
-    sizes = {}
-    for name, indices in uses:
-        for i in indices:
+    for name, subs in uses:
+        for dim, a in enumerate(subs):
+            if isinstance(a, str):
+                parent[root(a)] = root(first.setdefault((name, dim), a))
+    given = getattr(fn, "sizes", None) or {}
+    sizes = {root(i): given[i] for i in given}
+    for name, subs in uses:
+        for i in _mentioned(subs):
             sizes.setdefault(root(i), SIZES[len(sizes) % len(SIZES)])
-    shapes = {}
-    for name, indices in uses:
-        shapes.setdefault(name, tuple(sizes[root(i)] for i in indices))
-    return {n: shapes.get(n, ()) for n in fn.inputs}
+    dims = {}
+    for name, subs in uses:
+        for dim, a in enumerate(subs):
+            need = sizes[root(a)] if isinstance(a, str) else _reach(a, lambda i: sizes[root(i)])
+            plain, old = isinstance(a, str), dims.get((name, dim))
+            if old is None or (plain and not old[0]) or (plain == old[0] and need > old[1]):
+                dims[(name, dim)] = (plain, need)
+    return {n: tuple(dims[(n, d)][1] for d in range(fn.cell.ndim.get(n, 0))) for n in fn.inputs}
+
+
+GATHERED = 5
+
+
+def _uses(fn):
+    """(name, subscripts) of every tensor the cell reads or writes, gathers' index tensors too."""
+    out = []
+    for st in fn.cell.statements:
+        for leaf in leaves(st.rhs):
+            if isinstance(leaf, Tensor):
+                access = getattr(leaf, "access", None)
+                out.append((leaf.name, tuple(access if access is not None else leaf.indices)))
+        out.append((st.target, tuple(st.indices)))
+    return out
+
+
+def _mentioned(subs):
+    for a in subs:
+        if isinstance(a, str):
+            yield a
+        elif isinstance(a, Tensor):
+            yield from a.indices
+        else:
+            yield from (i for _, i in a.terms)
+
+
+def _reach(a, size):
+    """How many positions a shifted (2*i+a+1), fixed (0, -1) or gathered subscript needs."""
+    if isinstance(a, Tensor):
+        return GATHERED
+    if not a.terms:  # a fixed position: room for a few, so that x[b,0] and x[b,-1] differ
+        return max(a.offset + 1, -a.offset, 3)
+    return max(sum(c * (size(i) - 1) for c, i in a.terms) + a.offset + 1, 1)
+
+
+def _index_bounds(fn, shapes):
+    """For each index tensor (tok in W[tok[b], d]): the size of the dimension it gathers from."""
+    bounds = {}
+    for name, subs in _uses(fn):
+        for dim, a in enumerate(subs):
+            if isinstance(a, Tensor) and name in shapes:
+                bound = shapes[name][dim]
+                bounds[a.name] = min(bounds.get(a.name, bound), bound)
+    return bounds
 
 
 def _candidates(fn):
@@ -161,14 +213,23 @@ def _nodes(e):
 
 
 def _inputs(fn, shapes, dtype, generator):
-    """Normal random inputs; positive ones if those make some output non-finite (log, sqrt)."""
-    args = [torch.randn(shapes[n], dtype=dtype, generator=generator) for n in fn.inputs]
+    """Normal random inputs; positive ones if those make some output non-finite (log, sqrt);
+    integers in range for the index tensors of gathers."""
+    bounds = _index_bounds(fn, shapes)
+
+    def draw(n, positive):
+        if n in bounds:
+            return torch.randint(0, bounds[n], shapes[n], generator=generator)
+        if positive:
+            return torch.rand(shapes[n], dtype=torch.float64, generator=generator).to(dtype) + 0.5
+        return torch.randn(shapes[n], dtype=dtype, generator=generator)
+
+    args = [draw(n, False) for n in fn.inputs]
     with torch.no_grad():
         outs = fn.evaluate(*args)
     if all(torch.isfinite(o).all() for o in outs.values()):
         return args
-    return [torch.rand(shapes[n], dtype=torch.float64, generator=generator).to(dtype) + 0.5
-            for n in fn.inputs]
+    return [draw(n, True) for n in fn.inputs]
 
 
 def _check(fn, args, formulas, generator):

@@ -293,7 +293,7 @@ class _Net:
 
 def _item(f, fills):
     if isinstance(f, Tensor):
-        rank = len(f.indices)
+        rank = f.ndim if hasattr(f, "ndim") else len(f.indices)
         fill = fills.get(f.name, INPUT_FILL)
         kind = "gradient" if f.name.startswith("Δ") else "output" if f.name in fills else "tensor"
         return _Item(tuple(f.indices), NODE, NODE,
@@ -321,7 +321,9 @@ _COMPOUND = (Add, Call, Mul, Pow, Sigma)
 
 
 def _label_of(e):
-    """A short name for a node kind added after this module was written."""
+    """A short name for a node kind: its function or operation, else its class."""
+    if type(e).__name__ == "Indicator":
+        return "𝟙[=]"
     for attr in ("func", "op", "kind", "name"):
         value = getattr(e, attr, None)
         if isinstance(value, str):
@@ -495,17 +497,21 @@ def _box(e, fills):
         parts = [_contents(t, fills) for t in e.terms]
         signs = ["+" if s > 0 else "−" for s in e.signs[1:]]
         return _wrap(_joined(parts, signs, "−" if e.signs[0] < 0 else None), "sum", "sum")
-    if not isinstance(e, _COMPOUND) and children(e):  # a kind added later: a box around its parts
+    if hasattr(e, "op") and hasattr(e, "indices") and hasattr(e, "body"):  # op[j](body)
+        inner = _contents(e.body, fills, kept=set(free(e)))
+        return _wrap(inner, f"{e.op}[{','.join(map(str, e.indices))}]", "reduction")
+    if not isinstance(e, _COMPOUND) and children(e):  # max(a, b), 𝟙(a == b), and kinds added later
         parts = [_contents(k, fills) for k in children(e)]
-        return _wrap(_joined(parts, [","] * (len(parts) - 1)), _label_of(e), "other")
+        return _wrap(_joined(parts, [","] * (len(parts) - 1)), _label_of(e), "function")
     return _contents(e, fills)
 
 
-def _contents(e, fills):
+def _contents(e, fills, kept=None):
+    """What a box encloses; kept: the indices that leave it (default: all of e's free ones)."""
     body = e.body if isinstance(e, Sigma) else e
     if isinstance(body, (Mul, Tensor, Scalar, Const)) or \
             not (isinstance(body, _COMPOUND) or children(body)):
-        return _network(_factors(e), set(free(e)), fills, legs=False)
+        return _network(_factors(e), set(free(e)) if kept is None else kept, fills, legs=False)
     return _box(body, fills)
 
 

@@ -8,6 +8,7 @@ formulas. It is planned for one set of shapes, one dtype and one device: those i
 """
 import inspect
 import keyword
+import sys
 import textwrap
 import types
 
@@ -96,12 +97,30 @@ def _definition(name, value, done, out):
         for dep in _global_names(value.__code__):  # what the helper itself reads
             _define(dep, value.__globals__, done, out)
         return text
+    if isinstance(value, type) and value.__module__ not in ("builtins",) and \
+            not value.__module__.startswith("torch"):
+        return _class_definition(name, value, done, out)
     qualname = getattr(value, "__qualname__", None)
     module = getattr(value, "__module__", None) or ""
     if qualname and module.startswith("torch") and _resolves(module, qualname, value):
         return f"{name} = {_torch_path(module)}.{qualname}\n"
     raise TypeError(f"cannot export the helper '{name}' ({type(value).__name__}) that the "
                     f"generated code uses")
+
+
+def _class_definition(name, cls, done, out):
+    """A class's source (an error type a helper raises), after its bases and what its methods
+    read."""
+    home = sys.modules[cls.__module__].__dict__
+    for base in cls.__mro__[1:]:
+        if base.__module__ != "builtins":
+            _define(base.__name__, {base.__name__: base}, done, out)
+    for member in vars(cls).values():
+        if isinstance(member, types.FunctionType):
+            for dep in _global_names(member.__code__):
+                _define(dep, home, done, out)
+    text = textwrap.dedent(inspect.getsource(cls))
+    return text + (f"{name} = {cls.__name__}\n" if cls.__name__ != name else "")
 
 
 def _torch_path(module):
@@ -150,6 +169,7 @@ _TM_WANTED = {wanted!r}
 _TM_LOW_MEMORY = {low_memory!r}
 _TM_INPUTS = {inputs!r}
 _TM_OUTPUTS = {outputs!r}
+_TM_INDEX_INPUTS = {index_inputs!r}    # integer tensors that gather: kept integer
 _TM_DTYPE = {dtype}
 _TM_DEVICE = torch.device({device!r})
 
@@ -208,6 +228,11 @@ def _tm_prepare(values):
     for name, value in zip(_TM_INPUTS, values):
         if not isinstance(value, torch.Tensor):
             value = torch.as_tensor(value)
+        if name in _TM_INDEX_INPUTS:
+            if value.is_floating_point() or value.is_complex():
+                raise TypeError(f"index tensor '{{name}}' must hold integers, not {{value.dtype}}")
+            out.append(value.to(device=_TM_DEVICE))
+            continue
         if value.is_complex() and not _TM_DTYPE.is_complex:
             raise TypeError(f"input '{{name}}' is complex but this module was planned for {{_TM_DTYPE}}")
         if value.dtype != _TM_DTYPE or value.device != _TM_DEVICE:
@@ -252,6 +277,7 @@ def _wrapper(fn, shapes, dtype, device, wanted, low_memory):
     return _WRAPPER.format(plans=plans, wanted=tuple(wanted), low_memory=low_memory,
                            inputs=tuple(fn.inputs), outputs=tuple(fn.outputs), cls=_class_name(fn),
                            dtype=dtype, device=str(device),
+                           index_inputs=tuple(getattr(fn.cell, "index_inputs", ())),
                            name=fn.name, params=params, comma="," if len(fn.inputs) == 1 else "",
                            doc=doc)
 
@@ -314,7 +340,9 @@ def planned(fn, shapes=None, dtype=None, device=None):
                          f"{', '.join(missing)}")
     dtype = dtype or (seen and seen[1]) or torch.get_default_dtype()
     device = torch.device(device or (seen and seen[2]) or "cpu")
-    args = [torch.zeros(shapes[n], dtype=dtype, device=device, requires_grad=n in fn.wrt)
+    index = set(getattr(fn.cell, "index_inputs", ()))
+    args = [torch.zeros(shapes[n], dtype=torch.long, device=device) if n in index else
+            torch.zeros(shapes[n], dtype=dtype, device=device, requires_grad=n in fn.wrt)
             for n in fn.inputs]
     last = fn._last
     try:

@@ -7,7 +7,8 @@ It reads the same IR, with the same precedence and parenthesis rules, as render.
 from html import escape
 
 from .functions import FUNCTIONS
-from .ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor, free, signed_sum
+from .ir import (Add, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma, Tensor, free,
+                 signed_sum)
 from .render import _ATOM, _POW, _PROD, _SUM, _UNARY, _is_plain, _number, _split_sign
 
 MAX_CHARS = 200_000   # beyond this a page would crawl: the plain text is shown instead
@@ -74,11 +75,23 @@ def _mi(name):
 
 
 def _tensor(name, indices):
+    """name with subscripts: index names, shifted/fixed positions (Affine), gathers (Tensor)."""
     if not indices:
         return _mi(name)
-    sep = "" if all(len(i.rstrip("ʹ")) == 1 for i in indices) else "<mo>,</mo>"
-    sub = sep.join(_mi(i) for i in indices)
+    plain = all(isinstance(i, str) and len(i.rstrip("ʹ")) == 1 for i in indices)
+    sub = ("" if plain else "<mo>,</mo>").join(_subscript(i) for i in indices)
     return f"<msub>{_mi(name)}<mrow>{sub}</mrow></msub>"
+
+
+def _subscript(a):
+    if isinstance(a, str):
+        return _mi(a)
+    if isinstance(a, Tensor):
+        return _tensor(a.name, a.access if a.access is not None else a.indices)
+    parts = [_mi(i) if c == 1 else f"<mn>{c}</mn>{_mi(i)}" for c, i in a.terms]
+    if a.offset or not parts:
+        parts.append(f"<mn>{a.offset}</mn>")
+    return "<mo>+</mo>".join(parts)
 
 
 def _paren(x):
@@ -88,9 +101,24 @@ def _paren(x):
 def _expr(e):
     """(MathML, precedence), as render._latex."""
     if isinstance(e, Tensor):
-        return _tensor(e.name, e.indices), _ATOM
+        return _tensor(e.name, e.access if e.access is not None else e.indices), _ATOM
+    if isinstance(e, Scalar) and e.name.startswith("|"):  # an index's size |j|
+        return f"<mrow><mo>|</mo>{_mi(e.name.strip('|'))}<mo>|</mo></mrow>", _ATOM
     if isinstance(e, Scalar):
         return _mi(e.name), _ATOM
+    if isinstance(e, Reduce):
+        op = {"sum": "∑", "prod": "∏"}.get(e.op, e.op)
+        under = "<mo>,</mo>".join(_mi(i) for i in e.indices)
+        head = f"<munder><mo>{op}</mo><mrow>{under}</mrow></munder>" if op in "∑∏" else \
+            f"<munder><mi>{op}</mi><mrow>{under}</mrow></munder>"
+        return f"<mrow>{head}{_paren(_expr(e.body)[0])}</mrow>", \
+            (_SUM if e.op in ("sum", "prod", "mean") else _ATOM)
+    if isinstance(e, Binary):
+        args = f"{_expr(e.left)[0]}<mo>,</mo>{_expr(e.right)[0]}"
+        return f"<mrow><mi>{e.func}</mi><mo>&#x2061;</mo>{_paren(args)}</mrow>", _ATOM
+    if isinstance(e, Indicator):
+        inside = f"{_expr(e.left)[0]}<mo>=</mo>{_expr(e.right)[0]}"
+        return f"<mrow><mn>𝟙</mn><mrow><mo>[</mo>{inside}<mo>]</mo></mrow></mrow>", _ATOM
     if isinstance(e, Const):
         v = e.value
         s = _number(v).strip("()") if isinstance(v, complex) else (f"{v:g}" if isinstance(v, float) else str(v))

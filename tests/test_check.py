@@ -112,3 +112,29 @@ def test_a_backward_that_fails_is_reported_not_raised():
     report = fn.check()
     assert not report.ok
     assert all(r.badge == "✗" and "boom" in r.problem for r in report.results)
+
+
+LANGUAGE_II = [  # shifted, strided, fixed and gathered subscripts, reductions, sizes=
+    ("y[b,o,i,j] := x[b,c,i+a,j+d] * w[o,c,a,d] + bias[o]", None, None),
+    ("y[b,i] := max[a](x[b,2*i+a])", None, {"a": 2}),
+    ("l := -x[b,0] + x[b,-1]", None, None),
+    ("L := -logsumexp[j](z[b,j]) + z[b, t[b]]", None, None),
+    ("e[b,d] := W[tok[b], d] * s[d]", "W s", None),
+]
+
+
+@pytest.mark.parametrize("text, wrt, sizes", LANGUAGE_II)
+def test_language_ii_cells_check_out(text, wrt, sizes):
+    fn = tm.tensorgrad(text, wrt=wrt, sizes=sizes)
+    report = fn.check()
+    assert report.ok and len(report.results) == len(fn.wrt), str(report)
+    assert all(r.scale > 0 for r in report.results)  # nothing trivially zero
+
+
+def test_small_shapes_follow_shifted_fixed_and_gathered_subscripts():
+    fn = tm.tensorgrad("y[b,i] := x[b,2*i+a] * w[a] + v[b,0] + W[tok[b],i]", sizes={"a": 2})
+    shapes = small_shapes(fn)
+    b = shapes["tok"][0]
+    assert shapes["w"] == (2,)                                    # from sizes=
+    assert shapes["x"][1] == 2 * (shapes["W"][1] - 1) + (2 - 1) + 1  # reaches every position
+    assert shapes["v"][1] >= 3 and shapes["W"][0] == 5 and shapes["x"][0] == shapes["v"][0] == b

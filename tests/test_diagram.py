@@ -173,3 +173,15 @@ def test_gradient_panels_keep_the_network_and_show_the_hole():
     assert abs(ex - zx) < 0.5 and abs(ey - zy) < 0.5
     legs = sorted(el.get("data-index") for el in panels[1].iter() if el.get("class") == "leg open")
     assert legs == ["d", "f", "h", "i"]
+
+
+def test_language_ii_forms_draw():
+    found, _, _ = structure(tm.tensorgrad("y[b,o,i] := x[b,c,2*i+a] * w[o,c,a]"))
+    assert ("x", 3, "tensor") in found["node"] and ("w", 3, "tensor") in found["node"]
+    assert sorted(found["edge"]) == ["a", "c"] and sorted(found["leg"]) == ["b", "i", "o"]
+    found, _, _ = structure(tm.tensorgrad("p[b,i] := exp(x[b,i] - logsumexp[j](x[b,j]))"))
+    assert "logsumexp[j]" in found["box"] and "exp" in found["box"] and "j" in found["cap"]
+    found, _, _ = structure(tm.tensorgrad("m[i] := max(x[i], y[i])"))
+    assert found["box"] == ["max"]
+    found, _, _ = structure(tm.tensorgrad("e[b,d] := W[tok[b], d]", wrt="W"))
+    assert ("W", 2, "tensor") in found["node"] and sorted(found["leg"]) == ["b", "d"]
