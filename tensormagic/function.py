@@ -202,6 +202,34 @@ class TensorGradFunction:
         from .plan import describe
         return describe(self._example().program)
 
+    def diagram(self, gradients=False):
+        """The statements as tensor networks (an SVG picture; `.svg` holds its text);
+        gradients=True adds a panel per derived formula."""
+        from .diagram import cell_diagram
+        return cell_diagram(self.cell, self.derivation if gradients else ())
+
+    def plan_diagram(self):
+        """The contraction plan as a picture: each pairwise tree with costs and sizes."""
+        from .export import planned
+        from .plandiagram import plan_diagram
+        compiled = self._example()
+        if self.wrt and not any(compiled.wanted):  # the last call wanted no gradient: plan one
+            compiled = planned(self)
+        return plan_diagram(compiled)
+
+    def check(self, formulas=None, seed=0):
+        """Each derived gradient compared with central differences on small random float64
+        (complex128) inputs: a report with ✓ or ✗ and the max error beside each formula.
+        formulas: {input: "ΔB[i,j] = ..."} checks that text instead of the derived gradient."""
+        from .checking import check
+        return check(self, formulas, seed)
+
+    def export(self, path, shapes=None, dtype=None, device=None):
+        """Write a standalone module (needs only torch) with this cell's planned forward and
+        backward, for the last call's shapes, dtype and device (or shapes={input: shape})."""
+        from .export import export
+        return export(self, path, shapes, dtype, device)
+
     def latex(self, tangents=False):
         """The statements, then each derived gradient (and with tangents=True each tangent,
         forward mode), as one LaTeX display."""
@@ -213,6 +241,11 @@ class TensorGradFunction:
 
     def _repr_latex_(self):
         return self.latex()
+
+    def _repr_html_(self):
+        """The same math as MathML, which browsers typeset offline (no MathJax needed)."""
+        from .mathml import cell_html
+        return cell_html(self)
 
     def __str__(self):
         return self.render_text()

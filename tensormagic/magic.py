@@ -39,6 +39,9 @@ class TensorgradMagics(Magics):
     @argument("--memory", choices=("high", "low"), default="high",
               help="keep intermediates for the backward pass (high) or recompute them (low)")
     @argument("--sizes", metavar="a=2,b=3", help="sizes of indices no shape fixes (a pooling window)")
+    @argument("--diagram", action="store_true", help="also draw the statements as tensor networks")
+    @argument("--check", action="store_true",
+              help="check each derived gradient against finite differences (✓/✗ and max error)")
     @cell_magic
     def tensorgrad(self, line, cell):
         """Turn index-notation statements into a differentiable torch function.
@@ -64,6 +67,15 @@ class TensorgradMagics(Magics):
                 _show(fn, outputs, missing, args.no_eval, args.verbose or self.verbose)
             except tm.NotationError as err:  # the example code of --verbose, say
                 raise TensorgradCellError(err.short()) from None
+        from .views import show_extras
+        show_extras(fn, args, args.verbose or self.verbose)
+
+    @line_magic
+    def tensorgrad_export(self, line):
+        """Write a compiled cell as a standalone module that needs only torch:
+        ``%tensorgrad_export NAME path.py`` (NAME: the callable, e.g. A_fn)."""
+        from .views import export_from_namespace
+        print(export_from_namespace(self.shell.user_ns, line))
 
     @line_magic
     def tensorgrad_verbose(self, line):
@@ -117,7 +129,8 @@ def _sizes(text):
 def _show(fn, outputs, missing, no_eval, verbose):
     """The derivation as math, a status line, and in verbose mode the tangents (forward
     mode), code and plan."""
-    display({"text/latex": fn.latex(tangents=verbose),
+    from .mathml import cell_html
+    display({"text/html": cell_html(fn, tangents=verbose), "text/latex": fn.latex(tangents=verbose),
              "text/plain": fn.render_text(tangents=verbose)}, raw=True)
     print(_status(fn, outputs, missing, no_eval))
     if verbose:

@@ -128,9 +128,30 @@ def page():
         browser.close()
 
 
+def _offline(page, allowed):
+    """Abort every request that does not start with one of the allowed prefixes; returns the
+    list the aborted URLs are collected in."""
+    blocked = []
+
+    def route(r):
+        if r.request.url.startswith(allowed):
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
+    page.route("**/*", route)
+    return blocked
+
+
+def _rendered(locator):
+    box = locator.bounding_box()
+    return box is not None and box["width"] > 20 and box["height"] > 10
+
+
 def test_quickstart_renders_math_and_toggles_code(lab, page):
     url, token = lab
     ARTIFACTS.mkdir(exist_ok=True)
+    _offline(page, (url,))  # the lab itself, and no other network: the math must not need any
     page.goto(f"{url}/lab/tree/quickstart.ipynb?token={token}")
     page.wait_for_function(KERNEL_IDLE, timeout=120_000)
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
@@ -139,12 +160,21 @@ def test_quickstart_renders_math_and_toggles_code(lab, page):
         page.screenshot(path=ARTIFACTS / "quickstart_error.png", full_page=True)
     assert state == "done", "a quickstart cell failed in JupyterLab (see tests/artifacts)"
 
-    math = page.locator(".jp-OutputArea-output mjx-container")
-    expect(math.first).to_be_visible(timeout=60_000)  # MathJax loads on first use
+    math = page.locator(".jp-OutputArea-output[data-mime-type='text/html'] math")
+    expect(math.first).to_be_visible(timeout=60_000)  # MathML: the browser typesets it itself
     seed = page.locator(".jp-CodeCell").filter(has_text="%%tensorgrad B C").first
-    expect(seed.locator("mjx-container")).to_have_count(1)
+    expect(seed.locator("math")).to_have_count(1)
+    assert _rendered(seed.locator("math mtable"))
     seed.screenshot(path=ARTIFACTS / "quickstart_seed.png")
-    assert page.locator(".jp-OutputArea-output[data-mime-type='text/latex'] mjx-container").count() >= 3
+    assert math.count() >= 3
+
+    drawn = page.locator(".jp-CodeCell").filter(has_text="--diagram --check").first
+    diagram = drawn.locator("svg.tensormagic-diagram")
+    expect(diagram).to_be_visible()
+    drawn.scroll_into_view_if_needed()
+    assert _rendered(diagram) and diagram.locator("g.node[data-name='B']").count() == 1
+    expect(drawn.locator("table.tensormagic-check")).to_contain_text("✓")
+    drawn.screenshot(path=ARTIFACTS / "quickstart_diagram.png")
 
     cell = page.locator(".jp-CodeCell").filter(has=page.locator(".tensormagic-code-toggle")).last
     toggle = cell.locator(".tensormagic-code-toggle")
@@ -163,3 +193,35 @@ def test_quickstart_renders_math_and_toggles_code(lab, page):
     button.click()
     expect(code).to_be_hidden()
     expect(button).to_have_text("Show code")
+
+
+def test_exported_html_shows_math_and_diagram_offline(page, tmp_path):
+    """nbconvert's HTML of an executed notebook, opened with every network request refused."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    run_demo = _run_demo()
+    cells = ["%load_ext tensormagic\nimport torch\nB, C, D = torch.randn(2, 3), torch.randn(3, 4), torch.randn(5, 5)",
+             "%%tensorgrad B C --diagram --check\nA[i,k] := B[i,j] * C[j,k] * D[l,l]"]
+    path = tmp_path / "offline.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), path)
+    html = tmp_path / "offline.html"
+    html.write_text(run_demo.to_html(run_demo.execute(path)), encoding="utf-8")
+    blocked = _offline(page, ("file:",))
+    page.goto(html.as_uri())
+    math = page.locator("math").first
+    expect(math).to_be_visible()
+    assert _rendered(math) and page.locator("math mfrac, math msub").count() > 3
+    assert "\\begin{aligned}" not in page.inner_text("body")  # no LaTeX source left showing
+    diagram = page.locator("svg.tensormagic-diagram")
+    expect(diagram).to_be_visible()
+    assert _rendered(diagram) and diagram.locator("g.loop[data-index='l']").count() == 1
+    assert page.locator("table.tensormagic-check").inner_text().count("✓") == 2
+    page.locator(".jp-Cell").nth(1).screenshot(path=ARTIFACTS / "offline_html.png")
+    assert all(not u.startswith("file:") for u in blocked)
+
+
+def _run_demo():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("run_demo", REPO / "demo_notebooks" / "run_demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -119,7 +119,7 @@ def test_displays_latex_with_plain_text_fallback(ip):
     captured = run(ip, "B C", SEED)
     fn = ip.user_ns["A_fn"]
     (math,) = captured.outputs
-    assert math.data == {"text/latex": fn.latex(), "text/plain": str(fn)}
+    assert math.data == {"text/html": fn._repr_html_(), "text/latex": fn.latex(), "text/plain": str(fn)}
     assert "ΔB" in math.data["text/plain"] and "ΔD" not in math.data["text/plain"]
 
 
@@ -127,7 +127,10 @@ def test_verbose_shows_the_tangents_too(ip):
     captured = run(ip, "B C --verbose", SEED)
     fn = ip.user_ns["A_fn"]
     math = captured.outputs[0].data
-    assert math == {"text/latex": fn.latex(tangents=True), "text/plain": fn.render_text(tangents=True)}
+    from tensormagic.mathml import cell_html
+    assert math == {"text/html": cell_html(fn, tangents=True), "text/latex": fn.latex(tangents=True),
+                    "text/plain": fn.render_text(tangents=True)}
+    assert "<mi>dB</mi>" in math["text/html"] and "<mi>dB</mi>" not in fn._repr_html_()
     assert fn.tangents["A"] in math["text/plain"] and r"\mathrm{dB}" in math["text/latex"]
     assert "dA" not in str(fn) and "dA" not in fn.latex()
 

@@ -31,7 +31,8 @@ def stdout(nb):
 # What each notebook prints when its own checks pass.
 EXPECTED_STDOUT = {
     "quickstart": ["A matches B @ C * trace(D)", "gradients of B and C match autograd: True",
-                   "gradcheck: True", "Z == torch.bmm(X, Y)", "gradient of W matches autograd"],
+                   "gradcheck: True", "the exported module gives the same A", "Z == torch.bmm(X, Y)",
+                   "gradient of W matches autograd"],
     "neural_net": ["gradients of W1, b1, W2, b2 match autograd", "after 400 steps",
                    "CNN loss and gradients of w, b, u, c match torch.nn.functional", "training accuracy 100%"],
     "tensor_networks": ["the same as contracting the full state",
@@ -94,7 +95,9 @@ def test_neural_net_draws_the_loss_curve():
 
 def test_demo_html_shows_math_and_static_code():
     html = run_demo.to_html(executed("quickstart"))
-    assert "\\Delta" in html and "<details" in html and "Show code" in html
+    # the math as MathML (typeset by the browser, offline), the diagram as inline SVG
+    assert "<math" in html and "<mi>Δ</mi>" in html and "<details" in html and "Show code" in html
+    assert 'class="tensormagic-diagram"' in html and "tensormagic-check" in html
 
 
 def test_failing_cell_in_a_kernel_shows_one_short_message(tmp_path):

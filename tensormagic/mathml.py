@@ -1,0 +1,191 @@
+"""The statements and derived formulas as MathML: math that a browser typesets by itself
+(Chromium, Firefox and Safari render MathML Core), so an exported notebook or a saved HTML
+page shows the formulas with no network access and no MathJax.
+
+It reads the same IR, with the same precedence and parenthesis rules, as render.latex.
+"""
+from html import escape
+
+from .functions import FUNCTIONS
+from .ir import (Add, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma, Tensor, free,
+                 signed_sum)
+from .render import _ATOM, _POW, _PROD, _SUM, _UNARY, _is_plain, _number, _split_sign
+
+MAX_CHARS = 200_000   # beyond this a page would crawl: the plain text is shown instead
+_THIN = '<mspace width="0.17em"></mspace>'
+
+
+def cell_html(fn, tangents=False):
+    """The statements, then each derived gradient (and with tangents=True each tangent,
+    forward mode), as one MathML table aligned at the signs."""
+    rows = [_row(_tensor(st.target, st.indices), {":=": ":=", "=": "=", "+=": "+="}[st.op],
+                 _expr(st.rhs)[0]) for st in fn.cell.statements]
+    rows += [_row(_tensor(f.target.name, f.target.indices), "=", _formula_rhs(f))
+             for f in fn.derivation]
+    if tangents:
+        rows += [_row(_expr(f.target)[0], "=", _expr(f.rhs)[0])
+                 for f in getattr(fn, "tangent_derivation", ())]
+    body = "".join(rows)
+    if len(body) > MAX_CHARS:
+        return f'<pre class="tensormagic-math">{escape(str(fn))}</pre>'
+    return (f'<div class="tensormagic-math" style="padding:0.3em 0"><math><mtable columnspacing="0.3em">'
+            f'{body}</mtable></math></div>')
+
+
+def formula_math(f):
+    """One derived formula as an inline <math> element."""
+    lhs = _tensor(f.target.name, f.target.indices)
+    return f"<math><mrow>{lhs}<mo>=</mo>{_formula_rhs(f)}</mrow></math>"
+
+
+def _row(lhs, sign, rhs):
+    return (f'<mtr><mtd displaystyle="true" style="text-align:right">{lhs}</mtd>'
+            f'<mtd displaystyle="true" style="text-align:left"><mrow><mo>{escape(sign)}</mo>{rhs}'
+            f'</mrow></mtd></mtr>')
+
+
+def _formula_rhs(f):
+    rhs = f.rhs
+    if isinstance(rhs, Add):
+        pieces = [_summed(t, f.target.indices) for t in rhs.terms]
+        return _signed(pieces, rhs.signs)
+    return _summed(rhs, f.target.indices)
+
+
+def _summed(term, kept):
+    summed = tuple(i for i in free(term) if i not in kept)
+    return _expr(Sigma(summed, term))[0] if summed else _expr(term)[0]
+
+
+def _signed(pieces, signs):
+    marks = signed_sum(["\0"] * len(pieces), signs).split("\0")
+    out = ""
+    for mark, piece in zip(marks, pieces + [""]):
+        out += "".join(f"<mo>{'−' if m == '-' else m}</mo>" for m in mark.split()) + piece
+    return f"<mrow>{out}</mrow>"
+
+
+# -- pieces -------------------------------------------------------------------------------------
+def _mi(name):
+    primes = len(name) - len(name.rstrip("ʹ"))
+    core = name.rstrip("ʹ")
+    if core.startswith("Δ") and len(core) > 1:
+        return f"<mrow><mi>Δ</mi>{_mi(core[1:] + 'ʹ' * primes)}</mrow>"
+    return f"<mi>{escape(core)}{'′' * primes}</mi>"
+
+
+def _tensor(name, indices):
+    """name with subscripts: index names, shifted/fixed positions (Affine), gathers (Tensor)."""
+    if not indices:
+        return _mi(name)
+    plain = all(isinstance(i, str) and len(i.rstrip("ʹ")) == 1 for i in indices)
+    sub = ("" if plain else "<mo>,</mo>").join(_subscript(i) for i in indices)
+    return f"<msub>{_mi(name)}<mrow>{sub}</mrow></msub>"
+
+
+def _subscript(a):
+    if isinstance(a, str):
+        return _mi(a)
+    if isinstance(a, Tensor):
+        return _tensor(a.name, a.access if a.access is not None else a.indices)
+    parts = [_mi(i) if c == 1 else f"<mn>{c}</mn>{_mi(i)}" for c, i in a.terms]
+    if a.offset or not parts:
+        parts.append(f"<mn>{a.offset}</mn>")
+    return "<mo>+</mo>".join(parts)
+
+
+def _paren(x):
+    return f"<mrow><mo>(</mo>{x}<mo>)</mo></mrow>"
+
+
+def _expr(e):
+    """(MathML, precedence), as render._latex."""
+    if isinstance(e, Tensor):
+        return _tensor(e.name, e.access if e.access is not None else e.indices), _ATOM
+    if isinstance(e, Scalar) and e.name.startswith("|"):  # an index's size |j|
+        return f"<mrow><mo>|</mo>{_mi(e.name.strip('|'))}<mo>|</mo></mrow>", _ATOM
+    if isinstance(e, Scalar):
+        return _mi(e.name), _ATOM
+    if isinstance(e, Reduce):
+        op = {"sum": "∑", "prod": "∏"}.get(e.op, e.op)
+        under = "<mo>,</mo>".join(_mi(i) for i in e.indices)
+        head = f"<munder><mo>{op}</mo><mrow>{under}</mrow></munder>" if op in "∑∏" else \
+            f"<munder><mi>{op}</mi><mrow>{under}</mrow></munder>"
+        return f"<mrow>{head}{_paren(_expr(e.body)[0])}</mrow>", \
+            (_SUM if e.op in ("sum", "prod", "mean") else _ATOM)
+    if isinstance(e, Binary):
+        args = f"{_expr(e.left)[0]}<mo>,</mo>{_expr(e.right)[0]}"
+        return f"<mrow><mi>{e.func}</mi><mo>&#x2061;</mo>{_paren(args)}</mrow>", _ATOM
+    if isinstance(e, Indicator):
+        inside = f"{_expr(e.left)[0]}<mo>=</mo>{_expr(e.right)[0]}"
+        return f"<mrow><mn>𝟙</mn><mrow><mo>[</mo>{inside}<mo>]</mo></mrow></mrow>", _ATOM
+    if isinstance(e, Const):
+        v = e.value
+        s = _number(v).strip("()") if isinstance(v, complex) else (f"{v:g}" if isinstance(v, float) else str(v))
+        if s.startswith("-"):
+            return f"<mrow><mo>−</mo><mn>{escape(s[1:])}</mn></mrow>", _SUM
+        return f"<mn>{escape(s)}</mn>", _ATOM if _is_plain(v) else _SUM
+    if isinstance(e, Sigma):
+        body, prec = _expr(e.body)
+        if prec <= _SUM:
+            body = _paren(body)
+        under = "<mo>,</mo>".join(_mi(i) for i in e.indices)
+        return f"<mrow><munder><mo>∑</mo><mrow>{under}</mrow></munder>{body}</mrow>", _SUM
+    if isinstance(e, Add):
+        pieces = []
+        for k, (term, sign) in enumerate(zip(e.terms, e.signs)):
+            piece, prec = _expr(term)
+            if prec <= _SUM and len(e.terms) > 1 and (isinstance(term, Sigma) and k < len(e.terms) - 1
+                                                      or sign < 0 or (k and not isinstance(term, Sigma))):
+                piece = _paren(piece)
+            pieces.append(piece)
+        return _signed(pieces, e.signs), _SUM
+    if isinstance(e, Mul):
+        return _product(e)
+    if isinstance(e, Pow):
+        base, bp = _expr(e.base)
+        if bp <= _POW or (isinstance(e.base, Call) and e.base.func in ("recip", "sqrt", "abs", "conj")):
+            base = _paren(base)
+        return f"<msup>{base}<mrow>{_expr(e.exponent)[0]}</mrow></msup>", _POW
+    if isinstance(e, Call):
+        return _call(e.func, _expr(e.arg)[0]), _ATOM
+    raise TypeError(e)
+
+
+def _call(func, arg):
+    if func == "recip":
+        return f"<mfrac><mn>1</mn><mrow>{arg}</mrow></mfrac>"
+    if func == "sqrt":
+        return f"<msqrt>{arg}</msqrt>"
+    if func == "abs":
+        return f"<mrow><mo>|</mo>{arg}<mo>|</mo></mrow>"
+    if func == "conj":
+        return f'<mover><mrow>{arg}</mrow><mo stretchy="true">‾</mo></mover>'
+    name = (FUNCTIONS[func].latex or func).lstrip("\\")
+    if name.startswith("operatorname{"):
+        name = name[len("operatorname{"):-1]
+    return f"<mrow><mi>{escape(name)}</mi><mo>&#x2061;</mo>{_paren(arg)}</mrow>"
+
+
+def _product(e):
+    lead, factors = _split_sign(list(e.factors))
+    numer = [f for f in factors if not (isinstance(f, Call) and f.func == "recip")]
+    denom = [f.arg for f in factors if isinstance(f, Call) and f.func == "recip"]
+    top = _factors(numer) or "<mn>1</mn>"
+    sign = "<mo>−</mo>" if lead else ""
+    if denom:
+        bottom = _factors(denom, in_fraction=True)
+        return f"<mrow>{sign}<mfrac><mrow>{top}</mrow><mrow>{bottom}</mrow></mfrac></mrow>", \
+            _UNARY if lead else _ATOM
+    return f"<mrow>{sign}{top}</mrow>", (_UNARY if lead else _PROD)
+
+
+def _factors(factors, in_fraction=False):
+    parts = []
+    for f in factors:
+        piece, prec = _expr(f)
+        if prec < _PROD or prec == _SUM or (prec == _PROD and len(factors) > 1 and not in_fraction):
+            if not (in_fraction and len(factors) == 1):
+                piece = _paren(piece)
+        parts.append(piece)
+    return _THIN.join(parts)

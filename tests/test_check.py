@@ -1,0 +1,140 @@
+"""fn.check(): a ✓ or ✗ with the max error beside each derived gradient."""
+import time
+
+import pytest
+import torch
+
+import tensormagic as tm
+from tensormagic.checking import small_shapes
+
+DEMO_CELLS = [
+    ("A[i,k] := B[i,j] * C[j,k] * D[l,l]", "B C"),
+    ("Z[b,i,k] := X[b,i,j] * Y[b,j,k]", None),
+    ("t := M[i,i]", None),
+    ("u[k] := T3[i,i,k]", None),
+    ("H[b,o] := tanh(X2[b,i] * W[i,o] + c[o])", "W"),
+    ("H[n,h] := tanh(X[n,i] * W1[i,h] + b1[h])\nP[n,o] := H[n,h] * W2[h,o] + b2[o]\n"
+     "R[n,o] := P[n,o] - Y[n,o]\nloss := R[n,o] * R[n,o] / N", "W1 b1 W2 b2"),
+    ("nrm := A1[p,a]*A1[p,x] * A2[a,q,b]*A2[x,q,y] * A3[b,r,c]*A3[y,r,z] * A4[c,s]*A4[z,s]", None),
+    ("Xh[i,j,k] := G[a,b,c] * U[i,a] * V[j,b] * W[k,c]\nR[i,j,k] := Xh[i,j,k] - T[i,j,k]\n"
+     "loss := R[i,j,k] * R[i,j,k]", "G U V W"),
+]
+
+
+@pytest.mark.parametrize("text, wrt", DEMO_CELLS)
+def test_demo_cells_check_out_fast(text, wrt):
+    fn = tm.tensorgrad(text, wrt=wrt)
+    start = time.perf_counter()
+    report = fn.check()
+    assert time.perf_counter() - start < 1.0
+    assert report.ok, str(report)
+    assert [r.name for r in report.results] == list(fn.wrt)
+    for r in report.results:
+        assert r.badge == "✓" and r.error < 1e-6 and r.scale > 0
+        assert f"✓ {fn.formulas[r.name]}    (max error " in str(report)
+    assert report.dtype == torch.float64
+
+
+def test_complex_cells_are_checked_in_complex128():
+    report = tm.tensorgrad("s := conj(z[i]) * M[i,j] * z[j]").check()
+    assert report.ok and report.dtype == torch.complex128, str(report)
+
+
+def test_a_wrong_formula_fed_through_the_checker_gets_a_cross():
+    fn = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k]")
+    report = fn.check(formulas={"B": "ΔB[i,j] = ΔA[i,k] * C[j,k] * 1.001"})
+    assert not report.ok
+    assert report["B"].badge == "✗" and 1e-4 < report["B"].error < 1e-1
+    assert report["C"].badge == "✓"
+    assert "✗ ΔB[i,j] = ΔA[i,k] * C[j,k] * 1.001    (max error" in str(report)
+    # the same formula written correctly passes, so the cross was the formula's fault
+    assert fn.check(formulas={"B": "ΔB[i,j] = ΔA[i,k] * C[j,k]"}).ok
+    # a transposed index on square matrices: sizes fit, values do not
+    sq = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k] * E[i,j]")
+    assert not sq.check(formulas={"C": "ΔC[j,k] = B[i,k] * ΔA[i,j] * E[i,k]"})["C"].ok
+    # one whose sizes do not fit is a cross with the reason, not a crash
+    bad = fn.check(formulas={"B": "ΔB[i,j] = ΔA[i,k] * C[k,j]"})["B"]
+    assert bad.badge == "✗" and "index 'k' has size" in bad.problem
+
+
+def test_a_wrong_compiled_backward_gets_a_cross():
+    """The default check reads the gradient the compiled backward computes."""
+    fn = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k]")
+    compile_ = fn._compile
+
+    def tampered(*args):
+        compiled = compile_(*args)
+        backward = compiled.backward
+        compiled.backward = lambda saved, grads: tuple(
+            g.mT.reshape(g.shape) if k == 1 and g is not None else g
+            for k, g in enumerate(backward(saved, grads)))
+        return compiled
+
+    fn._compile = tampered
+    report = fn.check()
+    assert report["B"].ok and not report["C"].ok and not report.ok
+    assert "✗ ΔC[j,k]" in str(report) and "✗" in report._repr_html_()
+
+
+def test_check_changes_nothing_the_caller_sees():
+    fn = tm.tensorgrad("y[i] := log(x[i]) * alpha")
+    x = torch.rand(7, dtype=torch.float64) + 1
+    fn(x, 2.0)
+    code = fn.code
+    state = torch.get_rng_state()
+    report = fn.check()
+    assert report.ok, str(report)  # log: positive inputs were used
+    assert torch.equal(torch.get_rng_state(), state)
+    assert fn.code == code
+
+
+def test_small_shapes_give_equal_sizes_to_indices_that_must_match():
+    fn = tm.tensorgrad("s := conj(z[i]) * M[i,j] * z[j] + E[k,k]")
+    shapes = small_shapes(fn)
+    assert shapes["z"] == (3,) and shapes["M"] == (3, 3) and len(shapes["E"]) == 2
+    fn = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k]")
+    assert small_shapes(fn) == {"B": (3, 2), "C": (2, 4)}
+
+
+def test_a_backward_that_fails_is_reported_not_raised():
+    fn = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k]")
+    compile_ = fn._compile
+
+    def broken(*args):
+        compiled = compile_(*args)
+
+        def backward(saved, grads):
+            raise RuntimeError("boom")
+        compiled.backward = backward
+        return compiled
+
+    fn._compile = broken
+    report = fn.check()
+    assert not report.ok
+    assert all(r.badge == "✗" and "boom" in r.problem for r in report.results)
+
+
+LANGUAGE_II = [  # shifted, strided, fixed and gathered subscripts, reductions, sizes=
+    ("y[b,o,i,j] := x[b,c,i+a,j+d] * w[o,c,a,d] + bias[o]", None, None),
+    ("y[b,i] := max[a](x[b,2*i+a])", None, {"a": 2}),
+    ("l := -x[b,0] + x[b,-1]", None, None),
+    ("L := -logsumexp[j](z[b,j]) + z[b, t[b]]", None, None),
+    ("e[b,d] := W[tok[b], d] * s[d]", "W s", None),
+]
+
+
+@pytest.mark.parametrize("text, wrt, sizes", LANGUAGE_II)
+def test_language_ii_cells_check_out(text, wrt, sizes):
+    fn = tm.tensorgrad(text, wrt=wrt, sizes=sizes)
+    report = fn.check()
+    assert report.ok and len(report.results) == len(fn.wrt), str(report)
+    assert all(r.scale > 0 for r in report.results)  # nothing trivially zero
+
+
+def test_small_shapes_follow_shifted_fixed_and_gathered_subscripts():
+    fn = tm.tensorgrad("y[b,i] := x[b,2*i+a] * w[a] + v[b,0] + W[tok[b],i]", sizes={"a": 2})
+    shapes = small_shapes(fn)
+    b = shapes["tok"][0]
+    assert shapes["w"] == (2,)                                    # from sizes=
+    assert shapes["x"][1] == 2 * (shapes["W"][1] - 1) + (2 - 1) + 1  # reaches every position
+    assert shapes["v"][1] >= 3 and shapes["W"][0] == 5 and shapes["x"][0] == shapes["v"][0] == b

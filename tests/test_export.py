@@ -1,0 +1,173 @@
+"""fn.export(): a standalone module that needs only torch, checked in a fresh interpreter
+where tensormagic cannot be imported, against the original callable."""
+import json
+import subprocess
+import sys
+import types
+
+import pytest
+import torch
+
+import tensormagic as tm
+from conftest import make_tensor
+from tensormagic import export
+
+CELLS = {
+    "seed": ("A[i,k] := B[i,j] * C[j,k] * D[l,l]", "B C", {"B": (3, 4), "C": (4, 2), "D": (3, 3)},
+             torch.float64, "high"),
+    "mlp": ("H[b,o] := tanh(X[b,i]*W[i,o] + c[o])\nL := (H[b,o]*V[o] - T[b])**2", None,
+            {"X": (3, 4), "W": (4, 2), "c": (2,), "V": (2,), "T": (3,)}, torch.float64, "high"),
+    "scaled_low": ("y[i] := alpha * exp(x[i]) / (x[j]*x[j])", None, {"alpha": (), "x": (5,)},
+                   torch.float64, "low"),
+    "complex": ("s := conj(z[i]) * M[i,j] * z[j]", None, {"z": (3,), "M": (3, 3)},
+                torch.complex128, "high"),
+    "copy": ("y[i] := x[i]", None, {"x": (4,)}, torch.float64, "high"),
+    # language II: the kernels (_view, _unview, _index, ...) and the error type they raise
+    "conv": ("y[b,o,i] := x[b,c,2*i+a] * w[o,c,a]", None, {"x": (2, 3, 9), "w": (4, 3, 3)},
+             torch.float64, "high"),
+    "embedding": ("e[b,d] := W[tok[b], d] * s[d]\nL := logsumexp[d](e[b,d]) - e[b,0]", None,
+                  {"W": (5, 3), "tok": ("int", 5, (4,)), "s": (3,)}, torch.float64, "high"),
+}
+
+CHILD = r"""
+import importlib.util, json, sys
+sys.modules["tensormagic"] = None          # tensormagic is not importable here
+try:
+    import tensormagic
+    raise SystemExit("tensormagic was importable")
+except ImportError:
+    pass
+import torch
+jobs = json.loads(sys.argv[1])
+for job in jobs:
+    spec = importlib.util.spec_from_file_location(job["module"], job["path"])
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fn = getattr(mod, job["name"])
+    data = torch.load(job["data"])
+    args = [a.detach().requires_grad_(w) for a, w in zip(data["args"], job["wanted"])]
+    out = fn(*args)
+    grads = torch.autograd.grad(out, [a for a in args if a.requires_grad], data["cotangent"])
+    assert torch.autograd.gradcheck(fn, args)
+    assert torch.autograd.gradgradcheck(fn, args)
+    every = getattr(mod, job["name"] + "_all")(*args)
+    torch.save({"out": out.detach(), "grads": [g.detach() for g in grads],
+                "outputs": sorted(every), "doc": fn.__doc__}, job["result"])
+print("ok", len(jobs))
+"""
+
+
+def _inputs(shapes, dtype):
+    """Random inputs; ("int", high, shape) is an index tensor."""
+    return [torch.randint(0, s[1], s[2]) if s and s[0] == "int" else make_tensor(s, dtype=dtype)
+            for s in shapes.values()]
+
+
+def test_exported_modules_match_the_original_in_a_fresh_interpreter(tmp_path):
+    jobs, expected = [], {}
+    for key, (text, wrt, shapes, dtype, memory) in CELLS.items():
+        fn = tm.tensorgrad(text, wrt=wrt, memory=memory)
+        args = _inputs(shapes, dtype)
+        fn(*args)  # the shapes seen
+        path = tmp_path / f"{key}_ops.py"
+        assert fn.export(path) == path
+        source = path.read_text()
+        imports = [line.split()[1] for line in source.splitlines()
+                   if line.strip().startswith(("import ", "from "))]
+        # torch and the standard library only (the fresh interpreter below proves it too)
+        assert "torch" in imports and all(m == "torch" or m.split(".")[0] in sys.stdlib_module_names
+                                          for m in imports), imports
+        wanted = [n in fn.wrt for n in fn.inputs]
+        leaves = [a.detach().requires_grad_(w) for a, w in zip(args, wanted)]
+        out = fn(*leaves)
+        cotangent = make_tensor(tuple(out.shape), dtype=dtype)
+        assert "NotationValueError" not in source or "class NotationValueError" in source
+        grads = torch.autograd.grad(out, [a for a in leaves if a.requires_grad], cotangent)
+        expected[key] = (out.detach(), grads, fn)
+        data = tmp_path / f"{key}.pt"
+        torch.save({"args": args, "cotangent": cotangent}, data)
+        jobs.append({"module": f"{key}_ops", "path": str(path), "name": fn.name, "wanted": wanted,
+                     "data": str(data), "result": str(tmp_path / f"{key}.out.pt")})
+    run = subprocess.run([sys.executable, "-c", CHILD, json.dumps(jobs)], capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == f"ok {len(jobs)}"
+    for key, (out, grads, fn) in expected.items():
+        got = torch.load(tmp_path / f"{key}.out.pt")
+        torch.testing.assert_close(got["out"], out, rtol=1e-12, atol=1e-12)
+        assert len(got["grads"]) == len(grads) == len(fn.wrt)
+        for g, h in zip(got["grads"], grads):
+            torch.testing.assert_close(g, h, rtol=1e-12, atol=1e-12)
+        assert got["outputs"] == sorted(fn.outputs)
+        for line in fn.statement.splitlines() + list(fn.formulas.values()):
+            assert line in got["doc"]
+
+
+def test_export_checks_shapes_and_needs_a_call_or_shapes(tmp_path):
+    fn = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k]")
+    with pytest.raises(ValueError, match="has not been called yet"):
+        fn.export(tmp_path / "x.py")
+    path = fn.export(tmp_path / "mm_ops.py", shapes={"B": (2, 3), "C": (3, 4)}, dtype=torch.float64)
+    mod = types.ModuleType("mm_ops")
+    exec(compile(path.read_text(), str(path), "exec"), mod.__dict__)
+    B, C = torch.randn(2, 3, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    torch.testing.assert_close(mod.A_fn(B, C), B @ C)
+    with pytest.raises(ValueError, match=r"inputs of shapes B \(3, 3\), C \(3, 4\) were not planned for"):
+        mod.A_fn(torch.randn(3, 3), C)
+    with pytest.raises(ValueError, match="no entry for input C"):
+        fn.export(tmp_path / "y.py", shapes={"B": (2, 3)})
+    assert fn._last is None  # the call export makes does not count as one seen
+
+
+def test_export_does_not_change_what_code_and_plan_show(tmp_path):
+    fn = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k]")
+    fn(torch.randn(2, 3), torch.randn(3, 5))
+    before = fn.code
+    fn.export(tmp_path / "z.py", shapes={"B": (6, 7), "C": (7, 8)})
+    assert fn.code == before
+
+
+def helper_dependency(x):
+    return x * 2
+
+
+def twice_then_step(x):
+    return helper_dependency(x) > 0
+
+
+def test_helpers_are_found_by_the_names_the_code_uses():
+    """A helper the runtime adds is carried along, with what it reads, without a fixed list."""
+    namespace = {"torch": torch, "_new": twice_then_step, "_dt": torch.float32,
+                 "_dev": torch.device("cpu"), "_unused": object(), "_k": 3,
+                 "_mod": torch.nn.functional.softplus}
+    source = ("def forward(x):\n    return (_new(x).to(_dt) * _k + _mod(x)).to(_dev), ()\n\n"
+              "def backward(_saved, _grads):\n    return ()\n")
+    text = export._helpers(source, namespace)
+    assert "def helper_dependency" in text and "def twice_then_step" in text
+    assert "_new = twice_then_step" in text and "_dt = torch.float32" in text
+    assert "_unused" not in text
+    mod = {}
+    exec("import torch\n" + text + source, mod)
+    x = torch.tensor([-1.0, 2.0])
+    torch.testing.assert_close(mod["forward"](x)[0], (x > 0).float() * 3 + torch.nn.functional.softplus(x))
+    with pytest.raises(TypeError, match="cannot export the helper '_bad'"):
+        export._helpers("def forward(x):\n    return _bad\n", {"_bad": object()})
+
+
+def test_every_set_of_shapes_seen_is_exported_and_dispatched(tmp_path):
+    fn = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k] * D[l,l]", wrt="B C")
+    fn(torch.randn(6, 6), torch.randn(6, 6), torch.randn(6, 6))  # float32: not the last call's dtype
+    shapes = [((2, 3), (3, 4), (5, 5)), ((4, 1), (1, 2), (3, 3))]
+    for sb, sc, sd in shapes:
+        fn(torch.randn(sb, dtype=torch.float64), torch.randn(sc, dtype=torch.float64),
+           torch.randn(sd, dtype=torch.float64))
+    path = fn.export(tmp_path / "multi_ops.py")
+    mod = types.ModuleType("multi_ops")
+    exec(compile(path.read_text(), str(path), "exec"), mod.__dict__)
+    assert sorted(mod._TM_PLANS) == sorted(shapes)
+    assert mod._TM_DTYPE == torch.float64
+    for sb, sc, sd in shapes:
+        B, C = (torch.randn(s, dtype=torch.float64, requires_grad=True) for s in (sb, sc))
+        D = torch.randn(sd, dtype=torch.float64)
+        torch.testing.assert_close(mod.A_fn(B, C, D), B @ C * torch.trace(D))
+        assert torch.autograd.gradcheck(lambda b, c: mod.A_fn(b, c, D), (B, C))
