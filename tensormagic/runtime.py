@@ -120,10 +120,23 @@ class _Apply(torch.autograd.Function):
         extras = output[compiled.n_out:]
         if extras:
             ctx.mark_non_differentiable(*extras)
+            # no zero gradients the size of each intermediate: the backward fills in only
+            # the outputs' (those the loss did not use)
+            ctx.set_materialize_grads(False)
+            ctx.outs = [(o.shape, o.dtype, o.device) for o in output[:compiled.n_out]]
         ctx.compiled = compiled
         # Every input is kept (a reference, no copy): a differentiated backward recomputes
         # the forward from them. Outputs only where the backward reads them.
-        kept = (*args, *(output[k] for k in compiled.saved_outs), *extras)
+        kept = (*args, *(output[k] for k in compiled.saved_outs))
+        # The intermediates too — unless no saved-tensor hook, transform or compiler is there
+        # to see them: then the context holds them and hands them to the backward, which frees
+        # each after its last reader (a second backward recomputes them).
+        ctx.extras = None
+        if extras and not _transformed() and not torch.compiler.is_compiling() and \
+                torch._C._autograd._top_saved_tensors_default_hooks(False) is None:
+            ctx.extras = list(extras)
+        else:
+            kept += extras
         ctx.save_for_backward(*kept)
         if _transformed():  # the same list: torch.func keeps one set of batch dims
             ctx.save_for_forward(*kept)
@@ -135,16 +148,23 @@ class _Apply(torch.autograd.Function):
         n = len(compiled.wanted)
         args = kept[:n]
         grads = grads[:compiled.n_out]
-        if compiled.low_memory or torch.is_grad_enabled():
-            # Recompute the intermediates: to save memory, or to let torch see how they depend
-            # on the inputs when this backward is itself differentiated.
+        if compiled.extras:
+            grads = tuple(g if g is not None else torch.zeros(shape, dtype=dtype, device=device)
+                          for g, (shape, dtype, device) in zip(grads, ctx.outs))
+        released = compiled.extras and ctx.extras is None and len(kept) == n + len(compiled.saved_outs)
+        if compiled.low_memory or torch.is_grad_enabled() or released:
+            # Recompute the intermediates: to save memory, to let torch see how they depend
+            # on the inputs when this backward is itself differentiated, or because a first
+            # backward (retain_graph=True) released them.
             args = tuple(a if w else a.detach() for a, w in zip(args, compiled.wanted))
             saved = list(compiled.forward(*args)[1])
         else:
             outs = dict(zip(compiled.saved_outs, kept[n:]))
-            extras = kept[n + len(outs):]
+            extras = kept[n + len(outs):] or ctx.extras
+            ctx.extras = None  # the backward releases each after its last reader
             pick = {"arg": args, "out": outs, "extra": extras}
             saved = [pick[kind][k] for kind, k in compiled.slots]
+            del pick, extras  # the list handed over is the only reference left
         return (None, *compiled.backward(saved, grads))
 
     @staticmethod
