@@ -204,17 +204,15 @@ def _in_language(e):
 
 
 def _merge(terms):
-    """Terms that differ only in their numeric factor become one: x*ΔL + ΔL*x is 2 * ΔL * x."""
-    merged, keys = [], []
+    """Terms that differ only in their numeric factor become one: x*ΔL + ΔL*x is 2 * ΔL * x.
+    The coefficients are summed first and applied once, so a running sum that passes
+    through 0 (x - x + x) keeps the factors."""
+    first, total = {}, {}
     for term in terms:
         key = _key(term)
-        if key in keys:
-            k = keys.index(key)
-            merged[k] = _with_coefficient(merged[k], _coefficient(merged[k]) + _coefficient(term))
-        else:
-            keys.append(key)
-            merged.append(term)
-    return [t for t in merged if _coefficient(t) != 0]
+        first.setdefault(key, term)
+        total[key] = total.get(key, 0) + _coefficient(term)
+    return [_with_coefficient(first[key], c) for key, c in total.items() if c != 0]
 
 
 def _key(term):
@@ -402,8 +400,22 @@ def _apply(e, mapping):
         return Tensor(e.name, tuple(mapping.get(i, i) for i in e.indices), e.span, access)
     if isinstance(e, (Sigma, Reduce)):
         inner = {k: v for k, v in mapping.items() if k not in e.indices}
+        clash = [i for i in e.indices if i in inner.values()]
+        if clash:  # a free index would be renamed to a bound one: rename the bound one first
+            taken = set(inner) | set(inner.values()) | set(_all_indices(e.body))
+            fresh = {}
+            for i in clash:
+                fresh[i] = _fresh(i, taken)
+                taken.add(fresh[i])
+            e = replace(e, indices=tuple(fresh.get(i, i) for i in e.indices), body=_apply(e.body, fresh))
         return with_children(e, (_apply(e.body, inner),))
     return with_children(e, tuple(_apply(c, mapping) for c in children(e)))
+
+
+def _all_indices(e):
+    """Every index named anywhere in e, bound or free."""
+    own = set(getattr(e, "indices", ())) if isinstance(e, (Tensor, Sigma, Reduce)) else set()
+    return own.union(*(_all_indices(c) for c in children(e)))
 
 
 def _apply_subscript(a, mapping):

@@ -6,6 +6,7 @@ from pathlib import Path
 import ipywidgets
 import pytest
 import torch
+from IPython import get_ipython
 from IPython.core.error import UsageError
 from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
@@ -20,7 +21,7 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 @pytest.fixture(scope="module")
 def shell():
-    ip = start_ipython()
+    ip = start_ipython() or get_ipython()  # another test module may have started it
     for kind in ("text/latex", "text/html"):
         if kind not in ip.display_formatter.active_types:
             ip.display_formatter.active_types.append(kind)
