@@ -159,12 +159,9 @@ class _Apply(torch.autograd.Function):
             args = tuple(a if w else a.detach() for a, w in zip(args, compiled.wanted))
             saved = list(compiled.forward(*args)[1])
         else:
-            outs = dict(zip(compiled.saved_outs, kept[n:]))
-            extras = kept[n + len(outs):] or ctx.extras
-            ctx.extras = None  # the backward releases each after its last reader
-            pick = {"arg": args, "out": outs, "extra": extras}
-            saved = [pick[kind][k] for kind, k in compiled.slots]
-            del pick, extras  # the list handed over is the only reference left
+            saved = _picked(compiled, args, kept[n:], ctx.extras)
+            ctx.extras = None  # the list handed over is the only reference left: the backward
+            # releases each intermediate after its last reader
         return (None, *compiled.backward(saved, grads))
 
     @staticmethod
@@ -177,6 +174,15 @@ class _Apply(torch.autograd.Function):
         given = [t for t, a in zip(tangents, active) if a]
         outs = compiled.jvp(active)(*args, *given)
         return (*outs, *(None,) * len(compiled.extras))
+
+
+def _picked(compiled, args, rest, held):
+    """The values the generated backward reads, in its order: inputs, saved outputs, and the
+    intermediates (saved, or held by the context). A function of its own, so that no local
+    outlives it (and torch.compile traces no `del`)."""
+    outs = dict(zip(compiled.saved_outs, rest))
+    pick = {"arg": args, "out": outs, "extra": rest[len(outs):] or held}
+    return [pick[kind][k] for kind, k in compiled.slots]
 
 
 class _Traced(_Apply):
