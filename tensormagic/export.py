@@ -217,7 +217,7 @@ class {cls}(torch.autograd.Function):
         args = kept[:ctx.n_args]
         if _TM_LOW_MEMORY or torch.is_grad_enabled():
             args = tuple(a if w else a.detach() for a, w in zip(args, _TM_WANTED))
-            saved = forward(*args)[1]
+            saved = list(forward(*args)[1])  # a list: the backward releases what it has read
         else:
             saved = [kept[k] if k is not None else o for k, o in zip(ctx.slots, ctx.others)]
         return (None, *backward(saved, grads))
