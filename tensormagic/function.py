@@ -58,14 +58,14 @@ class TensorGradFunction:
     def _fresh_state(self):
         """What is rebuilt rather than copied or pickled: compiled code and caches."""
         self._cache = collections.OrderedDict()  # signature -> Compiled, least recent first
-        self._last = None
+        self._last = self._last_key = None
         self._warned = set()
         self._token = next(_tokens)
         _LIVE[self._token] = self
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        for key in ("_cache", "_last", "_warned", "_token"):
+        for key in ("_cache", "_last", "_last_key", "_warned", "_token"):
             del state[key]
         return state
 
@@ -83,6 +83,11 @@ class TensorGradFunction:
     def formulas(self):
         """{input: its gradient's formula as plain text} for every input in wrt."""
         return {f.name: render.formula_text(f) for f in self.derivation if f.of_input}
+
+    @functools.cached_property
+    def intermediate_formulas(self):
+        """{ΔH: its formula} for the intermediate outputs whose gradients the formulas use."""
+        return {f.target.name: render.formula_text(f) for f in self.derivation if not f.of_input}
 
     @functools.cached_property
     def tangent_derivation(self):
@@ -123,7 +128,7 @@ class TensorGradFunction:
             compiled = self._compile(key)
         else:
             self._cache.move_to_end(key)
-        self._last = compiled
+        self._last, self._last_key = compiled, key
         if torch.is_grad_enabled():
             self._warn_dropped(tensors)
         return runtime.run(compiled, tensors)
@@ -174,12 +179,14 @@ class TensorGradFunction:
     # -- inspecting ----------------------------------------------------------------------
     @property
     def code(self):
-        """The generated Python source, for the last call's shapes (or a small example)."""
+        """The generated forward and backward source for the gradients in `wrt`, at the last
+        call's shapes (or a small example's), however that call was made."""
         return self._example().source
 
     def _example(self):
-        """The last call's compiled signature; before any call, one for a small example
-        (every index of size DEFAULT_SIZE, float, every gradient in wrt wanted)."""
+        """The last call's signature with every gradient in wrt wanted (a call under no_grad,
+        or with inputs that need no gradient, compiled no backward; this shows the one that
+        would run); before any call, a small example: every index DEFAULT_SIZE, float, CPU."""
         if self._last is None:
             dtype = torch.get_default_dtype()
             if self._complex_const:
@@ -194,7 +201,13 @@ class TensorGradFunction:
                 except NotationValueError:
                     if size != runtime.DEFAULT_SIZE:
                         raise
-        return self._last
+        if self._last_key is None or \
+                tuple(entry[1] for entry in self._last_key[2:]) == self._wrt_mask:
+            return self._last
+        # the same signature with every gradient in wrt wanted: (shape, needs, ...) per input
+        key = self._last_key[:2] + tuple(entry[:1] + (w,) + entry[2:] for entry, w in
+                                          zip(self._last_key[2:], self._wrt_mask))
+        return self._cache.get(key) or self._compile(key)
 
     @property
     def plan(self):

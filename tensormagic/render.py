@@ -1,4 +1,6 @@
 """Views of the IR: plain text (itself valid index notation) and LaTeX with every Σ shown."""
+import math
+
 from .functions import FUNCTIONS
 from .ir import (Add, Affine, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma, Tensor,
                  free, signed_sum)
@@ -99,6 +101,8 @@ def _wrap(e, sums, at_least):
 
 
 def _number(v):
+    if v == math.pi:
+        return "pi"
     if isinstance(v, complex):
         return f"({v.real!r}{v.imag:+g}j)" if v.real else f"{v.imag!r}j"
     return repr(v)
@@ -209,6 +213,7 @@ def _latex(e):
     if isinstance(e, Const):
         v = e.value
         s = _number(v).strip("()") if isinstance(v, complex) else (f"{v:g}" if isinstance(v, float) else str(v))
+        s = "\\pi" if v == math.pi else s
         return s, _ATOM if _is_plain(v) else _SUM
     if isinstance(e, Sigma):
         body, prec = _latex(e.body)

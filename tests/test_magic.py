@@ -1,9 +1,9 @@
 """%%tensorgrad in a real IPython shell, and the command line."""
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-import ipywidgets
 import pytest
 import torch
 from IPython import get_ipython
@@ -12,11 +12,10 @@ from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
 
 from tensormagic.magic import TensorgradCellError
-from tensormagic.widget import CodeToggle
+from tensormagic.widget import code_view
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = "A[i,k] := B[i,j] * C[j,k] * D[l,l]"
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +57,9 @@ def snapshot(ns):
     return {name: id(value) for name, value in ns.items() if not name.startswith("_")}
 
 
-def widgets_in(captured):
-    return [ipywidgets.widget_serialization["from_json"]("IPY_MODEL_" + o.data[WIDGET_VIEW]["model_id"], None)
-            for o in captured.outputs if WIDGET_VIEW in o.data]
+def folded(captured):
+    """The verbose view's HTML blocks (the <details> toggle) among the display outputs."""
+    return [o.data for o in captured.outputs if o.data.get("text/html", "").startswith("<details")]
 
 
 def test_defines_callable_and_binds_output(ip):
@@ -142,35 +141,69 @@ def test_quiet_shows_nothing(ip):
     assert "A" in ip.user_ns
 
 
-def test_verbose_shows_code_toggle_and_plan(ip):
+def test_verbose_folds_code_and_plan_behind_the_toggle(ip):
     captured = run(ip, "--verbose", SEED)
     fn = ip.user_ns["A_fn"]
-    (toggle,) = widgets_in(captured)
-    bundle = next(o.data for o in captured.outputs if WIDGET_VIEW in o.data)
-    assert bundle["text/html"].startswith("<details") and "</details>" in bundle["text/html"]
-    assert fn.plan in captured.stdout
-    assert toggle.code.layout.display == "none" and toggle.button.description == "Show code"
-    toggle.button.value = True
-    assert toggle.code.layout.display is None and toggle.button.description == "Hide code"
-    toggle.button.value = False
-    assert toggle.code.layout.display == "none" and toggle.button.description == "Show code"
+    (view,) = folded(captured)
+    html = view["text/html"]
+    assert html.startswith('<details class="tensormagic-code"><summary>Show code</summary>')
+    assert html.endswith("</details>") and "<span" in html  # highlighted
+    assert "font-weight: bold\">def</span>" in html and "backward" in html
+    plan_line = fn.plan.splitlines()[0]
+    assert plan_line in html and plan_line not in captured.stdout  # the plan is behind it too
+    assert view["text/plain"] == str(code_view(fn.code, fn.plan, fn.wrt))
+
+
+def test_verbose_code_is_for_the_gradients_asked_for(ip):
+    """Notebook tensors need no grad (the usual case): the code shown is still the backward
+    for wrt, not the no-gradient signature the evaluation compiled."""
+    assert not any(ip.user_ns[n].requires_grad for n in "BCD")
+    captured = run(ip, "B C --verbose", SEED)
+    fn = ip.user_ns["A_fn"]
+    text = folded(captured)[0]["text/plain"]
+    assert "# gradients computed: B, C" in text
+    assert "# ΔB" in text and "# ΔC" in text and "# ΔD" not in text
+    assert "return (None, None" not in text
+    assert "backward contraction" in text and "backward 0 " not in text
+    assert "# ΔB" in fn.code and "backward 0 " not in fn.plan
+
+
+def test_code_and_plan_after_a_no_grad_call():
+    import tensormagic as tm
+    fn = tm.tensorgrad(SEED, wrt="B C")
+    B, C, D = torch.randn(2, 3), torch.randn(3, 4), torch.randn(5, 5)
+    with torch.no_grad():
+        fn(B.requires_grad_(), C, D)
+    assert "# ΔB" in fn.code and "# ΔC" in fn.code
+    assert "backward 0 " not in fn.plan
+    fn(B.detach(), C, D)  # needs no gradient either
+    assert "# ΔC" in fn.code
 
 
 def test_verbose_line_magic_sets_the_default(ip):
     ip.run_line_magic("tensorgrad_verbose", "on")
-    assert len(widgets_in(run(ip, "", SEED))) == 1
+    assert len(folded(run(ip, "", SEED))) == 1
     ip.run_line_magic("tensorgrad_verbose", "off")
-    assert widgets_in(run(ip, "", SEED)) == []
+    assert folded(run(ip, "", SEED)) == []
     with pytest.raises(UsageError):
         ip.run_line_magic("tensorgrad_verbose", "loud")
 
 
-def test_code_toggle_shows_highlighted_source():
-    toggle = CodeToggle("def f(x):\n    return x\n")
-    assert "<span" in toggle.code.value and "return" in toggle.code.value
-    toggle.button.value = True
-    assert toggle.code.layout.display is None
-    assert "<details" in toggle._repr_mimebundle_()["text/html"]
+def test_terminal_ipython_prints_the_code_as_text(tmp_path):
+    """A real `ipython` process (no widget frontend): the verbose view is printed as text."""
+    script = tmp_path / "cell.ipy"
+    script.write_text("%load_ext tensormagic\nimport torch\n"
+                      "B, C = torch.randn(2, 3), torch.randn(3, 4)\n"
+                      "get_ipython().run_cell_magic('tensorgrad', 'B C --verbose',"
+                      " 'A[i,k] := B[i,j] * C[j,k]')\n")
+    done = subprocess.run([sys.executable, "-m", "IPython", "--no-banner", "--colors=nocolor",
+                           str(script)], capture_output=True, text=True, cwd=REPO, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "def forward(B, C):" in out and "def backward(" in out and "# ΔB" in out
+    assert "forward contraction" in out and "bound A [2×4]" in out
+    assert "<details" not in out and "CodeToggle" not in out and "Widget" not in out
 
 
 BAD_CELLS = {
