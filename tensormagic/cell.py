@@ -29,7 +29,7 @@ def analyse(text):
         _check_name(name, st, span)
         if name in ndim and ndim[name] != dims:
             raise _error(st, span, f"'{name}' is used with {_indices(ndim[name])} elsewhere, "
-                                   f"here with {dims}")
+                                   f"here with {_indices(dims)}")
         ndim[name] = dims
         if name not in assigned and name not in inputs:
             inputs.append(name)

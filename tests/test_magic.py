@@ -1,5 +1,7 @@
 """%%tensorgrad in a real IPython shell, and the command line."""
+import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -226,6 +228,134 @@ def test_errors_change_nothing_and_show_no_traceback(ip, cell):
     assert snapshot(ip.user_ns) == before
 
 
+# (cell, what the message says, the text the caret points at)
+HINTS = {
+    "missing * between tensors": ("s := B[i,j] C[i,j]", "missing operator: write *", "C"),
+    "missing * in a product": ("A[i,k] := B[i,j] C[j,k]", "missing operator: write *", "C"),
+    "missing * after a number": ("A[i,j] := 2 B[i,j]", "missing operator: write *", "B"),
+    "missing * in parentheses": ("s := (B[i,j] B[i,j])", "missing operator: write *", "B[i,j])"),
+    "missing * glued to a number": ("A[i,j] := 2B[i,j]", "missing operator: write *", "B"),
+    "quote as a prime": ("A[i,j] := B[i,j'] * D[j',j]", "a prime is written ′", "'"),
+    "method call": ("A[i,j] := B[i,j].exp()", "write exp(B[i,j])", "B[i,j].exp"),
+    "sum()": ("s := sum(B[i,j])", "summed already", "sum"),
+    "parentheses for indices": ("A[i,k] := B(i,k)", "index a tensor with brackets, B[i,k]", "B"),
+    "index count": ("s := B[i,j] * B[j]", "used with 2 indices elsewhere, here with 1 index", "B[j]"),
+    "index count grammar": ("s := D[i] * D[i,j]", "used with 1 index elsewhere, here with 2", "D[i,j]"),
+    "scalar use of a tensor": ("s := B*C", "write one index per dimension, B[i,j]", "B"),
+    "= to a missing tensor": ("Q[i,k] = B[i,j] * C[j,k]", "'Q' does not exist: use := to create it", "Q"),
+    "+= to a missing tensor": ("Q[i,k] += B[i,j] * C[j,k]", "use := to create it", "Q"),
+}
+
+
+def caret_target(message):
+    """The text the caret line points at, in the statement line above it."""
+    lines = message.splitlines()
+    statement, carets = lines[-2], lines[-1]
+    start = len(carets) - len(carets.lstrip())
+    return statement[start:start + len(carets.strip())], statement
+
+
+@pytest.mark.parametrize("cell, says, at", HINTS.values(), ids=HINTS.keys())
+def test_errors_say_what_to_do(ip, cell, says, at):
+    if cell.startswith("s := D[i]"):
+        ip.user_ns["D"] = torch.randn(5)
+    before = snapshot(ip.user_ns)
+    with pytest.raises(TensorgradCellError) as raised:
+        run(ip, "", cell)
+    message = str(raised.value)
+    assert says in message
+    pointed, statement = caret_target(message)
+    assert statement.endswith(cell) and pointed and at.startswith(pointed), message
+    assert snapshot(ip.user_ns) == before
+
+
+def test_a_unicode_prime_is_accepted(ip):
+    run(ip, "", "A[i,k] := B[i,j′] * C[j′,k]")
+    torch.testing.assert_close(ip.user_ns["A"], ip.user_ns["B"] @ ip.user_ns["C"])
+    assert ip.user_ns["A_fn"].statement == "A[i,k] := Σ_jʹ B[i,jʹ] * C[jʹ,k]"
+
+
+def test_pi_is_a_constant(ip):
+    run(ip, "", "s := pi * B[i,j]")
+    fn = ip.user_ns["s_fn"]
+    assert fn.inputs == ("B",) and "pi * B[i,j]" in fn.statement and "\\pi" in fn.latex()
+    torch.testing.assert_close(ip.user_ns["s"], math.pi * ip.user_ns["B"].sum())
+
+
+def test_statements_span_lines(ip):
+    run(ip, "", "# a comment\nA[i,k] := (B[i,j] *   # the first factor\n\n    C[j,k]) \\\n"
+                "    * D[l,l]\nE[i] := A[i,k] *\\\n A[i,k]")
+    torch.testing.assert_close(ip.user_ns["A"], expected_seed(ip.user_ns))
+    assert ip.user_ns["E_fn"].outputs == ("A", "E")
+
+
+def test_a_typo_gets_a_suggestion_and_a_stale_output_is_named(ip):
+    run(ip, "", SEED)
+    captured = run(ip, "", "A[i,k] := B[i,j] * Cc[j,k] * D[l,l]")
+    assert "missing input: Cc (did you mean C?)" in captured.stdout
+    assert "A still holds an earlier value" in captured.stdout
+
+
+def test_name_never_overwrites_an_input_or_the_shell(ip):
+    ip.user_ns["torch"] = torch
+    for line in ("--name B", "--name get_ipython", "--name torch", "--name C --no-eval"):
+        before = snapshot(ip.user_ns)
+        with pytest.raises(UsageError, match="choose another"):
+            run(ip, line, SEED)
+        assert snapshot(ip.user_ns) == before
+    run(ip, "--name f", SEED)
+    run(ip, "--name f", SEED)  # replacing its own earlier callable is fine
+
+
+def test_an_output_never_overwrites_a_function_or_module(ip):
+    ip.user_ns["f"] = lambda: 0
+    before = snapshot(ip.user_ns)
+    with pytest.raises(TensorgradCellError, match="f would overwrite a function"):
+        run(ip, "", "f[i,k] := B[i,j] * C[j,k]")
+    assert snapshot(ip.user_ns) == before
+
+
+@pytest.mark.parametrize("line", ["B, C", "B,C", "B ,C", "B C"])
+def test_wrt_names_may_be_separated_by_commas(ip, line):
+    run(ip, line, SEED)
+    assert ip.user_ns["A_fn"].wrt == ("B", "C")
+
+
+def test_bind_last_binds_only_the_last_output(ip):
+    ip.user_ns["E"] = "mine"
+    captured = run(ip, "--bind last", "E[i,k] := B[i,j] * C[j,k]\nF[i] := E[i,k] * E[i,k]")
+    assert ip.user_ns["E"] == "mine"
+    E = ip.user_ns["B"] @ ip.user_ns["C"]
+    torch.testing.assert_close(ip.user_ns["F"], (E * E).sum(1))
+    assert "bound F [2]; not bound: E (--bind last)" in captured.stdout
+    run(ip, "--bind all", "E[i,k] := B[i,j] * C[j,k]\nF[i] := E[i,k] * E[i,k]")
+    torch.testing.assert_close(ip.user_ns["E"], E)
+
+
+def test_every_gradient_used_is_defined(ip):
+    """A multi-statement cell: ΔH appears in ΔW's formula, so ΔH's own formula is given too."""
+    cell = "H[b,o] := tanh(X[b,i]*W[i,o])\nL := (H[b,o]*V[o] - T[b])**2"
+    fn = tm_function(cell, "W")
+    assert list(fn.intermediate_formulas) == ["ΔH"]
+    assert fn.intermediate_formulas["ΔH"].startswith("ΔH[b,o] = ")
+    done = cli(*cell.splitlines(), "--wrt", "W")
+    assert done.returncode == 0, done.stderr
+    assert_every_delta_defined(done.stdout.split("gradients:")[1], given="ΔL")
+    assert_every_delta_defined("\n".join([*fn.intermediate_formulas.values(), *fn.formulas.values()]),
+                               given="ΔL")
+
+
+def tm_function(cell, wrt):
+    import tensormagic as tm
+    return tm.tensorgrad(cell, wrt=wrt)
+
+
+def assert_every_delta_defined(text, given):
+    defined = {line.split("[")[0].split(" =")[0] for line in text.strip().splitlines()}
+    used = set(re.findall(r"Δ\w+", text))
+    assert used - defined == {given}, text
+
+
 def test_wrt_naming_an_absent_input_is_an_error(ip):
     with pytest.raises(TensorgradCellError, match="Q"):
         run(ip, "B Q", SEED)
@@ -247,7 +377,8 @@ def test_memory_low_gives_the_same_values(ip):
 def test_help_shows_the_arguments(ip):
     with capture_output() as captured:
         ip.run_cell("%%tensorgrad?")
-    for text in ("%%tensorgrad [--name FN]", "NAME", "--no-eval", "--memory", "--verbose", "--quiet"):
+    for text in ("%%tensorgrad [--name FN]", "NAME", "--no-eval", "--memory", "--verbose", "--quiet",
+                 "--bind {all,last}"):
         assert text in captured.stdout
 
 
