@@ -245,12 +245,14 @@ class TensorGradFunction:
 
     def latex(self, tangents=False):
         """The statements, then each derived gradient (and with tangents=True each tangent,
-        forward mode), as one LaTeX display."""
-        lines = [render.statement_latex(st) for st in self.cell.statements]
-        lines += [render.formula_latex(f) for f in self.derivation]
-        lines += [tangent.tangent_latex(f) for f in self.tangent_derivation] if tangents else []
-        return "$$\\begin{aligned}" + " \\\\ ".join(_align(line) for line in lines) + \
-            "\\end{aligned}$$"
+        forward mode), as one LaTeX display: long lines in compact form, at most
+        render.LATEX_CAP characters."""
+        return self._math(tangents)[0]
+
+    def _math(self, tangents=False):
+        """(LaTeX display, whether some line was shortened)."""
+        return render.cell_latex(self.cell.statements, self.derivation,
+                                 self.tangent_derivation if tangents else ())
 
     def _repr_latex_(self):
         return self.latex()
@@ -331,12 +333,3 @@ def _has_complex(e):
     if isinstance(e, Const):
         return isinstance(e.value, complex)
     return any(_has_complex(c) for c in children(e))
-
-
-def _align(line):
-    """Put the alignment point at the first assignment sign."""
-    for sign in (":=", "\\mathrel{+}=", "="):
-        if sign in line:
-            head, tail = line.split(sign, 1)
-            return f"{head} &{sign} {tail}"
-    return line

@@ -3,7 +3,7 @@ import math
 
 from .functions import FUNCTIONS
 from .ir import (Add, Affine, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma, Tensor,
-                 free, signed_sum)
+                 free, signed_sum, unique)
 
 # Precedence: a child binds at least this tightly or gets parentheses.
 _SUM, _PROD, _UNARY, _POW, _ATOM = 1, 2, 3, 4, 5
@@ -60,6 +60,8 @@ def _text(e, sums):
     if isinstance(e, Mul):
         return _text_product(e, sums)
     if isinstance(e, Pow):
+        if _is_recip(e.base):  # (1 / Z)**2 is 1 / Z**2
+            return _text(Call("recip", Pow(e.base.arg, e.exponent)), sums)
         base, bp = _text(e.base, sums)
         exp, ep = _text(e.exponent, sums)
         base = base if bp > _POW else f"({base})"
@@ -68,7 +70,8 @@ def _text(e, sums):
     if isinstance(e, Call):
         arg = _text(e.arg, sums)[0]
         if e.func == "recip":
-            return f"1 / {_wrap(e.arg, sums, _POW)}", _PROD
+            below, prec = _text(e.arg, sums)
+            return (f"1 / {below}" if prec >= _POW else f"1 / ({below})"), _PROD
         return f"{e.func}({arg})", _ATOM
     raise TypeError(e)
 
@@ -87,8 +90,9 @@ def _text_product(e, sums):
     lead, factors = _split_sign(list(e.factors))
     out = ""
     for k, f in enumerate(factors):
-        if isinstance(f, Call) and f.func == "recip" and k:
-            out += f" / {_wrap(f.arg, sums, _POW)}"
+        if _in_denominator(f) and k:
+            below, prec = _text(_denominator(f), sums)
+            out += f" / {below}" if prec >= _POW else f" / ({below})"
             continue
         piece = _wrap(f, sums, _PROD)
         out += piece if k == 0 else f" * {piece}"
@@ -146,19 +150,20 @@ _GREEK = {g: "\\" + n for g, n in zip(
 
 
 def _ident(name):
-    """An identifier in LaTeX: Greek letters as commands, primes as ', the rest upright if long."""
+    """An identifier in LaTeX: Greek letters as commands, primes as ', and a name of several
+    characters upright as one word, so ρA is one symbol, not ρ times A (ΔρA: Δ then ρA)."""
     primes = len(name) - len(name.rstrip("ʹ"))
     core = name.rstrip("ʹ")
-    out = ""
+    delta = "\\Delta " if core.startswith("Δ") and len(core) > 1 else ""
+    core = core[1:] if delta else core
+    out, after_command = "", False
     for ch in core:
-        out += (_GREEK[ch] + " ") if ch in _GREEK else ("\\_" if ch == "_" else ch)
-    out = out.strip()
-    plain = [ch for ch in core if ch not in _GREEK]
-    if len(plain) > 1 and not core.startswith("Δ"):
+        piece = _GREEK.get(ch, "\\_" if ch == "_" else ch)
+        out += (" " if after_command and ch not in _GREEK else "") + piece  # \\rho A, not \\rhoA
+        after_command = ch in _GREEK
+    if len(core) > 1:
         out = "\\mathrm{" + out + "}"
-    elif core.startswith("Δ") and len(plain) > 1:
-        out = "\\Delta \\mathrm{" + out[len("\\Delta "):] + "}"
-    return out + "'" * primes
+    return delta + out + "'" * primes
 
 
 def _tensor_latex(e):
@@ -224,14 +229,16 @@ def _latex(e):
         pieces = []
         for k, (term, sign) in enumerate(zip(e.terms, e.signs)):
             piece, prec = _latex(term)
-            if prec <= _SUM and len(e.terms) > 1 and (isinstance(term, Sigma) and k < len(e.terms) - 1
-                                                      or sign < 0 or (k and not isinstance(term, Sigma))):
+            # A Σ reaches over its product only, as in print: Σ_j a_j b_j - c needs no parentheses.
+            if prec <= _SUM and len(e.terms) > 1 and not isinstance(term, Sigma) and (sign < 0 or k):
                 piece = f"\\left({piece}\\right)"
             pieces.append(piece)
         return signed_sum(pieces, e.signs), _SUM
     if isinstance(e, Mul):
         return _latex_product(e)
     if isinstance(e, Pow):
+        if _is_recip(e.base):  # (1/Z)^2 is 1/Z^2
+            return _latex_call("recip", _latex(Pow(e.base.arg, e.exponent))[0]), _ATOM
         base, bp = _latex(e.base)
         if bp <= _POW or (isinstance(e.base, Call) and e.base.func in ("recip", "sqrt", "abs", "conj")):
             base = f"\\left({base}\\right)"
@@ -240,6 +247,10 @@ def _latex(e):
         arg = _latex(e.arg)[0]
         return _latex_call(e.func, arg), _ATOM
     raise TypeError(e)
+
+
+def _is_recip(e):
+    return isinstance(e, Call) and e.func == "recip"
 
 
 def _latex_call(func, arg):
@@ -251,19 +262,43 @@ def _latex_call(func, arg):
         return f"\\left|{arg}\\right|"
     if func == "conj":
         return f"\\overline{{{arg}}}"
+    if func == "step":  # relu's derivative: the indicator of x > 0
+        return f"\\mathbf{{1}}\\left[{arg} > 0\\right]"
     name = FUNCTIONS[func].latex or f"\\operatorname{{{func}}}"
     return f"{name}\\left({arg}\\right)"
 
 
 def _latex_product(e):
-    lead, factors = _split_sign(list(e.factors))
-    numer = [f for f in factors if not (isinstance(f, Call) and f.func == "recip")]
-    denom = [f.arg for f in factors if isinstance(f, Call) and f.func == "recip"]
+    lead, factors = _split_sign(_powers(e.factors))
+    numer = [f for f in factors if not _in_denominator(f)]
+    denom = [_denominator(f) for f in factors if _in_denominator(f)]
     top = _latex_factors(numer) or "1"
     if denom:
         bottom = _latex_factors(denom, in_fraction=True)
         return f"{lead}\\frac{{{top}}}{{{bottom}}}", _UNARY if lead else _ATOM
     return lead + top, (_UNARY if lead else _PROD)
+
+
+def _powers(factors):
+    """Equal tensor factors as one power (x_i x_i is x_i^2): each Σ is explicit in LaTeX, so
+    this never moves a sum."""
+    out, counts = [], {}
+    for f in factors:
+        if isinstance(f, (Tensor, Scalar)) and f.name != "δ":
+            if f in counts:
+                counts[f] += 1
+                continue
+            counts[f] = 1
+        out.append(f)
+    return [Pow(f, Const(counts[f])) if counts.get(f, 1) > 1 else f for f in out]
+
+
+def _in_denominator(f):
+    return _is_recip(f) or isinstance(f, Pow) and _is_recip(f.base)
+
+
+def _denominator(f):
+    return f.arg if _is_recip(f) else Pow(f.base.arg, f.exponent)
 
 
 def _latex_factors(factors, in_fraction=False):
@@ -279,8 +314,7 @@ def _latex_factors(factors, in_fraction=False):
 
 def statement_latex(st):
     target = _tensor_latex(Tensor(st.target, st.indices))
-    op = {":=": ":=", "=": "=", "+=": "\\mathrel{+}="}[st.op]
-    return f"{target} {op} {latex(st.rhs)}"
+    return f"{target} {_OPS[st.op]} {latex(st.rhs)}"
 
 
 def formula_latex(f):
@@ -295,3 +329,92 @@ def formula_latex(f):
 def _term_latex(term, kept):
     summed = [i for i in free(term) if i not in kept]
     return latex(Sigma(tuple(summed), term)) if summed else latex(term)
+
+
+# -- a whole cell ------------------------------------------------------------------------
+LINE_CHARS = 400     # a line whose plain text is longer is shown in compact form
+LATEX_CAP = 20_000   # the LaTeX of one cell never exceeds this many characters
+_SHOWN_FACTORS = 9   # a compact product longer than this names its ends and its Δ
+
+
+def cell_latex(statements, formulas, tangents=()):
+    """The statements, then each derived gradient (and each tangent, forward mode), as one
+    aligned LaTeX display, and whether any line was shortened.  A line longer than LINE_CHARS
+    (in plain text) shows its sums as a count and its product by tensor names only; past
+    LATEX_CAP the rest is left out with a note.  The full text is str(fn) and fn.formulas."""
+    lines = [(statement_text(st), lambda st=st: statement_latex(st),
+              lambda st=st: _compact_line(Tensor(st.target, st.indices), _OPS[st.op], st.rhs, ()))
+             for st in statements]
+    lines += [(formula_text(f), lambda f=f: formula_latex(f),
+               lambda f=f: _compact_line(f.target, "=", f.rhs, f.target.indices)) for f in formulas]
+    lines += [(text(f.rhs, sums=True), lambda f=f: f"{_tensor_latex(f.target)} = {latex(f.rhs)}",
+               lambda f=f: _compact_line(f.target, "=", f.rhs, ())) for f in tangents]
+    shown, size, shortened = [], 0, False
+    for k, (plain, full, compact) in enumerate(lines):
+        line = full() if len(plain) <= LINE_CHARS else compact()
+        shortened |= len(plain) > LINE_CHARS
+        if size + len(line) > LATEX_CAP:
+            shown.append(f"&\\text{{\\ldots\\ {len(lines) - k} more lines: print the function "
+                         f"for all of them}}")
+            shortened = True
+            break
+        shown.append(_align(line))
+        size += len(line)
+    return "$$\\begin{aligned}" + " \\\\ ".join(shown) + "\\end{aligned}$$", shortened
+
+
+_OPS = {":=": ":=", "=": "=", "+=": "\\mathrel{+}="}
+
+
+def _align(line):
+    """Put the alignment point at the first assignment sign."""
+    for sign in (":=", "\\mathrel{+}=", "="):
+        if sign in line:
+            head, tail = line.split(sign, 1)
+            return f"{head} &{sign} {tail}"
+    return line
+
+
+def _compact_line(target, op, rhs, kept):
+    terms, signs = (rhs.terms, rhs.signs) if isinstance(rhs, Add) else ((rhs,), (1,))
+    body = signed_sum([_compact_term(t, kept) for t in terms], signs)
+    return f"{_tensor_latex(target)} {op} {body}"
+
+
+def _compact_term(term, kept):
+    """Σ over n indices of the factors' names: the shape of a long product at a glance."""
+    summed = [i for i in free(term) if i not in kept]
+    while isinstance(term, Sigma):
+        summed += term.indices
+        term = term.body
+    factors = term.factors if isinstance(term, Mul) else (term,)
+    names = [_factor_name(f) for f in factors]
+    if len(names) > _SHOWN_FACTORS:
+        names = _elide(names, [isinstance(f, Tensor) and f.name.startswith("Δ") for f in factors])
+    n = len(unique(summed))
+    total = f"\\sum_{{{n}\\text{{ indices}}}} " if n > 1 else (
+        f"\\sum_{{{_ident(summed[0])}}} " if n else "")
+    return total + " \\, ".join(names)
+
+
+def _elide(names, is_delta):
+    """The first two and last two names, and each incoming gradient with its neighbours."""
+    n = len(names)
+    keep = {0, 1, n - 2, n - 1} | {k + d for k in range(n) if is_delta[k] for d in (-1, 0, 1)}
+    out = []
+    for k in range(n):
+        if k in keep:
+            out.append(names[k])
+        elif k - 1 in keep:
+            out.append("\\cdots")
+    return out + [f"\\;[{n}\\text{{ factors}}]"]
+
+
+def _factor_name(f):
+    if isinstance(f, Tensor):
+        return "\\delta" if f.name == "δ" else _ident(f.name)
+    if isinstance(f, (Scalar, Const)):
+        return _latex(f)[0]
+    if isinstance(f, Call) and f.func != "recip":
+        return _latex_call(f.func, "\\ldots")
+    return "\\left(\\ldots\\right)"
