@@ -31,7 +31,8 @@ def preformatted(text):
 class Folded:
     """A titled block shown collapsed: `summary` always, `body_html` after a click.
 
-    `text` is the plain-text form (terminal IPython, logs, ``str``)."""
+    `text` is the plain-text form (terminal IPython, logs, ``str``); empty: none, so a
+    terminal prints nothing for it."""
 
     def __init__(self, summary, body_html, text, css_class="tensormagic-code"):
         self.summary, self.body_html, self.text, self.css_class = summary, body_html, text, css_class
@@ -39,7 +40,7 @@ class Folded:
     def _repr_mimebundle_(self, include=None, exclude=None):
         block = (f'<details class="{self.css_class}"><summary>{html.escape(self.summary)}</summary>\n'
                  f"{self.body_html}</details>")
-        return {"text/html": block, "text/plain": self.text}
+        return {"text/html": block, **({"text/plain": self.text} if self.text else {})}
 
     def __str__(self):
         return self.text

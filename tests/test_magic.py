@@ -182,6 +182,17 @@ def test_code_and_plan_after_a_no_grad_call():
     assert "# ΔC" in fn.code
 
 
+def test_a_large_network_shows_compact_math_and_folds_the_full_formulas(ip):
+    from test_render import mps_inputs, mps_norm
+    ip.push(mps_inputs(16))
+    captured = run(ip, "", mps_norm(16))
+    math, full = captured.outputs
+    assert "\\text{ indices}" in math.data["text/latex"] and len(math.data["text/latex"]) < 20_000
+    assert full.data["text/html"].startswith('<details class="tensormagic-formulas">')
+    assert "A16[a15,p16] * A16[b15,p16]" in full.data["text/html"] and "text/plain" not in full.data
+    assert "bound nrm (scalar)" in captured.stdout
+
+
 def test_verbose_line_magic_sets_the_default(ip):
     ip.run_line_magic("tensorgrad_verbose", "on")
     assert len(folded(run(ip, "", SEED))) == 1
