@@ -398,9 +398,9 @@ def _compact_term(term, kept):
 
 
 def _elide(names, is_delta):
-    """The first two and last two names, and each incoming gradient with its neighbours."""
+    """The first and last names, and each incoming gradient with its neighbours."""
     n = len(names)
-    keep = {0, 1, n - 2, n - 1} | {k + d for k in range(n) if is_delta[k] for d in (-1, 0, 1)}
+    keep = {0, n - 1} | {k + d for k in range(n) if is_delta[k] for d in (-1, 0, 1)}
     out = []
     for k in range(n):
         if k in keep:

@@ -49,6 +49,6 @@ class Folded:
 def code_view(code, plan, wrt):
     """The generated source and its contraction plan, folded behind "Show code"."""
     wanted = f"# gradients computed: {', '.join(wrt) or 'none'}\n"
-    body = highlight_python(wanted + code) + preformatted(plan)
+    body = highlight_python(wanted + code) + preformatted(f"contraction plan:\n{plan}")
     text = f"generated code:\n{wanted}{code}\ncontraction plan:\n{plan}"
     return Folded(SHOW, body, text)
