@@ -418,12 +418,12 @@ class _Converter:
     def _Call(self, node):
         if isinstance(node.func, ast.Attribute):
             raise self.ctx.syntax(self._method_hint(node.func), self.ctx.span(node.func))
+        start = self.ctx.span(node.func)[1]
+        at = start + len(self.ctx.text[start:]) - len(self.ctx.text[start:].lstrip())
         if isinstance(node.func, ast.Subscript) and isinstance(node.func.value, ast.Name) \
-                and node.func.value.id in REDUCTIONS:
-            return self._reduction(node)
+                and (node.func.value.id in REDUCTIONS or at == start):
+            return self._reduction(node)  # sum[j](...), or an unknown reduction foo[j](...)
         if not isinstance(node.func, ast.Name):  # x[i] (y[i]), 2 (x[i])
-            start = self.ctx.span(node.func)[1]
-            at = start + len(self.ctx.text[start:]) - len(self.ctx.text[start:].lstrip())
             raise self.ctx.syntax(MISSING_OPERATOR, (at, at + 1))
         name = node.func.id
         if name in ("max", "min") and len(node.args) == 2 and not node.keywords:
