@@ -6,7 +6,7 @@
 Each notebook runs top to bottom in a fresh python3 kernel (cwd: this folder,
 with the repository on PYTHONPATH, so an uninstalled checkout works).  The
 HTML shows the derivations as math and, where a cell was verbose, the
-generated code in a collapsed <details> block (no live widgets in a file).
+generated code in a collapsed <details> block, as the notebook itself does.
 """
 import argparse
 import os
@@ -16,13 +16,9 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
-from traitlets.config import Config
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-# Static HTML first: the widget's bundle carries a <details> fallback for exactly this case.
-HTML_PRIORITY = ["text/html", "application/vnd.jupyter.widget-view+json", "application/javascript",
-                 "text/markdown", "image/svg+xml", "text/latex", "image/png", "image/jpeg", "text/plain"]
 
 
 def execute(path, timeout=600, allow_errors=False):
@@ -37,8 +33,7 @@ def execute(path, timeout=600, allow_errors=False):
 
 
 def to_html(nb):
-    config = Config({"NbConvertBase": {"display_data_priority": HTML_PRIORITY}})
-    exporter = HTMLExporter(config=config, template_name="lab")
+    exporter = HTMLExporter(template_name="lab")
     body, _ = exporter.from_notebook_node(nb)
     return body
 

@@ -263,7 +263,7 @@ def _latex_call(func, arg):
     if func == "conj":
         return f"\\overline{{{arg}}}"
     if func == "step":  # relu's derivative: the indicator of x > 0
-        return f"\\mathbf{{1}}\\left[{arg} > 0\\right]"
+        return f"\\mathbb{{1}}\\left[{arg} > 0\\right]"
     name = FUNCTIONS[func].latex or f"\\operatorname{{{func}}}"
     return f"{name}\\left({arg}\\right)"
 

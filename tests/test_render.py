@@ -61,7 +61,7 @@ def test_no_parentheses_around_a_sum_term_and_an_indicator_for_step():
     latex = fn.latex()
     assert "\\left(\\sum_{o} H_{bo} \\, V_{o} - T_{b}\\right)^{2}" in latex
     assert "\\left(\\left(\\sum" not in latex
-    assert "\\mathbf{1}\\left[\\sum_{i'} X_{bi'} \\, W_{i'o} > 0\\right]" in latex
+    assert "\\mathbb{1}\\left[\\sum_{i'} X_{bi'} \\, W_{i'o} > 0\\right]" in latex
     assert "step(" in str(fn)  # the text stays a statement of the language
 
 
