@@ -25,6 +25,7 @@ def execute(path, timeout=600, allow_errors=False):
     """The notebook at path, run in a fresh kernel (a failing cell raises CellExecutionError
     unless allow_errors)."""
     nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("widgets", None)  # a fresh run stores its own widget state, if any
     pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     client = NotebookClient(nb, kernel_name="python3", timeout=timeout, allow_errors=allow_errors,
                             resources={"metadata": {"path": str(path.parent)}})
