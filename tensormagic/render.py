@@ -53,7 +53,8 @@ def _text(e, sums):
         pieces = []
         for k, (term, sign) in enumerate(zip(e.terms, e.signs)):
             piece, prec = _text(term, sums)
-            if prec <= _SUM and (len(e.terms) > 1 and (isinstance(term, Sigma) or k or sign < 0)):
+            # A Σ reaches over its product only: Σ_i x[i] * y[i] + c[o] needs no parentheses.
+            if prec <= _SUM and len(e.terms) > 1 and not isinstance(term, Sigma) and (k or sign < 0):
                 piece = f"({piece})"
             pieces.append(piece)
         return signed_sum(pieces, e.signs), _SUM
