@@ -3,7 +3,7 @@ import math
 
 from .functions import FUNCTIONS
 from .ir import (Add, Affine, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma, Tensor,
-                 free, signed_sum, unique)
+                 children, free, signed_sum, unique, with_children)
 
 # Precedence: a child binds at least this tightly or gets parentheses.
 _SUM, _PROD, _UNARY, _POW, _ATOM = 1, 2, 3, 4, 5
@@ -270,9 +270,9 @@ def _latex_call(func, arg):
 
 
 def _latex_product(e):
-    lead, factors = _split_sign(_powers(e.factors))
-    numer = [f for f in factors if not _in_denominator(f)]
-    denom = [_denominator(f) for f in factors if _in_denominator(f)]
+    lead, factors = _split_sign(list(e.factors))
+    numer, denom = _cancelled(_powers([f for f in factors if not _in_denominator(f)]),
+                              _powers([_denominator(f) for f in factors if _in_denominator(f)]))
     top = _latex_factors(numer) or "1"
     if denom:
         bottom = _latex_factors(denom, in_fraction=True)
@@ -281,17 +281,63 @@ def _latex_product(e):
 
 
 def _powers(factors):
-    """Equal tensor factors as one power (x_i x_i is x_i^2): each Σ is explicit in LaTeX, so
-    this never moves a sum."""
-    out, counts = [], {}
+    """[(key, base, exponent)]: equal factors as one power, x_i x_i is x_i^2, and
+    √(Σ_j x_j²)² √(Σ_jʹ x_jʹ²) is (√Σ_j x_j²)³.  Each Σ is explicit in LaTeX, so this never
+    moves a sum."""
+    order, total = [], {}
     for f in factors:
-        if isinstance(f, (Tensor, Scalar)) and f.name != "δ":
-            if f in counts:
-                counts[f] += 1
-                continue
-            counts[f] = 1
-        out.append(f)
-    return [Pow(f, Const(counts[f])) if counts.get(f, 1) > 1 else f for f in out]
+        base, power = f, 1
+        while _numeric_power(base) and (power == 1 or isinstance(power, int)):
+            base, power = base.base, power * base.exponent.value  # (y²)² is y⁴
+        key = _shape_key(base) if not isinstance(base, Const) and getattr(base, "name", "") != "δ" \
+            else (len(order), None)
+        if key not in total:
+            order.append((key, base))
+            total[key] = 0
+        total[key] += power
+    return [(key, base, total[key]) for key, base in order]
+
+
+def _cancelled(numer, denom):
+    """x_i / x_i^4 is 1 / x_i^3: the same base above and below cancels."""
+    below = {key: power for key, _, power in denom}
+    common = {key: min(power, below[key]) for key, _, power in numer
+              if key in below and power > 0 and below[key] > 0}
+    def rest(side):
+        return [base if p == 1 else Pow(base, Const(p)) for key, base, power in side
+                for p in [power - common.get(key, 0)] if p != 0]
+    return rest(numer), rest(denom)
+
+
+def _numeric_power(f):
+    return isinstance(f, Pow) and isinstance(f.exponent, Const) and \
+        isinstance(f.exponent.value, (int, float))
+
+
+def _shape_key(e):
+    """e's text with each index bound inside it named by position, so Σ_j x_j x_j and
+    Σ_jʹ x_jʹ x_jʹ are the same."""
+    bound = []
+    for node in _nodes(e):
+        if isinstance(node, (Sigma, Reduce)):
+            bound += [i for i in node.indices if i not in bound]
+    return text(_renamed(e, {i: f"_{k}" for k, i in enumerate(bound)}), sums=True)
+
+
+def _nodes(e):
+    yield e
+    for c in children(e):
+        yield from _nodes(c)
+
+
+def _renamed(e, names):
+    if isinstance(e, Tensor):
+        return e if e.access is not None else Tensor(e.name, tuple(names.get(i, i) for i in e.indices))
+    if isinstance(e, Sigma):
+        return Sigma(tuple(names.get(i, i) for i in e.indices), _renamed(e.body, names))
+    if isinstance(e, Reduce):
+        return Reduce(e.op, tuple(names.get(i, i) for i in e.indices), _renamed(e.body, names), e.span)
+    return with_children(e, tuple(_renamed(c, names) for c in children(e)))
 
 
 def _in_denominator(f):
