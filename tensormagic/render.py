@@ -364,13 +364,50 @@ def statement_latex(st):
     return f"{target} {_OPS[st.op]} {latex(st.rhs)}"
 
 
-def formula_latex(f):
-    rhs = f.rhs
+def formula_latex(f, taken=()):
+    """ΔB = ... in LaTeX; `taken`: the cell's names, which a named sub-expression avoids."""
+    rhs, named = _name_repeats(f.rhs, set(taken) | {f.target.name.lstrip("Δ")})
     summed = [i for i in free(rhs) if i not in f.target.indices] if not isinstance(rhs, Add) else []
     body = latex(Sigma(tuple(summed), rhs)) if summed else latex(rhs)
     if isinstance(rhs, Add):
         body = signed_sum([_term_latex(t, f.target.indices) for t in rhs.terms], rhs.signs)
-    return f"{_tensor_latex(f.target)} = {body}"
+    where = "".join(f",\\quad {_ident(name)} = {latex(e)}" for name, e in named)
+    return f"{_tensor_latex(f.target)} = {body}{where}"
+
+
+_NAMES = "NMKQRU"
+
+
+def _name_repeats(rhs, taken):
+    """A scalar sub-expression holding a sum that comes twice or more (√Σ_j x_j x_j in a
+    normalisation's gradient) is named once: (rhs with a name in its place, [(name, it)])."""
+    count, example = {}, {}
+    for node in _nodes(rhs):
+        if _nameable(node):
+            key = _shape_key(node)
+            count[key] = count.get(key, 0) + 1
+            example.setdefault(key, node)
+    repeated = sorted((k for k, n in count.items() if n > 1), key=len, reverse=True)
+    if not repeated:
+        return rhs, []
+    taken = taken | {getattr(n, "name", "").lstrip("Δ") for n in _nodes(rhs)}
+    name = next((n for n in _NAMES if n not in taken), None)
+    key = repeated[0]  # the largest; what it contains goes with it
+    if name is None:
+        return rhs, []
+    return _replace(rhs, key, Scalar(name)), [(name, example[key])]
+
+
+def _nameable(e):
+    """A function of a sum, or a sum, with no free index (1/x is left to the fraction bar)."""
+    return (isinstance(e, (Sigma, Reduce)) or isinstance(e, Call) and e.func != "recip") and \
+        not free(e) and any(isinstance(n, (Sigma, Reduce)) for n in _nodes(e))
+
+
+def _replace(e, key, by):
+    if _nameable(e) and _shape_key(e) == key:
+        return by
+    return with_children(e, tuple(_replace(c, key, by) for c in children(e)))
 
 
 def _term_latex(term, kept):
@@ -392,7 +429,9 @@ def cell_latex(statements, formulas, tangents=()):
     lines = [(statement_text(st), lambda st=st: statement_latex(st),
               lambda st=st: _compact_line(Tensor(st.target, st.indices), _OPS[st.op], st.rhs, ()))
              for st in statements]
-    lines += [(formula_text(f), lambda f=f: formula_latex(f),
+    names = {st.target for st in statements} | {n.name for st in statements for n in _nodes(st.rhs)
+                                                 if isinstance(n, (Tensor, Scalar))}
+    lines += [(formula_text(f), lambda f=f: formula_latex(f, names),
                lambda f=f: _compact_line(f.target, "=", f.rhs, f.target.indices)) for f in formulas]
     lines += [(text(f.rhs, sums=True), lambda f=f: f"{_tensor_latex(f.target)} = {latex(f.rhs)}",
                lambda f=f: _compact_line(f.target, "=", f.rhs, ())) for f in tangents]

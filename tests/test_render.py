@@ -44,14 +44,17 @@ def test_reciprocal_powers_and_repeated_factors_read_simply():
     assert "/ Z**2" in fn.formulas["x"] and "(Z**2)" not in fn.formulas["x"]
 
 
-def test_repeated_sub_expressions_are_one_power():
-    """√(Σ_j x_j²) comes three times in Δx of a normalisation (with its sum index renamed);
-    the math shows it twice, once as a cube.  x_i / (y_i²)² cancels to 1 / y_i³."""
+def test_repeated_sub_expressions_are_named_once():
+    """√(Σ_j x_j²) comes three times in Δx of a normalisation (its sum index renamed each
+    time): the math names it N once, and N N² is N³.  x_i / (y_i²)² cancels to 1 / y_i³."""
     latex = tm.tensorgrad("n[i] := x[i] / sqrt(x[j]*x[j])").latex()
-    assert latex.count("\\sqrt") == 3  # the statement's, and two in Δx
-    assert "\\left(\\sqrt{\\sum_{j'} x_{j'}^{2}}\\right)^{3}" in latex
+    assert latex.count("\\sqrt") == 2  # the statement's, and N's
+    assert "\\frac{\\Delta n_{i}}{N}" in latex and "{N^{3}}" in latex
+    assert latex.endswith(",\\quad N = \\sqrt{\\sum_{j} x_{j}^{2}}\\end{aligned}$$")
     latex = tm.tensorgrad("s := x[i]/y[i]**2").latex()
     assert "\\Delta y_{i}  &=  -\\frac{2 \\, x_{i} \\, \\Delta s}{y_{i}^{3}}" in latex
+    latex = tm.tensorgrad("N := x[i] / sqrt(x[j]*x[j])").latex()
+    assert "M = \\sqrt" in latex  # a name the cell does not use
 
 
 def test_formulas_with_reciprocal_powers_still_give_the_gradient():
