@@ -448,3 +448,10 @@ def test_bad_sizes_are_usage_errors(ip, line):
     with pytest.raises(UsageError):
         run(ip, line, "m[i] := max[a](x[2*i+a])")
     assert "m_fn" not in ip.user_ns
+
+
+def test_the_package_modules_import_one_way():
+    """magic and the CLI take the engine from its modules, not from the package face."""
+    for module in ("magic.py", "__main__.py"):
+        source = (REPO / "tensormagic" / module).read_text()
+        assert "import tensormagic" not in source and "from tensormagic" not in source
