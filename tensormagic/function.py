@@ -58,14 +58,14 @@ class TensorGradFunction:
     def _fresh_state(self):
         """What is rebuilt rather than copied or pickled: compiled code and caches."""
         self._cache = collections.OrderedDict()  # signature -> Compiled, least recent first
-        self._last = self._last_key = None
+        self._last = None
         self._warned = set()
         self._token = next(_tokens)
         _LIVE[self._token] = self
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        for key in ("_cache", "_last", "_last_key", "_warned", "_token"):
+        for key in ("_cache", "_last", "_warned", "_token"):
             del state[key]
         return state
 
@@ -128,7 +128,7 @@ class TensorGradFunction:
             compiled = self._compile(key)
         else:
             self._cache.move_to_end(key)
-        self._last, self._last_key = compiled, key
+        self._last = compiled
         if torch.is_grad_enabled():
             self._warn_dropped(tensors)
         return runtime.run(compiled, tensors)
@@ -201,12 +201,12 @@ class TensorGradFunction:
                 except NotationValueError:
                     if size != runtime.DEFAULT_SIZE:
                         raise
-        if self._last_key is None or \
-                tuple(entry[1] for entry in self._last_key[2:]) == self._wrt_mask:
+        last = next((k for k, c in self._cache.items() if c is self._last), None)
+        if last is None or tuple(entry[1] for entry in last[2:]) == self._wrt_mask:
             return self._last
         # the same signature with every gradient in wrt wanted: (shape, needs, ...) per input
-        key = self._last_key[:2] + tuple(entry[:1] + (w,) + entry[2:] for entry, w in
-                                          zip(self._last_key[2:], self._wrt_mask))
+        key = last[:2] + tuple(entry[:1] + (w,) + entry[2:] for entry, w in
+                               zip(last[2:], self._wrt_mask))
         return self._cache.get(key) or self._compile(key)
 
     @property
