@@ -6,7 +6,7 @@
 Each notebook runs top to bottom in a fresh python3 kernel (cwd: this folder,
 with the repository on PYTHONPATH, so an uninstalled checkout works).  The
 HTML shows the derivations as math and, where a cell was verbose, the
-generated code in a collapsed <details> block (no live widgets in a file).
+generated code in a collapsed <details> block, as the notebook itself does.
 """
 import argparse
 import os
@@ -16,19 +16,16 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
-from traitlets.config import Config
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-# Static HTML first: the widget's bundle carries a <details> fallback for exactly this case.
-HTML_PRIORITY = ["text/html", "application/vnd.jupyter.widget-view+json", "application/javascript",
-                 "text/markdown", "image/svg+xml", "text/latex", "image/png", "image/jpeg", "text/plain"]
 
 
 def execute(path, timeout=600, allow_errors=False):
     """The notebook at path, run in a fresh kernel (a failing cell raises CellExecutionError
     unless allow_errors)."""
     nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("widgets", None)  # a fresh run stores its own widget state, if any
     pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     client = NotebookClient(nb, kernel_name="python3", timeout=timeout, allow_errors=allow_errors,
                             resources={"metadata": {"path": str(path.parent)}})
@@ -37,8 +34,7 @@ def execute(path, timeout=600, allow_errors=False):
 
 
 def to_html(nb):
-    config = Config({"NbConvertBase": {"display_data_priority": HTML_PRIORITY}})
-    exporter = HTMLExporter(config=config, template_name="lab")
+    exporter = HTMLExporter(template_name="lab")
     body, _ = exporter.from_notebook_node(nb)
     return body
 

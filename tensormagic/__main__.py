@@ -2,7 +2,8 @@
 
     python -m tensormagic "A[i,k] := B[i,j] * C[j,k] * D[l,l]" --wrt "B C" [--code]
 
-prints the statement (with every Σ where it sits) and the derived formulas.
+prints the statement (with every Σ where it sits) and the derived formulas (in a
+multi-statement cell, the gradients of the intermediates too).
 Several statements may be given as several arguments.  ``--code`` and
 ``--plan`` also print the generated source and the contraction plan, made for
 a small example size along every index.  Errors print one short message and
@@ -11,16 +12,17 @@ exit with status 2.
 import argparse
 import sys
 
-import tensormagic as tm
+from .errors import NotationError
+from .function import tensorgrad
 
 
 def main(argv=None):
     args = _parser().parse_args(argv)
     text = "\n".join(args.statements)
     try:
-        fn = tm.tensorgrad(text, wrt=args.wrt, name=args.name, memory=args.memory)
+        fn = tensorgrad(text, wrt=args.wrt, name=args.name, memory=args.memory)
         print(_report(fn, args.code, args.plan))
-    except tm.NotationError as err:
+    except NotationError as err:
         print(err.short(), file=sys.stderr)
         return 2
     return 0
@@ -52,7 +54,9 @@ def _report(fn, code, plan):
     parts = [
         f"{fn.name}({', '.join(fn.inputs)}) -> {', '.join(fn.outputs)}",
         fn.statement,
-        "gradients:\n" + "\n".join(fn.formulas[name] for name in fn.wrt),
+        # intermediates first (ΔH), as reverse mode computes them: every Δ used is defined
+        "gradients:\n" + "\n".join([*fn.intermediate_formulas.values(),
+                                     *(fn.formulas[name] for name in fn.wrt)]),
     ]
     if code:
         parts.append(f"generated code:\n{fn.code}")

@@ -28,8 +28,8 @@ def analyse(text):
     def read(name, dims, st, span, for_shape=False):
         _check_name(name, st, span)
         if name in ndim and ndim[name] != dims:
-            raise _error(st, span, f"'{name}' is used with {ndim[name]} indices elsewhere, "
-                                   f"here with {dims}")
+            raise _error(st, span, f"'{name}' is used with {_indices(ndim[name])} elsewhere, "
+                                   f"here with {_indices(dims)}")
         ndim[name] = dims
         if name not in assigned and name not in inputs:
             inputs.append(name)
@@ -137,6 +137,10 @@ def _check_name(name, st, span):
     if name.startswith("_") or name in RESERVED:
         raise _error(st, span, f"the name '{name}' is reserved: names may not start with '_' "
                                f"or be one of {', '.join(RESERVED)}")
+
+
+def _indices(n):
+    return "1 index" if n == 1 else f"{n} indices"
 
 
 def _error(st, span, message):

@@ -85,6 +85,11 @@ class TensorGradFunction:
         return {f.name: render.formula_text(f) for f in self.derivation if f.of_input}
 
     @functools.cached_property
+    def intermediate_formulas(self):
+        """{ΔH: its formula} for the intermediate outputs whose gradients the formulas use."""
+        return {f.target.name: render.formula_text(f) for f in self.derivation if not f.of_input}
+
+    @functools.cached_property
     def tangent_derivation(self):
         """The derived forward-mode tangents."""
         return tuple(tangent.tangents(self.cell, self.wrt))
@@ -174,12 +179,14 @@ class TensorGradFunction:
     # -- inspecting ----------------------------------------------------------------------
     @property
     def code(self):
-        """The generated Python source, for the last call's shapes (or a small example)."""
+        """The generated forward and backward source for the gradients in `wrt`, at the last
+        call's shapes (or a small example's), however that call was made."""
         return self._example().source
 
     def _example(self):
-        """The last call's compiled signature; before any call, one for a small example
-        (every index of size DEFAULT_SIZE, float, every gradient in wrt wanted)."""
+        """The last call's signature with every gradient in wrt wanted (a call under no_grad,
+        or with inputs that need no gradient, compiled no backward; this shows the one that
+        would run); before any call, a small example: every index DEFAULT_SIZE, float, CPU."""
         if self._last is None:
             dtype = torch.get_default_dtype()
             if self._complex_const:
@@ -194,7 +201,13 @@ class TensorGradFunction:
                 except NotationValueError:
                     if size != runtime.DEFAULT_SIZE:
                         raise
-        return self._last
+        last = next((k for k, c in self._cache.items() if c is self._last), None)
+        if last is None or tuple(entry[1] for entry in last[2:]) == self._wrt_mask:
+            return self._last
+        # the same signature with every gradient in wrt wanted: (shape, needs, ...) per input
+        key = last[:2] + tuple(entry[:1] + (w,) + entry[2:] for entry, w in
+                               zip(last[2:], self._wrt_mask))
+        return self._cache.get(key) or self._compile(key)
 
     @property
     def plan(self):
@@ -232,12 +245,14 @@ class TensorGradFunction:
 
     def latex(self, tangents=False):
         """The statements, then each derived gradient (and with tangents=True each tangent,
-        forward mode), as one LaTeX display."""
-        lines = [render.statement_latex(st) for st in self.cell.statements]
-        lines += [render.formula_latex(f) for f in self.derivation]
-        lines += [tangent.tangent_latex(f) for f in self.tangent_derivation] if tangents else []
-        return "$$\\begin{aligned}" + " \\\\ ".join(_align(line) for line in lines) + \
-            "\\end{aligned}$$"
+        forward mode), as one LaTeX display: long lines in compact form, at most
+        render.LATEX_CAP characters."""
+        return self._math(tangents)[0]
+
+    def _math(self, tangents=False):
+        """(LaTeX display, whether some line was shortened)."""
+        return render.cell_latex(self.cell.statements, self.derivation,
+                                 self.tangent_derivation if tangents else ())
 
     def _repr_latex_(self):
         return self.latex()
@@ -318,12 +333,3 @@ def _has_complex(e):
     if isinstance(e, Const):
         return isinstance(e.value, complex)
     return any(_has_complex(c) for c in children(e))
-
-
-def _align(line):
-    """Put the alignment point at the first assignment sign."""
-    for sign in (":=", "\\mathrel{+}=", "="):
-        if sign in line:
-            head, tail = line.split(sign, 1)
-            return f"{head} &{sign} {tail}"
-    return line

@@ -1,5 +1,6 @@
 """Statement text → syntax trees (ir nodes without sums), through Python's ast, whitelisted."""
 import ast
+import math
 import re
 import sys
 import unicodedata
@@ -19,6 +20,10 @@ _NAMES = {
     ast.DictComp: "a comprehension", ast.SetComp: "a comprehension", ast.Await: "await",
     ast.Yield: "yield", ast.YieldFrom: "yield", ast.Subscript: "this subscript",
 }
+PRIME, PRIME_SIGN = "ʹ", "′"  # U+02B9 is a letter (a valid identifier), U+2032 is not
+_QUOTE_PRIME = re.compile(r"(?<=\w)['’](?!\w)")  # i' but not b'x' (the string is refused later)
+CONSTANTS = {"pi": math.pi, "π": math.pi}
+MISSING_OPERATOR = "missing operator: write * (or + - / **) between these terms"
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
 MAX_DEPTH = 64  # levels of nesting (calls, powers, parentheses) in one right-hand side
 MAX_TERMS = 256  # terms of one sum, factors of one product
@@ -26,12 +31,7 @@ MAX_TERMS = 256  # terms of one sum, factors of one product
 
 def parse(text):
     """All statements of a cell, in order."""
-    statements = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        _check_characters(line, lineno)
-        body = line.split("#", 1)[0].rstrip()
-        if body.strip():
-            statements.append(parse_statement(body.strip(), lineno))
+    statements = [parse_statement(body, lineno) for lineno, body in _logical_lines(text)]
     if not statements:
         raise NotationSyntaxError("no statement: write one like  A[i,k] := B[i,j] * C[j,k]")
     return statements
@@ -46,8 +46,35 @@ def _check_characters(line, lineno):
                                       shown, lineno, col, col + 1)
 
 
+def _logical_lines(text):
+    """(first line number, text) of each statement.  Comments and blank lines are dropped; a
+    statement goes on after a trailing backslash and while a bracket is open."""
+    parts, first = [], None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        _check_characters(line, lineno)
+        body = line.split("#", 1)[0].strip()
+        if not body:
+            continue
+        continued = body.endswith("\\")
+        parts.append(body[:-1].rstrip() if continued else body)
+        first = first or lineno
+        joined = " ".join(p for p in parts if p)
+        if continued or _depth(joined) > 0:
+            continue
+        yield first, joined
+        parts, first = [], None
+    if parts:  # an unclosed bracket: the statement reports it
+        yield first, " ".join(p for p in parts if p)
+
+
+def _depth(text):
+    return sum(ch in "([{" for ch in text) - sum(ch in ")]}" for ch in text)
+
+
 def parse_statement(text, lineno=None):
     """One statement `target[indices] op rhs`."""
+    text = text.replace(PRIME_SIGN, PRIME)  # x[i′] is x[iʹ]: same letter, one column
+    _refuse_quote_primes(text, lineno)
     op, at = _find_operator(text, lineno)
     ctx = _Ctx(text, lineno)
     target, indices, spans = _parse_target(text[:at], ctx)
@@ -77,6 +104,14 @@ class _Ctx:
 
     def value(self, message, span):
         return NotationValueError(message, self.text, self.lineno, *span)
+
+
+def _refuse_quote_primes(text, lineno):
+    for match in _QUOTE_PRIME.finditer(text):
+        if text[:match.start()].count(match.group()) % 2:
+            continue  # it closes a string: 'x'
+        raise NotationSyntaxError(f"a prime is written ′ (U+2032) or ʹ (U+02B9), not "
+                                  f"{match.group()}: x[i′]", text, lineno, match.start(), match.end())
 
 
 def _find_operator(text, lineno):
@@ -166,25 +201,38 @@ def _locate(source, error):
     """(column, end column, message) of a Python syntax error, in characters."""
     if error.lineno != 1 or not error.offset:
         return len(source), len(source) + 1, "incomplete expression: the statement ends too early"
+    if "forgot a comma" not in error.msg:
+        wrapped = _syntax_error("(" + source + ")")
+        if wrapped and "forgot a comma" in wrapped.msg and wrapped.lineno == 1:
+            found = _locate("(" + source + ")", wrapped)
+            return found[0] - 1, found[1] - 1, found[2]
     col = _char_col(source, error.offset - 1)
     end = _char_col(source, error.end_offset - 1) if error.end_lineno == 1 and error.end_offset else col + 1
+    if error.msg.startswith("invalid decimal literal"):
+        number = re.match(r"[\d.]+", source[col:]) or re.search(r"[\d.]+$", source[:col + 1])
+        at = col + (len(number.group()) if number and source[col:col + 1].isdigit() else 0)
+        return at, at + 1, MISSING_OPERATOR
     if "forgot a comma" in error.msg:
         # Two operands side by side: point at the second one.
         for cut in range(end - 1, col, -1):
             if source[cut - 1] != " " and _parses(source[col:cut]) and source[cut:end].strip():
                 col = cut + len(source[cut:end]) - len(source[cut:end].lstrip())
-                return col, col + 1, "missing operator: write * (or + - / **) between these terms"
+                return col, col + 1, MISSING_OPERATOR
     if error.msg.startswith("invalid syntax"):
         return col, max(end, col + 1), "invalid syntax"
     return col, max(end, col + 1), f"invalid syntax: {error.msg}"
 
 
 def _parses(text):
+    return _syntax_error(text) is None
+
+
+def _syntax_error(text):
     try:
         ast.parse(text, mode="eval")
-        return True
-    except SyntaxError:
-        return False
+    except SyntaxError as e:
+        return e
+    return None
 
 
 def _parse_target(fragment, ctx):
@@ -296,6 +344,8 @@ class _Converter:
                               "(0, -1) or an integer tensor (tok[b])", self.ctx.span(node))
 
     def _Name(self, node):
+        if node.id in CONSTANTS:
+            return Const(CONSTANTS[node.id])
         return Scalar(node.id, self.ctx.span(node))
 
     def _Constant(self, node):
@@ -348,26 +398,44 @@ class _Converter:
                                   f"statements", self.ctx.span(node))
         return out
 
+    def _method_hint(self, func):
+        if func.attr in CALLABLE:
+            inner = self.ctx.text[slice(*self.ctx.span(func.value))]
+            return f"methods are not allowed: write {func.attr}({inner})"
+        return f"methods are not allowed; the functions are {', '.join(CALLABLE)}, called as exp(x)"
+
+    def _unknown_function(self, name, node):
+        if node.args and all(isinstance(a, ast.Name) for a in node.args) and not node.keywords:
+            indices = ",".join(a.id for a in node.args)
+            return f"'{name}' is not a function: index a tensor with brackets, {name}[{indices}]"
+        return f"unknown function '{name}'; known functions: {', '.join(CALLABLE)}"
+
     def _op_span(self, node):
         start = self.ctx.span(node.left)[1]
         end = self.ctx.span(node.right)[0]
         return start, max(end, start + 1)
 
     def _Call(self, node):
-        if isinstance(node.func, ast.Subscript) and isinstance(node.func.value, ast.Name):
-            return self._reduction(node)
-        if not isinstance(node.func, ast.Name):
-            raise self.ctx.syntax("only the listed functions can be called", self.ctx.span(node.func))
+        if isinstance(node.func, ast.Attribute):
+            raise self.ctx.syntax(self._method_hint(node.func), self.ctx.span(node.func))
+        start = self.ctx.span(node.func)[1]
+        at = start + len(self.ctx.text[start:]) - len(self.ctx.text[start:].lstrip())
+        if isinstance(node.func, ast.Subscript) and isinstance(node.func.value, ast.Name) \
+                and (node.func.value.id in REDUCTIONS or at == start):
+            return self._reduction(node)  # sum[j](...), or an unknown reduction foo[j](...)
+        if not isinstance(node.func, ast.Name):  # x[i] (y[i]), 2 (x[i])
+            raise self.ctx.syntax(MISSING_OPERATOR, (at, at + 1))
         name = node.func.id
         if name in ("max", "min") and len(node.args) == 2 and not node.keywords:
             return Binary(name, self.convert(node.args[0]), self.convert(node.args[1]))
         if name in REDUCTIONS:
-            what = "two arguments, max(a, b), or" if name in ("max", "min") else ""
-            raise self.ctx.syntax(f"{name} takes {what} the indices it reduces: {name}[j](...)",
-                                  self.ctx.span(node))
+            what = "two arguments, max(a, b), or " if name in ("max", "min") else ""
+            already = "; without it, every index not on the left is summed already " \
+                      "(s := x[i] is Σ_i x[i])" if name == "sum" else ""
+            raise self.ctx.syntax(f"{name} takes {what}the indices it reduces: {name}[j](...)"
+                                  f"{already}", self.ctx.span(node))
         if name not in CALLABLE:
-            raise self.ctx.value(f"unknown function '{name}'; known functions: {', '.join(CALLABLE)}",
-                                 self.ctx.span(node.func))
+            raise self.ctx.value(self._unknown_function(name, node), self.ctx.span(node.func))
         if len(node.args) != 1 or node.keywords:
             raise self.ctx.syntax(f"{name}() takes exactly one argument", self.ctx.span(node))
         return Call(name, self.convert(node.args[0]), self.ctx.span(node.func))

@@ -22,8 +22,12 @@ def index_sizes(st, env, vars, given=None):
         shape = vars[env[name]].shape
         shown = _shown(name, access)
         if len(shape) != len(access):
-            what = "a scalar" if not access else f"{len(access)} indices"
-            raise _error(st, span, f"'{name}' has shape {tuple(shape)} but is used as {what} in {shown}")
+            what = "as a scalar" if not access else \
+                f"with {len(access)} ind{'ex' if len(access) == 1 else 'ices'}"
+            hint = f": write one index per dimension, {name}[{','.join('ijklmn'[:len(shape)])}]" \
+                if shape and len(shape) <= 6 else ""
+            raise _error(st, span, f"'{name}' has shape {tuple(shape)} but is used {what} "
+                                   f"in {shown}{hint}")
         for dim, (a, size) in enumerate(zip(access, shape)):
             if isinstance(a, str) and a in alone:  # narrowed below anyway: the smallest
                 sizes[a] = min(sizes.get(a, size), size)

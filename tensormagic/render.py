@@ -1,7 +1,9 @@
 """Views of the IR: plain text (itself valid index notation) and LaTeX with every Σ shown."""
+import math
+
 from .functions import FUNCTIONS
 from .ir import (Add, Affine, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma, Tensor,
-                 free, signed_sum)
+                 children, free, signed_sum, unique, with_children)
 
 # Precedence: a child binds at least this tightly or gets parentheses.
 _SUM, _PROD, _UNARY, _POW, _ATOM = 1, 2, 3, 4, 5
@@ -51,13 +53,16 @@ def _text(e, sums):
         pieces = []
         for k, (term, sign) in enumerate(zip(e.terms, e.signs)):
             piece, prec = _text(term, sums)
-            if prec <= _SUM and (len(e.terms) > 1 and (isinstance(term, Sigma) or k or sign < 0)):
+            # A Σ reaches over its product only: Σ_i x[i] * y[i] + c[o] needs no parentheses.
+            if prec <= _SUM and len(e.terms) > 1 and not isinstance(term, Sigma) and (k or sign < 0):
                 piece = f"({piece})"
             pieces.append(piece)
         return signed_sum(pieces, e.signs), _SUM
     if isinstance(e, Mul):
         return _text_product(e, sums)
     if isinstance(e, Pow):
+        if _is_recip(e.base):  # (1 / Z)**2 is 1 / Z**2
+            return _text(Call("recip", Pow(e.base.arg, e.exponent)), sums)
         base, bp = _text(e.base, sums)
         exp, ep = _text(e.exponent, sums)
         base = base if bp > _POW else f"({base})"
@@ -66,7 +71,8 @@ def _text(e, sums):
     if isinstance(e, Call):
         arg = _text(e.arg, sums)[0]
         if e.func == "recip":
-            return f"1 / {_wrap(e.arg, sums, _POW)}", _PROD
+            below, prec = _text(e.arg, sums)
+            return (f"1 / {below}" if prec >= _POW else f"1 / ({below})"), _PROD
         return f"{e.func}({arg})", _ATOM
     raise TypeError(e)
 
@@ -85,8 +91,9 @@ def _text_product(e, sums):
     lead, factors = _split_sign(list(e.factors))
     out = ""
     for k, f in enumerate(factors):
-        if isinstance(f, Call) and f.func == "recip" and k:
-            out += f" / {_wrap(f.arg, sums, _POW)}"
+        if _in_denominator(f) and k:
+            below, prec = _text(_denominator(f), sums)
+            out += f" / {below}" if prec >= _POW else f" / ({below})"
             continue
         piece = _wrap(f, sums, _PROD)
         out += piece if k == 0 else f" * {piece}"
@@ -99,6 +106,8 @@ def _wrap(e, sums, at_least):
 
 
 def _number(v):
+    if v == math.pi:
+        return "pi"
     if isinstance(v, complex):
         return f"({v.real!r}{v.imag:+g}j)" if v.real else f"{v.imag!r}j"
     return repr(v)
@@ -142,19 +151,20 @@ _GREEK = {g: "\\" + n for g, n in zip(
 
 
 def _ident(name):
-    """An identifier in LaTeX: Greek letters as commands, primes as ', the rest upright if long."""
+    """An identifier in LaTeX: Greek letters as commands, primes as ', and a name of several
+    characters upright as one word, so ρA is one symbol, not ρ times A (ΔρA: Δ then ρA)."""
     primes = len(name) - len(name.rstrip("ʹ"))
     core = name.rstrip("ʹ")
-    out = ""
+    delta = "\\Delta " if core.startswith("Δ") and len(core) > 1 else ""
+    core = core[1:] if delta else core
+    out, after_command = "", False
     for ch in core:
-        out += (_GREEK[ch] + " ") if ch in _GREEK else ("\\_" if ch == "_" else ch)
-    out = out.strip()
-    plain = [ch for ch in core if ch not in _GREEK]
-    if len(plain) > 1 and not core.startswith("Δ"):
+        piece = _GREEK.get(ch, "\\_" if ch == "_" else ch)
+        out += (" " if after_command and ch not in _GREEK else "") + piece  # \\rho A, not \\rhoA
+        after_command = ch in _GREEK
+    if len(core) > 1:
         out = "\\mathrm{" + out + "}"
-    elif core.startswith("Δ") and len(plain) > 1:
-        out = "\\Delta \\mathrm{" + out[len("\\Delta "):] + "}"
-    return out + "'" * primes
+    return delta + out + "'" * primes
 
 
 def _tensor_latex(e):
@@ -209,6 +219,7 @@ def _latex(e):
     if isinstance(e, Const):
         v = e.value
         s = _number(v).strip("()") if isinstance(v, complex) else (f"{v:g}" if isinstance(v, float) else str(v))
+        s = "\\pi" if v == math.pi else s
         return s, _ATOM if _is_plain(v) else _SUM
     if isinstance(e, Sigma):
         body, prec = _latex(e.body)
@@ -219,14 +230,16 @@ def _latex(e):
         pieces = []
         for k, (term, sign) in enumerate(zip(e.terms, e.signs)):
             piece, prec = _latex(term)
-            if prec <= _SUM and len(e.terms) > 1 and (isinstance(term, Sigma) and k < len(e.terms) - 1
-                                                      or sign < 0 or (k and not isinstance(term, Sigma))):
+            # A Σ reaches over its product only, as in print: Σ_j a_j b_j - c needs no parentheses.
+            if prec <= _SUM and len(e.terms) > 1 and not isinstance(term, Sigma) and (sign < 0 or k):
                 piece = f"\\left({piece}\\right)"
             pieces.append(piece)
         return signed_sum(pieces, e.signs), _SUM
     if isinstance(e, Mul):
         return _latex_product(e)
     if isinstance(e, Pow):
+        if _is_recip(e.base):  # (1/Z)^2 is 1/Z^2
+            return _latex_call("recip", _latex(Pow(e.base.arg, e.exponent))[0]), _ATOM
         base, bp = _latex(e.base)
         if bp <= _POW or (isinstance(e.base, Call) and e.base.func in ("recip", "sqrt", "abs", "conj")):
             base = f"\\left({base}\\right)"
@@ -235,6 +248,10 @@ def _latex(e):
         arg = _latex(e.arg)[0]
         return _latex_call(e.func, arg), _ATOM
     raise TypeError(e)
+
+
+def _is_recip(e):
+    return isinstance(e, Call) and e.func == "recip"
 
 
 def _latex_call(func, arg):
@@ -246,19 +263,89 @@ def _latex_call(func, arg):
         return f"\\left|{arg}\\right|"
     if func == "conj":
         return f"\\overline{{{arg}}}"
+    if func == "step":  # relu's derivative: the indicator of x > 0
+        return f"\\mathbb{{1}}\\left[{arg} > 0\\right]"
     name = FUNCTIONS[func].latex or f"\\operatorname{{{func}}}"
     return f"{name}\\left({arg}\\right)"
 
 
 def _latex_product(e):
     lead, factors = _split_sign(list(e.factors))
-    numer = [f for f in factors if not (isinstance(f, Call) and f.func == "recip")]
-    denom = [f.arg for f in factors if isinstance(f, Call) and f.func == "recip"]
+    numer, denom = _cancelled(_powers([f for f in factors if not _in_denominator(f)]),
+                              _powers([_denominator(f) for f in factors if _in_denominator(f)]))
     top = _latex_factors(numer) or "1"
     if denom:
         bottom = _latex_factors(denom, in_fraction=True)
         return f"{lead}\\frac{{{top}}}{{{bottom}}}", _UNARY if lead else _ATOM
     return lead + top, (_UNARY if lead else _PROD)
+
+
+def _powers(factors):
+    """[(key, base, exponent)]: equal factors as one power, x_i x_i is x_i^2, and
+    √(Σ_j x_j²)² √(Σ_jʹ x_jʹ²) is (√Σ_j x_j²)³.  Each Σ is explicit in LaTeX, so this never
+    moves a sum."""
+    order, total = [], {}
+    for f in factors:
+        base, power = f, 1
+        while _numeric_power(base) and (power == 1 or isinstance(power, int)):
+            base, power = base.base, power * base.exponent.value  # (y²)² is y⁴
+        key = _shape_key(base) if not isinstance(base, Const) and getattr(base, "name", "") != "δ" \
+            else (len(order), None)
+        if key not in total:
+            order.append((key, base))
+            total[key] = 0
+        total[key] += power
+    return [(key, base, total[key]) for key, base in order]
+
+
+def _cancelled(numer, denom):
+    """x_i / x_i^4 is 1 / x_i^3: the same base above and below cancels."""
+    below = {key: power for key, _, power in denom}
+    common = {key: min(power, below[key]) for key, _, power in numer
+              if key in below and power > 0 and below[key] > 0}
+    def rest(side):
+        return [base if p == 1 else Pow(base, Const(p)) for key, base, power in side
+                for p in [power - common.get(key, 0)] if p != 0]
+    return rest(numer), rest(denom)
+
+
+def _numeric_power(f):
+    return isinstance(f, Pow) and isinstance(f.exponent, Const) and \
+        isinstance(f.exponent.value, (int, float))
+
+
+def _shape_key(e):
+    """e's text with each index bound inside it named by position, so Σ_j x_j x_j and
+    Σ_jʹ x_jʹ x_jʹ are the same."""
+    bound = []
+    for node in _nodes(e):
+        if isinstance(node, (Sigma, Reduce)):
+            bound += [i for i in node.indices if i not in bound]
+    return text(_renamed(e, {i: f"_{k}" for k, i in enumerate(bound)}), sums=True)
+
+
+def _nodes(e):
+    yield e
+    for c in children(e):
+        yield from _nodes(c)
+
+
+def _renamed(e, names):
+    if isinstance(e, Tensor):
+        return e if e.access is not None else Tensor(e.name, tuple(names.get(i, i) for i in e.indices))
+    if isinstance(e, Sigma):
+        return Sigma(tuple(names.get(i, i) for i in e.indices), _renamed(e.body, names))
+    if isinstance(e, Reduce):
+        return Reduce(e.op, tuple(names.get(i, i) for i in e.indices), _renamed(e.body, names), e.span)
+    return with_children(e, tuple(_renamed(c, names) for c in children(e)))
+
+
+def _in_denominator(f):
+    return _is_recip(f) or isinstance(f, Pow) and _is_recip(f.base)
+
+
+def _denominator(f):
+    return f.arg if _is_recip(f) else Pow(f.base.arg, f.exponent)
 
 
 def _latex_factors(factors, in_fraction=False):
@@ -274,19 +361,146 @@ def _latex_factors(factors, in_fraction=False):
 
 def statement_latex(st):
     target = _tensor_latex(Tensor(st.target, st.indices))
-    op = {":=": ":=", "=": "=", "+=": "\\mathrel{+}="}[st.op]
-    return f"{target} {op} {latex(st.rhs)}"
+    return f"{target} {_OPS[st.op]} {latex(st.rhs)}"
 
 
-def formula_latex(f):
-    rhs = f.rhs
+def formula_latex(f, taken=()):
+    """ΔB = ... in LaTeX; `taken`: the cell's names, which a named sub-expression avoids."""
+    rhs, named = _name_repeats(f.rhs, set(taken) | {f.target.name.lstrip("Δ")})
     summed = [i for i in free(rhs) if i not in f.target.indices] if not isinstance(rhs, Add) else []
     body = latex(Sigma(tuple(summed), rhs)) if summed else latex(rhs)
     if isinstance(rhs, Add):
         body = signed_sum([_term_latex(t, f.target.indices) for t in rhs.terms], rhs.signs)
-    return f"{_tensor_latex(f.target)} = {body}"
+    where = "".join(f",\\quad {_ident(name)} = {latex(e)}" for name, e in named)
+    return f"{_tensor_latex(f.target)} = {body}{where}"
+
+
+_NAMES = "NMKQRU"
+
+
+def _name_repeats(rhs, taken):
+    """A scalar sub-expression holding a sum that comes twice or more (√Σ_j x_j x_j in a
+    normalisation's gradient) is named once: (rhs with a name in its place, [(name, it)])."""
+    count, example = {}, {}
+    for node in _nodes(rhs):
+        if _nameable(node):
+            key = _shape_key(node)
+            count[key] = count.get(key, 0) + 1
+            example.setdefault(key, node)
+    repeated = sorted((k for k, n in count.items() if n > 1), key=len, reverse=True)
+    if not repeated:
+        return rhs, []
+    taken = taken | {getattr(n, "name", "").lstrip("Δ") for n in _nodes(rhs)}
+    name = next((n for n in _NAMES if n not in taken), None)
+    key = repeated[0]  # the largest; what it contains goes with it
+    if name is None:
+        return rhs, []
+    return _replace(rhs, key, Scalar(name)), [(name, example[key])]
+
+
+def _nameable(e):
+    """A function of a sum, or a sum, with no free index (1/x is left to the fraction bar)."""
+    return (isinstance(e, (Sigma, Reduce)) or isinstance(e, Call) and e.func != "recip") and \
+        not free(e) and any(isinstance(n, (Sigma, Reduce)) for n in _nodes(e))
+
+
+def _replace(e, key, by):
+    if _nameable(e) and _shape_key(e) == key:
+        return by
+    return with_children(e, tuple(_replace(c, key, by) for c in children(e)))
 
 
 def _term_latex(term, kept):
     summed = [i for i in free(term) if i not in kept]
     return latex(Sigma(tuple(summed), term)) if summed else latex(term)
+
+
+# -- a whole cell ------------------------------------------------------------------------
+LINE_CHARS = 400     # a line whose plain text is longer is shown in compact form
+LATEX_CAP = 20_000   # the LaTeX of one cell never exceeds this many characters
+_SHOWN_FACTORS = 9   # a compact product longer than this names its ends and its Δ
+
+
+def cell_latex(statements, formulas, tangents=()):
+    """The statements, then each derived gradient (and each tangent, forward mode), as one
+    aligned LaTeX display, and whether any line was shortened.  A line longer than LINE_CHARS
+    (in plain text) shows its sums as a count and its product by tensor names only; past
+    LATEX_CAP the rest is left out with a note.  The full text is str(fn) and fn.formulas."""
+    lines = [(statement_text(st), lambda st=st: statement_latex(st),
+              lambda st=st: _compact_line(Tensor(st.target, st.indices), _OPS[st.op], st.rhs, ()))
+             for st in statements]
+    names = {st.target for st in statements} | {n.name for st in statements for n in _nodes(st.rhs)
+                                                 if isinstance(n, (Tensor, Scalar))}
+    lines += [(formula_text(f), lambda f=f: formula_latex(f, names),
+               lambda f=f: _compact_line(f.target, "=", f.rhs, f.target.indices)) for f in formulas]
+    lines += [(text(f.rhs, sums=True), lambda f=f: f"{_tensor_latex(f.target)} = {latex(f.rhs)}",
+               lambda f=f: _compact_line(f.target, "=", f.rhs, ())) for f in tangents]
+    shown, size, shortened = [], 0, False
+    for k, (plain, full, compact) in enumerate(lines):
+        line = full() if len(plain) <= LINE_CHARS else compact()
+        shortened |= len(plain) > LINE_CHARS
+        if size + len(line) > LATEX_CAP:
+            shown.append(f"&\\text{{\\ldots\\ {len(lines) - k} more lines: print the function "
+                         f"for all of them}}")
+            shortened = True
+            break
+        shown.append(_align(line))
+        size += len(line)
+    return "$$\\begin{aligned}" + " \\\\ ".join(shown) + "\\end{aligned}$$", shortened
+
+
+_OPS = {":=": ":=", "=": "=", "+=": "\\mathrel{+}="}
+
+
+def _align(line):
+    """Put the alignment point at the first assignment sign."""
+    for sign in (":=", "\\mathrel{+}=", "="):
+        if sign in line:
+            head, tail = line.split(sign, 1)
+            return f"{head} &{sign} {tail}"
+    return line
+
+
+def _compact_line(target, op, rhs, kept):
+    terms, signs = (rhs.terms, rhs.signs) if isinstance(rhs, Add) else ((rhs,), (1,))
+    body = signed_sum([_compact_term(t, kept) for t in terms], signs)
+    return f"{_tensor_latex(target)} {op} {body}"
+
+
+def _compact_term(term, kept):
+    """Σ over n indices of the factors' names: the shape of a long product at a glance."""
+    summed = [i for i in free(term) if i not in kept]
+    while isinstance(term, Sigma):
+        summed += term.indices
+        term = term.body
+    factors = term.factors if isinstance(term, Mul) else (term,)
+    names = [_factor_name(f) for f in factors]
+    if len(names) > _SHOWN_FACTORS:
+        names = _elide(names, [isinstance(f, Tensor) and f.name.startswith("Δ") for f in factors])
+    n = len(unique(summed))
+    total = f"\\sum_{{{n}\\text{{ indices}}}} " if n > 1 else (
+        f"\\sum_{{{_ident(summed[0])}}} " if n else "")
+    return total + " \\, ".join(names)
+
+
+def _elide(names, is_delta):
+    """The first and last names, and each incoming gradient with its neighbours."""
+    n = len(names)
+    keep = {0, n - 1} | {k + d for k in range(n) if is_delta[k] for d in (-1, 0, 1)}
+    out = []
+    for k in range(n):
+        if k in keep:
+            out.append(names[k])
+        elif k - 1 in keep:
+            out.append("\\cdots")
+    return out + [f"\\;[{n}\\text{{ factors}}]"]
+
+
+def _factor_name(f):
+    if isinstance(f, Tensor):
+        return "\\delta" if f.name == "δ" else _ident(f.name)
+    if isinstance(f, (Scalar, Const)):
+        return _latex(f)[0]
+    if isinstance(f, Call) and f.func != "recip":
+        return _latex_call(f.func, "\\ldots")
+    return "\\left(\\ldots\\right)"

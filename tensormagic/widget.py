@@ -1,16 +1,19 @@
-"""The verbose view's "Show code" toggle.
+"""The verbose view's toggle: generated code and contraction plan behind a "Show code" click.
 
-`CodeToggle` is a live ipywidgets box: a ToggleButton above the generated
-source, which starts hidden.  Its display bundle also carries a static HTML
-``<details>`` block, so a saved notebook or an HTML export without a running
-kernel still shows the code behind a click.
+A `Folded` block displays as an HTML ``<details>`` element.  The browser opens and closes it
+by itself, with no kernel round trip and no widget state, so the same output works in a live
+JupyterLab, in a saved notebook reopened without a kernel, in an nbconvert HTML export and on
+GitHub.  (An ipywidgets toggle was tried first: a saved notebook's widget state then wins over
+any static fallback, and without a kernel its button does nothing.)  Its ``text/plain`` form,
+which terminal IPython prints, is the content as text.
 """
-import ipywidgets as widgets
+import html
+
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
-SHOW, HIDE = "Show code", "Hide code"
+SHOW = "Show code"
 _FORMATTER = HtmlFormatter(noclasses=True, nobackground=True,
                            prestyles="font-family: var(--jp-code-font-family, monospace)")
 
@@ -20,32 +23,32 @@ def highlight_python(source):
     return highlight(source, PythonLexer(), _FORMATTER)
 
 
-class CodeToggle(widgets.VBox):
-    """A ToggleButton that shows or hides syntax-highlighted source.
+def preformatted(text):
+    """Plain text (a plan, formulas) as an HTML block that keeps its columns."""
+    return f"<pre>{html.escape(text)}</pre>"
 
-    ``toggle.button.value = True`` shows the code (``toggle.code.layout.display``
-    becomes None) and relabels the button "Hide code"; False hides it again.
-    """
 
-    def __init__(self, source):
-        self.button = widgets.ToggleButton(
-            value=False, description=SHOW, icon="code", tooltip="show or hide the generated code"
-        )
-        highlighted = highlight_python(source)
-        self.code = widgets.HTML(highlighted, layout=widgets.Layout(display="none"))
-        self._static = (f'<details class="tensormagic-code"><summary>{SHOW}</summary>\n'
-                        f"{highlighted}</details>")
-        super().__init__([self.button, self.code])
-        self.add_class("tensormagic-code-toggle")
-        self.button.observe(self._on_toggle, names="value")
+class Folded:
+    """A titled block shown collapsed: `summary` always, `body_html` after a click.
 
-    def _on_toggle(self, change):
-        shown = change["new"]
-        self.code.layout.display = None if shown else "none"
-        self.button.description = HIDE if shown else SHOW
+    `text` is the plain-text form (terminal IPython, logs, ``str``); empty: none, so a
+    terminal prints nothing for it."""
 
-    def _repr_mimebundle_(self, **kwargs):
-        bundle = super()._repr_mimebundle_(**kwargs)
-        bundle["text/html"] = self._static
-        return bundle
+    def __init__(self, summary, body_html, text, css_class="tensormagic-code"):
+        self.summary, self.body_html, self.text, self.css_class = summary, body_html, text, css_class
 
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        block = (f'<details class="{self.css_class}"><summary>{html.escape(self.summary)}</summary>\n'
+                 f"{self.body_html}</details>")
+        return {"text/html": block, **({"text/plain": self.text} if self.text else {})}
+
+    def __str__(self):
+        return self.text
+
+
+def code_view(code, plan, wrt):
+    """The generated source and its contraction plan, folded behind "Show code"."""
+    wanted = f"# gradients computed: {', '.join(wrt) or 'none'}\n"
+    body = highlight_python(wanted + code) + preformatted(f"contraction plan:\n{plan}")
+    text = f"generated code:\n{wanted}{code}\ncontraction plan:\n{plan}"
+    return Folded(SHOW, body, text)

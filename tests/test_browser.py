@@ -65,6 +65,23 @@ def _stripped_quickstart(path):
     nbformat.write(nb, path)
 
 
+CHECKS = [
+    "%load_ext tensormagic\nimport torch\nfrom test_render import mps_inputs, mps_norm\n"
+    "X, W1, b1 = torch.randn(5, 3), torch.randn(3, 4), torch.randn(4)  # no requires_grad\n"
+    "globals().update(mps_inputs(16))\nMPS16 = mps_norm(16)",
+    "%%tensorgrad W1 b1 --verbose\nH[n,h] := tanh(X[n,i] * W1[i,h] + b1[h])",
+    "get_ipython().run_cell_magic('tensorgrad', '', MPS16)",
+]
+MPS_SECONDS = 10  # from its output arriving to its math typeset (a 30-site MPS froze Lab ~10 s)
+
+
+def _checks_notebook(path):
+    """A verbose cell whose inputs need no gradient, and a 16-site MPS."""
+    cells = [nbformat.v4.new_code_cell(c) for c in CHECKS]
+    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernel}), path)
+
+
 def _write_settings(directory):
     for name, value in LAB_SETTINGS.items():
         path = directory / name
@@ -91,9 +108,11 @@ def lab(tmp_path_factory):
     """A JupyterLab server on 127.0.0.1 serving a fresh copy of the quickstart."""
     root, home = tmp_path_factory.mktemp("lab_root"), tmp_path_factory.mktemp("lab_home")
     _stripped_quickstart(root / "quickstart.ipynb")
+    _checks_notebook(root / "checks.ipynb")
     _write_settings(home / "settings")
     port, token = _free_port(), secrets.token_hex(16)
-    pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    pythonpath = os.pathsep.join(p for p in (str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH"))
+                                 if p)
     env = {**os.environ, "PYTHONPATH": pythonpath, "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
     command = [
         sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.open_browser=False",
@@ -152,23 +171,18 @@ def test_quickstart_renders_math_and_toggles_code(lab, page):
     url, token = lab
     ARTIFACTS.mkdir(exist_ok=True)
     _offline(page, (url,))  # the lab itself, and no other network: the math must not need any
-    page.goto(f"{url}/lab/tree/quickstart.ipynb?token={token}")
-    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
-    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-    state = page.wait_for_function(RUN_STATE, timeout=240_000, polling=500).json_value()
-    if state == "error":
-        page.screenshot(path=ARTIFACTS / "quickstart_error.png", full_page=True)
-    assert state == "done", "a quickstart cell failed in JupyterLab (see tests/artifacts)"
+    _run_all(page, url, token, "quickstart.ipynb")
+    panel = page.locator(".jp-NotebookPanel:visible")  # the open tab
 
-    math = page.locator(".jp-OutputArea-output[data-mime-type='text/html'] math")
+    math = panel.locator(".jp-OutputArea-output[data-mime-type='text/html'] math")
     expect(math.first).to_be_visible(timeout=60_000)  # MathML: the browser typesets it itself
-    seed = page.locator(".jp-CodeCell").filter(has_text="%%tensorgrad B C").first
+    seed = panel.locator(".jp-CodeCell").filter(has_text="%%tensorgrad B C").first
     expect(seed.locator("math")).to_have_count(1)
     assert _rendered(seed.locator("math mtable"))
     seed.screenshot(path=ARTIFACTS / "quickstart_seed.png")
     assert math.count() >= 3
 
-    drawn = page.locator(".jp-CodeCell").filter(has_text="--diagram --check").first
+    drawn = panel.locator(".jp-CodeCell").filter(has_text="--diagram --check").first
     diagram = drawn.locator("svg.tensormagic-diagram")
     expect(diagram).to_be_visible()
     drawn.scroll_into_view_if_needed()
@@ -176,23 +190,35 @@ def test_quickstart_renders_math_and_toggles_code(lab, page):
     expect(drawn.locator("table.tensormagic-check")).to_contain_text("✓")
     drawn.screenshot(path=ARTIFACTS / "quickstart_diagram.png")
 
-    cell = page.locator(".jp-CodeCell").filter(has=page.locator(".tensormagic-code-toggle")).last
-    toggle = cell.locator(".tensormagic-code-toggle")
-    button, code = toggle.locator("button"), toggle.locator(".widget-html")
-    expect(button).to_have_text("Show code")
-    expect(code).to_be_hidden()
-
-    button.click()
-    expect(code).to_be_visible()
-    expect(button).to_have_text("Hide code")
-    expect(code).to_contain_text("def ")
+    cell = panel.locator(".jp-CodeCell").filter(has=page.locator("details.tensormagic-code")).last
+    _open_code(cell)
     cell.scroll_into_view_if_needed()
     cell.screenshot(path=ARTIFACTS / "quickstart_code_shown.png")
     page.screenshot(path=ARTIFACTS / "quickstart_lab.png")
+    cell.locator("details.tensormagic-code > summary").click()
+    expect(cell.locator("details.tensormagic-code pre").first).to_be_hidden()
 
-    button.click()
+
+def _open_code(cell):
+    """Click "Show code" and return the code shown behind it."""
+    details = cell.locator("details.tensormagic-code")
+    summary, code = details.locator("summary"), details.locator("pre").first
+    expect(summary).to_have_text("Show code")
     expect(code).to_be_hidden()
-    expect(button).to_have_text("Show code")
+    summary.click()
+    expect(code).to_be_visible()
+    expect(code).to_contain_text("def backward(")
+    return code
+
+
+def _run_all(page, url, token, name):
+    page.goto(f"{url}/lab/tree/{name}?reset&token={token}")  # reset: no other tab restored
+    page.wait_for_function(KERNEL_IDLE, timeout=240_000)
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    state = page.wait_for_function(RUN_STATE, timeout=240_000, polling=500).json_value()
+    if state == "error":
+        page.screenshot(path=ARTIFACTS / f"{name}_error.png", full_page=True)
+    assert state == "done", f"a cell of {name} failed in JupyterLab (see tests/artifacts)"
 
 
 def test_exported_html_shows_math_and_diagram_offline(page, tmp_path):
@@ -225,3 +251,31 @@ def _run_demo():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_verbose_code_without_grad_and_a_16_site_mps(lab, page):
+    url, token = lab
+    ARTIFACTS.mkdir(exist_ok=True)
+    _offline(page, (url,))  # JupyterLab's own MathJax typesets the compact LaTeX: no network
+    _run_all(page, url, token, "checks.ipynb")
+    cells = page.locator(".jp-NotebookPanel:visible .jp-CodeCell")  # not the restored quickstart
+    mps = cells.nth(2)
+    mps.scroll_into_view_if_needed()
+    expect(mps.locator(".jp-OutputArea-output[data-mime-type='text/latex']")).to_have_count(1)
+    started = time.monotonic()
+    expect(mps.locator("mjx-container")).to_have_count(1, timeout=60_000)
+    took = time.monotonic() - started
+    assert took < MPS_SECONDS, f"the 16-site MPS took {took:.1f}s to typeset"
+    expect(mps.locator("details.tensormagic-formulas")).to_have_count(1)
+    mps.screenshot(path=ARTIFACTS / "mps16.png")
+    print(f"16-site MPS typeset in {took:.2f}s")
+
+    verbose = cells.nth(1)
+    code = _open_code(verbose)
+    # X, W1, b1 need no gradient, yet the code shown computes the ones asked for
+    expect(code).to_contain_text("# ΔW1")
+    expect(code).to_contain_text("# Δb1")
+    expect(code).not_to_contain_text("return (None, None")
+    expect(verbose.locator("details.tensormagic-code")).to_contain_text("backward contraction")
+    verbose.scroll_into_view_if_needed()
+    verbose.screenshot(path=ARTIFACTS / "verbose_no_grad_code_shown.png")

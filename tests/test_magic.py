@@ -1,9 +1,11 @@
 """%%tensorgrad in a real IPython shell, and the command line."""
+import math
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-import ipywidgets
 import pytest
 import torch
 from IPython import get_ipython
@@ -12,11 +14,10 @@ from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
 
 from tensormagic.magic import TensorgradCellError
-from tensormagic.widget import CodeToggle
+from tensormagic.widget import code_view
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = "A[i,k] := B[i,j] * C[j,k] * D[l,l]"
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +59,9 @@ def snapshot(ns):
     return {name: id(value) for name, value in ns.items() if not name.startswith("_")}
 
 
-def widgets_in(captured):
-    return [ipywidgets.widget_serialization["from_json"]("IPY_MODEL_" + o.data[WIDGET_VIEW]["model_id"], None)
-            for o in captured.outputs if WIDGET_VIEW in o.data]
+def folded(captured):
+    """The verbose view's HTML blocks (the <details> toggle) among the display outputs."""
+    return [o.data for o in captured.outputs if o.data.get("text/html", "").startswith("<details")]
 
 
 def test_defines_callable_and_binds_output(ip):
@@ -142,35 +143,80 @@ def test_quiet_shows_nothing(ip):
     assert "A" in ip.user_ns
 
 
-def test_verbose_shows_code_toggle_and_plan(ip):
+def test_verbose_folds_code_and_plan_behind_the_toggle(ip):
     captured = run(ip, "--verbose", SEED)
     fn = ip.user_ns["A_fn"]
-    (toggle,) = widgets_in(captured)
-    bundle = next(o.data for o in captured.outputs if WIDGET_VIEW in o.data)
-    assert bundle["text/html"].startswith("<details") and "</details>" in bundle["text/html"]
-    assert fn.plan in captured.stdout
-    assert toggle.code.layout.display == "none" and toggle.button.description == "Show code"
-    toggle.button.value = True
-    assert toggle.code.layout.display is None and toggle.button.description == "Hide code"
-    toggle.button.value = False
-    assert toggle.code.layout.display == "none" and toggle.button.description == "Show code"
+    (view,) = folded(captured)
+    html = view["text/html"]
+    assert html.startswith('<details class="tensormagic-code"><summary>Show code</summary>')
+    assert html.endswith("</details>") and "<span" in html  # highlighted
+    assert "font-weight: bold\">def</span>" in html and "backward" in html
+    plan_line = fn.plan.splitlines()[0]
+    assert plan_line in html and plan_line not in captured.stdout  # the plan is behind it too
+    assert view["text/plain"] == str(code_view(fn.code, fn.plan, fn.wrt))
+
+
+def test_verbose_code_is_for_the_gradients_asked_for(ip):
+    """Notebook tensors need no grad (the usual case): the code shown is still the backward
+    for wrt, not the no-gradient signature the evaluation compiled."""
+    assert not any(ip.user_ns[n].requires_grad for n in "BCD")
+    captured = run(ip, "B C --verbose", SEED)
+    fn = ip.user_ns["A_fn"]
+    text = folded(captured)[0]["text/plain"]
+    assert "# gradients computed: B, C" in text
+    assert "# ΔB" in text and "# ΔC" in text and "# ΔD" not in text
+    assert "return (None, None" not in text
+    assert "backward contraction" in text and "backward 0 " not in text
+    assert "# ΔB" in fn.code and "backward 0 " not in fn.plan
+
+
+def test_code_and_plan_after_a_no_grad_call():
+    import tensormagic as tm
+    fn = tm.tensorgrad(SEED, wrt="B C")
+    B, C, D = torch.randn(2, 3), torch.randn(3, 4), torch.randn(5, 5)
+    with torch.no_grad():
+        fn(B.requires_grad_(), C, D)
+    assert "# ΔB" in fn.code and "# ΔC" in fn.code
+    assert "backward 0 " not in fn.plan
+    fn(B.detach(), C, D)  # needs no gradient either
+    assert "# ΔC" in fn.code
+
+
+def test_a_large_network_shows_compact_math_and_folds_the_full_formulas(ip):
+    from test_render import mps_inputs, mps_norm
+    ip.push(mps_inputs(16))
+    captured = run(ip, "", mps_norm(16))
+    math, full = captured.outputs
+    assert "\\text{ indices}" in math.data["text/latex"] and len(math.data["text/latex"]) < 20_000
+    assert full.data["text/html"].startswith('<details class="tensormagic-formulas">')
+    assert "A16[a15,p16] * A16[b15,p16]" in full.data["text/html"] and "text/plain" not in full.data
+    assert "bound nrm (scalar)" in captured.stdout
 
 
 def test_verbose_line_magic_sets_the_default(ip):
     ip.run_line_magic("tensorgrad_verbose", "on")
-    assert len(widgets_in(run(ip, "", SEED))) == 1
+    assert len(folded(run(ip, "", SEED))) == 1
     ip.run_line_magic("tensorgrad_verbose", "off")
-    assert widgets_in(run(ip, "", SEED)) == []
+    assert folded(run(ip, "", SEED)) == []
     with pytest.raises(UsageError):
         ip.run_line_magic("tensorgrad_verbose", "loud")
 
 
-def test_code_toggle_shows_highlighted_source():
-    toggle = CodeToggle("def f(x):\n    return x\n")
-    assert "<span" in toggle.code.value and "return" in toggle.code.value
-    toggle.button.value = True
-    assert toggle.code.layout.display is None
-    assert "<details" in toggle._repr_mimebundle_()["text/html"]
+def test_terminal_ipython_prints_the_code_as_text(tmp_path):
+    """A real `ipython` process (no widget frontend): the verbose view is printed as text."""
+    script = tmp_path / "cell.ipy"
+    script.write_text("%load_ext tensormagic\nimport torch\n"
+                      "B, C = torch.randn(2, 3), torch.randn(3, 4)\n"
+                      "get_ipython().run_cell_magic('tensorgrad', 'B C --verbose',"
+                      " 'A[i,k] := B[i,j] * C[j,k]')\n")
+    done = subprocess.run([sys.executable, "-m", "IPython", "--no-banner", "--colors=nocolor",
+                           str(script)], capture_output=True, text=True, cwd=REPO, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "def forward(B, C):" in out and "def backward(" in out and "# ΔB" in out
+    assert "forward contraction" in out and "bound A [2×4]" in out
+    assert "<details" not in out and "CodeToggle" not in out and "Widget" not in out
 
 
 BAD_CELLS = {
@@ -191,6 +237,134 @@ def test_errors_change_nothing_and_show_no_traceback(ip, cell):
     assert "^" in captured.stdout and "Traceback" not in captured.stdout + captured.stderr
     assert captured.outputs == []
     assert snapshot(ip.user_ns) == before
+
+
+# (cell, what the message says, the text the caret points at)
+HINTS = {
+    "missing * between tensors": ("s := B[i,j] C[i,j]", "missing operator: write *", "C"),
+    "missing * in a product": ("A[i,k] := B[i,j] C[j,k]", "missing operator: write *", "C"),
+    "missing * after a number": ("A[i,j] := 2 B[i,j]", "missing operator: write *", "B"),
+    "missing * in parentheses": ("s := (B[i,j] B[i,j])", "missing operator: write *", "B[i,j])"),
+    "missing * glued to a number": ("A[i,j] := 2B[i,j]", "missing operator: write *", "B"),
+    "quote as a prime": ("A[i,j] := B[i,j'] * D[j',j]", "a prime is written ′", "'"),
+    "method call": ("A[i,j] := B[i,j].exp()", "write exp(B[i,j])", "B[i,j].exp"),
+    "sum()": ("s := sum(B[i,j])", "summed already", "sum(B[i,j])"),
+    "parentheses for indices": ("A[i,k] := B(i,k)", "index a tensor with brackets, B[i,k]", "B"),
+    "index count": ("s := B[i,j] * B[j]", "used with 2 indices elsewhere, here with 1 index", "B[j]"),
+    "index count grammar": ("s := D[i] * D[i,j]", "used with 1 index elsewhere, here with 2", "D[i,j]"),
+    "scalar use of a tensor": ("s := B*C", "write one index per dimension, B[i,j]", "B"),
+    "= to a missing tensor": ("Q[i,k] = B[i,j] * C[j,k]", "'Q' does not exist: use := to create it", "Q"),
+    "+= to a missing tensor": ("Q[i,k] += B[i,j] * C[j,k]", "use := to create it", "Q"),
+}
+
+
+def caret_target(message):
+    """The text the caret line points at, in the statement line above it."""
+    lines = message.splitlines()
+    statement, carets = lines[-2], lines[-1]
+    start = len(carets) - len(carets.lstrip())
+    return statement[start:start + len(carets.strip())], statement
+
+
+@pytest.mark.parametrize("cell, says, at", HINTS.values(), ids=HINTS.keys())
+def test_errors_say_what_to_do(ip, cell, says, at):
+    if cell.startswith("s := D[i]"):
+        ip.user_ns["D"] = torch.randn(5)
+    before = snapshot(ip.user_ns)
+    with pytest.raises(TensorgradCellError) as raised:
+        run(ip, "", cell)
+    message = str(raised.value)
+    assert says in message
+    pointed, statement = caret_target(message)
+    assert statement.endswith(cell) and pointed and at.startswith(pointed), message
+    assert snapshot(ip.user_ns) == before
+
+
+def test_a_unicode_prime_is_accepted(ip):
+    run(ip, "", "A[i,k] := B[i,j′] * C[j′,k]")
+    torch.testing.assert_close(ip.user_ns["A"], ip.user_ns["B"] @ ip.user_ns["C"])
+    assert ip.user_ns["A_fn"].statement == "A[i,k] := Σ_jʹ B[i,jʹ] * C[jʹ,k]"
+
+
+def test_pi_is_a_constant(ip):
+    run(ip, "", "s := pi * B[i,j]")
+    fn = ip.user_ns["s_fn"]
+    assert fn.inputs == ("B",) and "pi * B[i,j]" in fn.statement and "\\pi" in fn.latex()
+    torch.testing.assert_close(ip.user_ns["s"], math.pi * ip.user_ns["B"].sum())
+
+
+def test_statements_span_lines(ip):
+    run(ip, "", "# a comment\nA[i,k] := (B[i,j] *   # the first factor\n\n    C[j,k]) \\\n"
+                "    * D[l,l]\nE[i] := A[i,k] *\\\n A[i,k]")
+    torch.testing.assert_close(ip.user_ns["A"], expected_seed(ip.user_ns))
+    assert ip.user_ns["E_fn"].outputs == ("A", "E")
+
+
+def test_a_typo_gets_a_suggestion_and_a_stale_output_is_named(ip):
+    run(ip, "", SEED)
+    captured = run(ip, "", "A[i,k] := B[i,j] * Cc[j,k] * D[l,l]")
+    assert "missing input: Cc (did you mean C?)" in captured.stdout
+    assert "A still holds an earlier value" in captured.stdout
+
+
+def test_name_never_overwrites_an_input_or_the_shell(ip):
+    ip.user_ns["torch"] = torch
+    for line in ("--name B", "--name get_ipython", "--name torch", "--name C --no-eval"):
+        before = snapshot(ip.user_ns)
+        with pytest.raises(UsageError, match="choose another"):
+            run(ip, line, SEED)
+        assert snapshot(ip.user_ns) == before
+    run(ip, "--name f", SEED)
+    run(ip, "--name f", SEED)  # replacing its own earlier callable is fine
+
+
+def test_an_output_never_overwrites_a_function_or_module(ip):
+    ip.user_ns["f"] = lambda: 0
+    before = snapshot(ip.user_ns)
+    with pytest.raises(TensorgradCellError, match="f would overwrite a function"):
+        run(ip, "", "f[i,k] := B[i,j] * C[j,k]")
+    assert snapshot(ip.user_ns) == before
+
+
+@pytest.mark.parametrize("line", ["B, C", "B,C", "B ,C", "B C"])
+def test_wrt_names_may_be_separated_by_commas(ip, line):
+    run(ip, line, SEED)
+    assert ip.user_ns["A_fn"].wrt == ("B", "C")
+
+
+def test_bind_last_binds_only_the_last_output(ip):
+    ip.user_ns["E"] = "mine"
+    captured = run(ip, "--bind last", "E[i,k] := B[i,j] * C[j,k]\nF[i] := E[i,k] * E[i,k]")
+    assert ip.user_ns["E"] == "mine"
+    E = ip.user_ns["B"] @ ip.user_ns["C"]
+    torch.testing.assert_close(ip.user_ns["F"], (E * E).sum(1))
+    assert "bound F [2]; not bound: E (--bind last)" in captured.stdout
+    run(ip, "--bind all", "E[i,k] := B[i,j] * C[j,k]\nF[i] := E[i,k] * E[i,k]")
+    torch.testing.assert_close(ip.user_ns["E"], E)
+
+
+def test_every_gradient_used_is_defined(ip):
+    """A multi-statement cell: ΔH appears in ΔW's formula, so ΔH's own formula is given too."""
+    cell = "H[b,o] := tanh(X[b,i]*W[i,o])\nL := (H[b,o]*V[o] - T[b])**2"
+    fn = tm_function(cell, "W")
+    assert list(fn.intermediate_formulas) == ["ΔH"]
+    assert fn.intermediate_formulas["ΔH"].startswith("ΔH[b,o] = ")
+    done = cli(*cell.splitlines(), "--wrt", "W")
+    assert done.returncode == 0, done.stderr
+    assert_every_delta_defined(done.stdout.split("gradients:")[1], given="ΔL")
+    assert_every_delta_defined("\n".join([*fn.intermediate_formulas.values(), *fn.formulas.values()]),
+                               given="ΔL")
+
+
+def tm_function(cell, wrt):
+    import tensormagic as tm
+    return tm.tensorgrad(cell, wrt=wrt)
+
+
+def assert_every_delta_defined(text, given):
+    defined = {line.split("[")[0].split(" =")[0] for line in text.strip().splitlines()}
+    used = set(re.findall(r"Δ\w+", text))
+    assert used - defined == {given}, text
 
 
 def test_wrt_naming_an_absent_input_is_an_error(ip):
@@ -214,7 +388,8 @@ def test_memory_low_gives_the_same_values(ip):
 def test_help_shows_the_arguments(ip):
     with capture_output() as captured:
         ip.run_cell("%%tensorgrad?")
-    for text in ("%%tensorgrad [--name FN]", "NAME", "--no-eval", "--memory", "--verbose", "--quiet"):
+    for text in ("%%tensorgrad [--name FN]", "NAME", "--no-eval", "--memory", "--verbose", "--quiet",
+                 "--bind {all,last}"):
         assert text in captured.stdout
 
 
@@ -273,3 +448,10 @@ def test_bad_sizes_are_usage_errors(ip, line):
     with pytest.raises(UsageError):
         run(ip, line, "m[i] := max[a](x[2*i+a])")
     assert "m_fn" not in ip.user_ns
+
+
+def test_the_package_modules_import_one_way():
+    """magic and the CLI take the engine from its modules, not from the package face."""
+    for module in ("magic.py", "__main__.py"):
+        source = (REPO / "tensormagic" / module).read_text()
+        assert "import tensormagic" not in source and "from tensormagic" not in source

@@ -5,7 +5,11 @@ thresholds), so a clean run means the values are right; here we also check
 what a reader sees: rendered derivations, the code toggle, no errors.
 """
 import functools
+import html
 import importlib.util
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -80,13 +84,23 @@ def test_saved_copy_has_its_outputs(stem):
     assert len(outputs(saved, "text/latex")) == len(outputs(executed(stem), "text/latex"))
 
 
+def visible(fragment):
+    """The text a reader sees in an HTML fragment."""
+    return html.unescape(re.sub(r"<[^>]+>", "", fragment))
+
+
+def code_views(nb):
+    return [o for o in outputs(nb, "text/html") if o.data["text/html"].startswith("<details")]
+
+
 def test_quickstart_seed_derivation_and_toggle():
     nb = executed("quickstart")
     seed = outputs(nb, "text/latex")[0].data["text/plain"]
     assert "ΔB[i,j]" in seed and "ΔC[j,k]" in seed and "ΔD" not in seed
-    toggles = outputs(nb, WIDGET_VIEW)
-    assert len(toggles) == 2 and all(t.data["text/html"].startswith("<details") for t in toggles)
-    assert "widgets" in nb.metadata  # widget state saved, so the toggle renders offline too
+    views = code_views(nb)
+    assert len(views) == 2 and all("def backward" in visible(v.data["text/html"]) for v in views)
+    assert all("def backward" in v.data["text/plain"] for v in views)
+    assert outputs(nb, WIDGET_VIEW) == []  # no widget state that could hide the code
 
 
 def test_neural_net_draws_the_loss_curve():
@@ -98,6 +112,33 @@ def test_demo_html_shows_math_and_static_code():
     # the math as MathML (typeset by the browser, offline), the diagram as inline SVG
     assert "<math" in html and "<mi>Δ</mi>" in html and "<details" in html and "Show code" in html
     assert 'class="tensormagic-diagram"' in html and "tensormagic-check" in html
+
+
+VERBOSE_NOTEBOOK = [
+    "%load_ext tensormagic\nimport torch\n"
+    "W1, b1 = torch.randn(3, 4), torch.randn(4)\nX = torch.randn(5, 3)",
+    "%%tensorgrad W1 b1 --verbose\nH[n,h] := tanh(X[n,i] * W1[i,h] + b1[h])",
+]
+
+
+def test_nbconvert_html_shows_code_and_math_without_a_kernel(tmp_path):
+    """Executed and saved (with whatever widget state nbclient stores), then exported by plain
+    `jupyter nbconvert --to html`: the code and the math are in the page itself."""
+    path = tmp_path / "verbose.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in VERBOSE_NOTEBOOK])
+    nbformat.write(nb, path)
+    nbformat.write(run_demo.execute(path), path)
+    done = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", str(path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / "verbose.html").read_text(encoding="utf-8")
+    blocks = re.findall(r'<details class="tensormagic-code">(.*?)</details>', page, re.S)
+    assert len(blocks) == 1
+    shown = visible(blocks[0])
+    assert "def forward(X, W1, b1):" in shown and "def backward(" in shown
+    assert "# ΔW1" in shown and "# Δb1" in shown and "forward contraction" in shown
+    maths = re.findall(r"<math.*?</math>", page, re.S)  # MathML: typeset by the browser itself
+    assert maths and "tanh" in visible(maths[0]) and "Δ" in visible(maths[0])
 
 
 def test_failing_cell_in_a_kernel_shows_one_short_message(tmp_path):

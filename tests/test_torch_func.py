@@ -318,7 +318,7 @@ def test_tangents_of_the_design_example():
     fn = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k] * D[l,l]", wrt="B C")
     assert fn.tangents == {"A": "dA[i,k] = dB[i,j] * C[j,k] * D[l,l] + B[i,j] * dC[j,k] * D[l,l]"}
     layer = tm.tensorgrad("Y[b,o] := tanh(X[b,i]*W[i,o] + c[o])", wrt="W c")
-    assert layer.tangents["Y"] == "dY[b,o] = (1 - Y[b,o]**2) * ((Σ_i X[b,i] * dW[i,o]) + dc[o])"
+    assert layer.tangents["Y"] == "dY[b,o] = (1 - Y[b,o]**2) * (Σ_i X[b,i] * dW[i,o] + dc[o])"
 
 
 @pytest.mark.parametrize("form", [f for f in FORMS if _once(f)], ids=str)
