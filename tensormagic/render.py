@@ -2,7 +2,7 @@
 import math
 
 from .functions import FUNCTIONS
-from .ir import (Add, Affine, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma, Tensor,
+from .ir import (Add, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma, Tensor,
                  children, free, signed_sum, unique, with_children)
 
 # Precedence: a child binds at least this tightly or gets parentheses.

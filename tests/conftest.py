@@ -89,3 +89,41 @@ def evaluate_formula(formula, env, shape, sizes=None):
     value = tm.tensorgrad(f"{lhs} := {ast.unparse(st.rhs)}")(**env)
     view = [shape[d] if i in kept else 1 for d, i in enumerate(st.indices)]
     return value.reshape(view).expand(shape)
+
+
+@pytest.fixture(scope="module")
+def shell():
+    """IPython's global test shell (started once per process), formatting what a notebook shows."""
+    from IPython import get_ipython
+    from IPython.testing.globalipapp import start_ipython
+
+    ip = start_ipython() or get_ipython()
+    for kind in ("text/latex", "text/html", "image/svg+xml"):
+        if kind not in ip.display_formatter.active_types:
+            ip.display_formatter.active_types.append(kind)
+        ip.display_formatter.formatters[kind].enabled = True  # as in a notebook kernel
+    return ip
+
+
+@pytest.fixture
+def ip(shell):
+    """The shell with the extension loaded, B C D defined, and a clean slate after."""
+    shell.run_line_magic("load_ext", "tensormagic")
+    before = set(shell.user_ns)
+    torch.manual_seed(0)
+    shell.push({"B": torch.randn(2, 3, dtype=torch.float64),
+                "C": torch.randn(3, 4, dtype=torch.float64),
+                "D": torch.randn(5, 5, dtype=torch.float64)})
+    yield shell
+    shell.run_line_magic("tensorgrad_verbose", "off")
+    for name in set(shell.user_ns) - before:
+        del shell.user_ns[name]
+
+
+def run_magic(ip, line, cell):
+    """Run a %%tensorgrad cell, capturing what it prints and displays."""
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as captured:
+        ip.run_cell_magic("tensorgrad", line, cell)
+    return captured

@@ -3,7 +3,6 @@ import math
 import xml.etree.ElementTree as ET
 from collections import Counter
 
-import pytest
 import torch
 
 import tensormagic as tm

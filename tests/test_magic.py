@@ -8,46 +8,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from IPython import get_ipython
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
 
 from tensormagic.magic import TensorgradCellError
 from tensormagic.widget import code_view
 
 REPO = Path(__file__).resolve().parents[1]
+from conftest import run_magic
+
 SEED = "A[i,k] := B[i,j] * C[j,k] * D[l,l]"
 
 
-@pytest.fixture(scope="module")
-def shell():
-    ip = start_ipython() or get_ipython()  # another test module may have started it
-    for kind in ("text/latex", "text/html"):
-        if kind not in ip.display_formatter.active_types:
-            ip.display_formatter.active_types.append(kind)
-    return ip
-
-
-@pytest.fixture
-def ip(shell):
-    """The shell with the extension loaded, B C D defined, and a clean slate after."""
-    shell.run_line_magic("load_ext", "tensormagic")
-    before = set(shell.user_ns)
-    torch.manual_seed(0)
-    shell.push({"B": torch.randn(2, 3, dtype=torch.float64),
-                "C": torch.randn(3, 4, dtype=torch.float64),
-                "D": torch.randn(5, 5, dtype=torch.float64)})
-    yield shell
-    shell.run_line_magic("tensorgrad_verbose", "off")
-    for name in set(shell.user_ns) - before:
-        del shell.user_ns[name]
-
-
-def run(ip, line, cell):
-    with capture_output() as captured:
-        ip.run_cell_magic("tensorgrad", line, cell)
-    return captured
+run = run_magic  # the shell and ip fixtures live in conftest.py
 
 
 def expected_seed(ns):

@@ -4,43 +4,16 @@ import sys
 
 import pytest
 import torch
-from IPython import get_ipython
 from IPython.core.error import UsageError
-from IPython.testing.globalipapp import start_ipython
 from IPython.utils.capture import capture_output
+
+from conftest import run_magic
 
 SEED = "A[i,k] := B[i,j] * C[j,k] * D[l,l]"
 SVG = "image/svg+xml"
 
 
-@pytest.fixture(scope="module")
-def shell():
-    ip = start_ipython() or get_ipython()  # the test app is global: started once per process
-    for kind in ("text/latex", "text/html", SVG):
-        if kind not in ip.display_formatter.active_types:
-            ip.display_formatter.active_types.append(kind)
-        ip.display_formatter.formatters[kind].enabled = True  # as in a notebook kernel
-    return ip
-
-
-@pytest.fixture
-def ip(shell):
-    shell.run_line_magic("load_ext", "tensormagic")
-    before = set(shell.user_ns)
-    torch.manual_seed(0)
-    shell.push({"B": torch.randn(2, 3, dtype=torch.float64),
-                "C": torch.randn(3, 4, dtype=torch.float64),
-                "D": torch.randn(5, 5, dtype=torch.float64)})
-    yield shell
-    shell.run_line_magic("tensorgrad_verbose", "off")
-    for name in set(shell.user_ns) - before:
-        del shell.user_ns[name]
-
-
-def run(ip, line, cell):
-    with capture_output() as captured:
-        ip.run_cell_magic("tensorgrad", line, cell)
-    return captured
+run = run_magic  # the shell and ip fixtures live in conftest.py
 
 
 def public(ns):

@@ -259,7 +259,7 @@ _FUNCS = {"recip": torch.reciprocal, "step": lambda t: (t > 0).to(t.dtype), "sgn
 def _evaluate_ir(e, env, order, sizes):
     """A formula's right side by brute force: every node laid out over all of the formula's
     indices (size 1 where it does not depend on one), each Σ summed where it sits."""
-    from tensormagic.ir import Add, Call, Const, Mul, Pow, Scalar, Sigma, Tensor
+    from tensormagic.ir import Add, Const, Mul, Pow, Scalar, Sigma, Tensor
     if isinstance(e, Tensor):
         value, labels = env[e.name], list(e.indices)
         while len(set(labels)) < len(labels):  # a repeated index: the diagonal
