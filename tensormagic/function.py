@@ -147,17 +147,7 @@ class TensorGradFunction:
     def _bind(self, args, kwargs):
         if not kwargs and len(args) == len(self.inputs):
             return list(args)
-        if len(args) > len(self.inputs):
-            raise TypeError(f"{self.name}() takes {len(self.inputs)} inputs "
-                            f"({', '.join(self.inputs)}) but {len(args)} were given")
-        values = dict(zip(self.inputs, args))
-        for key, value in kwargs.items():
-            if key not in self.inputs:
-                raise TypeError(f"{self.name}() got an unexpected input '{key}'; "
-                                f"inputs are {', '.join(self.inputs)}")
-            if key in values:
-                raise TypeError(f"{self.name}() got input '{key}' twice")
-            values[key] = value
+        values = bind_by_name(f"{self.name}()", self.inputs, args, kwargs, "inputs")
         missing = [n for n in self.inputs if n not in values]
         if missing:
             raise TypeError(f"{self.name}() is missing input{'s' if len(missing) > 1 else ''} "
@@ -311,6 +301,23 @@ def _check_types(text, wrt, name):
         if not isinstance(n, str):
             raise TypeError(f"wrt must hold names (str), not {type(n).__name__} ({n!r})")
 
+
+
+def bind_by_name(caller, names, args, kwargs, what):
+    """{name: value} from positional args (in `names` order) and keywords, as Python binds a call;
+    what: how the accepted names are described in the errors ("inputs")."""
+    if len(args) > len(names):
+        raise TypeError(f"{caller} takes {len(names)} {what} ({', '.join(names)}) "
+                        f"but {len(args)} were given")
+    values = dict(zip(names, args))
+    for key, value in kwargs.items():
+        if key not in names:
+            raise TypeError(f"{caller} got an unexpected input '{key}'; "
+                            f"{what} are {', '.join(names)}")
+        if key in values:
+            raise TypeError(f"{caller} got input '{key}' twice")
+        values[key] = value
+    return values
 
 def _resolve_wrt(wrt, cell):
     if wrt is None:

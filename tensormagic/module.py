@@ -4,7 +4,7 @@ import inspect
 import torch
 
 from .errors import NotationValueError
-from .function import TensorGradFunction, tensorgrad
+from .function import TensorGradFunction, bind_by_name, tensorgrad
 
 
 class Module(torch.nn.Module):
@@ -41,17 +41,7 @@ class Module(torch.nn.Module):
         self.free = tuple(n for n in fn.inputs if n not in parameters)
 
     def _values(self, args, kwargs):
-        if len(args) > len(self.free):
-            raise TypeError(f"{self.fn.name} takes {len(self.free)} inputs besides its parameters "
-                            f"({', '.join(self.free)}) but {len(args)} were given")
-        values = dict(zip(self.free, args))
-        for key, value in kwargs.items():
-            if key not in self.free:
-                raise TypeError(f"{self.fn.name} got an unexpected input '{key}'; "
-                                f"inputs besides its parameters are {', '.join(self.free)}")
-            if key in values:
-                raise TypeError(f"{self.fn.name} got input '{key}' twice")
-            values[key] = value
+        values = bind_by_name(self.fn.name, self.free, args, kwargs, "inputs besides its parameters")
         values.update(self.named_parameters(recurse=False))
         return values
 

@@ -1,11 +1,16 @@
 """Memory: generated code releases what it no longer reads, the backward frees saved
 intermediates (and recomputes them when it runs again), peak memory at most autograd's."""
+import os
 import re
+import sys
 
 import pytest
 import torch
 
 import tensormagic as tm
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+import timer  # noqa: E402
 
 RING = "s := P[a,b,i]*Q[b,c,j]*R[c,a,k]*T[i,j,k]"
 
@@ -54,16 +59,8 @@ def test_trace_gradient_without_an_identity_matrix():
 
 
 def _peak(f):
-    from torch.profiler import ProfilerActivity, profile
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        f()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
-                    if e.name() == "[memory]")
-    now = peak = 0
-    for _, n in events:
-        now += n
-        peak = max(peak, now)
-    return peak
+    """Peak bytes allocated during f, from the profiler's memory events (the benchmark's meter)."""
+    return timer.peak_bytes(f, "cpu")
 
 
 @pytest.mark.parametrize("statement,eq,shapes", [

@@ -107,19 +107,12 @@ def _real(case, f, a):
     return (lambda r: torch.view_as_real(_at(f, a, k)(torch.complex(r, a[k].imag)))), a[k].real
 
 
+@pytest.mark.parametrize("jacobian", [jacrev, jacfwd], ids=["jacrev", "jacfwd"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_jacrev(case):
+def test_jacobians(case, jacobian):
     def transform(f, a):
         g, x = _real(case, f, a)
-        return jacrev(g)(x)
-    both(case, transform)
-
-
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_jacfwd(case):
-    def transform(f, a):
-        g, x = _real(case, f, a)
-        return jacfwd(g)(x)
+        return jacobian(g)(x)
     both(case, transform)
 
 
