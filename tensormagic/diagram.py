@@ -72,6 +72,11 @@ class Diagram:
     def __str__(self):
         return self.svg
 
+    def __repr__(self):
+        """What a terminal (text/plain only) shows instead of the picture."""
+        what = "contraction plan" if self.title == "plan" else "tensor-network diagram"
+        return f"<{what}: an SVG picture, shown in notebooks; .save('picture.svg') writes it>"
+
     def save(self, path):
         with open(path, "w", encoding="utf-8") as f:
             f.write(self.svg)

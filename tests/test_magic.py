@@ -190,6 +190,8 @@ def test_terminal_ipython_prints_the_code_as_text(tmp_path):
     assert "def forward(B, C):" in out and "def backward(" in out and "# ΔB" in out
     assert "forward contraction" in out and "bound A [2×4]" in out
     assert "<details" not in out and "CodeToggle" not in out and "Widget" not in out
+    # pictures say what they are instead of printing an object address
+    assert " at 0x" not in out and "<tensor-network diagram: an SVG picture" in out
 
 
 BAD_CELLS = {
