@@ -127,42 +127,21 @@ class _Apply(torch.autograd.Function):
         ctx.compiled = compiled
         # Every input is kept (a reference, no copy): a differentiated backward recomputes
         # the forward from them. Outputs only where the backward reads them.
-        kept = (*args, *(output[k] for k in compiled.saved_outs))
-        # The intermediates too — unless no saved-tensor hook, transform or compiler is there
-        # to see them: then the context holds them and hands them to the backward, which frees
-        # each after its last reader (a second backward recomputes them).
+        # The intermediates too, so that saved-tensor hooks, transforms and compilers see them
+        # (with none of these, _Held hands them over in a list instead).
+        kept = (*args, *(output[k] for k in compiled.saved_outs), *extras)
         ctx.extras = None
-        if extras and not _transformed() and not torch.compiler.is_compiling() and \
-                torch._C._autograd._top_saved_tensors_default_hooks(False) is None:
-            ctx.extras = list(extras)
-        else:
-            kept += extras
         ctx.save_for_backward(*kept)
         if _transformed():  # the same list: torch.func keeps one set of batch dims
             ctx.save_for_forward(*kept)
 
     @staticmethod
     def backward(ctx, *grads):
-        compiled = ctx.compiled
-        kept = ctx.saved_tensors
-        n = len(compiled.wanted)
-        args = kept[:n]
-        grads = grads[:compiled.n_out]
-        if compiled.extras:
+        grads = grads[:ctx.compiled.n_out]
+        if ctx.compiled.extras:
             grads = tuple(g if g is not None else torch.zeros(shape, dtype=dtype, device=device)
                           for g, (shape, dtype, device) in zip(grads, ctx.outs))
-        released = compiled.extras and ctx.extras is None and len(kept) == n + len(compiled.saved_outs)
-        if compiled.low_memory or torch.is_grad_enabled() or released:
-            # Recompute the intermediates: to save memory, to let torch see how they depend
-            # on the inputs when this backward is itself differentiated, or because a first
-            # backward (retain_graph=True) released them.
-            args = tuple(a if w else a.detach() for a, w in zip(args, compiled.wanted))
-            saved = list(compiled.forward(*args)[1])
-        else:
-            saved = _picked(compiled, args, kept[n:], ctx.extras)
-            ctx.extras = None  # the list handed over is the only reference left: the backward
-            # releases each intermediate after its last reader
-        return (None, *compiled.backward(saved, grads))
+        return _backward(ctx, grads)
 
     @staticmethod
     def jvp(ctx, _, *tangents):
@@ -176,6 +155,27 @@ class _Apply(torch.autograd.Function):
         return (*outs, *(None,) * len(compiled.extras))
 
 
+def _backward(ctx, grads):
+    """The generated backward, given the intermediates the context holds (ctx.extras), or the
+    saved ones, or recomputing them."""
+    compiled = ctx.compiled
+    kept = ctx.saved_tensors
+    n = len(compiled.wanted)
+    args = kept[:n]
+    released = compiled.extras and ctx.extras is None and len(kept) == n + len(compiled.saved_outs)
+    if compiled.low_memory or torch.is_grad_enabled() or released:
+        # Recompute the intermediates: to save memory, to let torch see how they depend
+        # on the inputs when this backward is itself differentiated, or because a first
+        # backward (retain_graph=True) released them.
+        args = tuple(a if w else a.detach() for a, w in zip(args, compiled.wanted))
+        saved = list(compiled.forward(*args)[1])
+    else:
+        saved = _picked(compiled, args, kept[n:], ctx.extras)
+        ctx.extras = None  # the list handed over is the only reference left: the backward
+        # releases each intermediate after its last reader
+    return (None, *compiled.backward(saved, grads))
+
+
 def _picked(compiled, args, rest, held):
     """The values the generated backward reads, in its order: inputs, saved outputs, and the
     intermediates (saved, or held by the context). A function of its own, so that no local
@@ -183,6 +183,43 @@ def _picked(compiled, args, rest, held):
     outs = dict(zip(compiled.saved_outs, rest))
     pick = {"arg": args, "out": outs, "extra": rest[len(outs):] or held}
     return [pick[kind][k] for kind, k in compiled.slots]
+
+
+class _Held(_Apply):
+    """_Apply when nothing watches saved tensors (no saved-tensor hook, torch.func transform,
+    forward-mode level or compiler): the intermediates reach the backward in a plain list, one
+    non-tensor output, instead of as extra tensor outputs. Each extra output costs autograd
+    bookkeeping; at tiny sizes that was a third of a call. The list is the only reference the
+    backward holds, so it frees each intermediate after its last reader."""
+
+    @classmethod
+    def apply(cls, *args):
+        return super(torch.autograd.Function, cls).apply(*args)
+
+    @staticmethod
+    def forward(compiled, *args):
+        outs, saved = compiled.forward(*args)
+        held = [saved[j] for j in compiled.extras]
+        return (*_fresh_all(outs, args, held), held)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        compiled, *args = inputs
+        ctx.compiled = compiled
+        ctx.extras = output[-1] if compiled.extras else None
+        if compiled.n_out > 1:  # an output the loss did not use gets zeros, made here
+            ctx.set_materialize_grads(False)
+            ctx.outs = [(o.shape, o.dtype, o.device) for o in output[:compiled.n_out]]
+        # inputs (a differentiated backward recomputes from them) and the outputs the backward
+        # reads, through save_for_backward: torch checks they were not modified in place
+        ctx.save_for_backward(*args, *(output[k] for k in compiled.saved_outs))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        if ctx.compiled.n_out > 1:
+            grads = tuple(g if g is not None else torch.zeros(shape, dtype=dtype, device=device)
+                          for g, (shape, dtype, device) in zip(grads, ctx.outs))
+        return _backward(ctx, grads[:ctx.compiled.n_out])
 
 
 class _Traced(_Apply):
@@ -331,8 +368,11 @@ def run(compiled, tensors):
     if torch.compiler.is_compiling():
         if any(compiled.wanted) and torch.is_grad_enabled():
             return _Traced.apply(compiled, *tensors)[:compiled.n_out]
-    elif (any(compiled.wanted) and torch.is_grad_enabled()) or _transformed():
+    elif _transformed():
         return _Apply.apply(compiled, *tensors)[:compiled.n_out]
+    elif any(compiled.wanted) and torch.is_grad_enabled():
+        watched = torch._C._autograd._top_saved_tensors_default_hooks(False) is not None
+        return (_Apply if watched else _Held).apply(compiled, *tensors)[:compiled.n_out]
     with torch.no_grad():
         outs = compiled.forward(*tensors)[0]
     return _fresh_all(outs, tensors)
