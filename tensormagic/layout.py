@@ -16,6 +16,7 @@ gather. `candidates` lists the forms with their cost in elements moved, forward 
 (the copies, the reduce temporaries, gradients that come out in another layout than their
 operand's); plan.py chooses among them, and the render functions here write the source.
 """
+import functools
 import math
 from dataclasses import dataclass
 from typing import Tuple
@@ -136,6 +137,7 @@ def _form(a, b, kind, batch, contracted, free_a, free_b, a_first, sizes, wants):
     return Recipe(kind, batch, m1, m2, a_first, produced, cost)
 
 
+@functools.lru_cache(maxsize=4096)  # planning meets the same operand forms many times
 def _matrix(stored, batch, free, contracted, expand, first):
     """The operand's matrix (first: it is M1, free × contracted; else contracted × free)."""
     rows, cols = (free, contracted) if first else (contracted, free)

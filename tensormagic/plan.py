@@ -1,8 +1,9 @@
 """Cell + input shapes → a program of tensor operations (the plan).
 
 Every product is split into pairwise contractions in the order opt_einsum
-finds cheapest for these shapes; traces, diagonals and indices private to one
-operand are taken first. The program is data: codegen turns it into source,
+finds cheapest for these shapes (up to TIE_OPERANDS operands, among the paths
+of equal FLOPs the one whose layouts copy least); traces, diagonals and indices
+private to one operand are taken first. The program is data: codegen turns it into source,
 `describe` turns it into a readable table.
 """
 from dataclasses import dataclass, field
@@ -298,7 +299,20 @@ class _Builder:
         self.products.append((tuple(operands), out, dict(self.sizes)))
         tree = _tree(operands, path, out)
         # orders kept per node: a wide search for small trees, a narrow one for many operands
-        _orient(tree, tuple(out), self.sizes, self.needs, states=24 if len(operands) <= 8 else 3)
+        states = 8 if len(operands) <= 8 else 3
+        memo = {}
+        moved = _orient(tree, tuple(out), self.sizes, self.needs, states, memo)
+        if len(operands) <= TIE_OPERANDS:
+            # another path as cheap in FLOPs may need fewer copies: the layout cost decides,
+            # then the elements its intermediates hold
+            best = (moved, _held(tree, self.sizes))
+            flops = _flops(tree, self.sizes)
+            for other in _other_trees(operands, out, path):
+                if _flops(other, self.sizes) <= flops:
+                    cost = (_orient(other, tuple(out), self.sizes, self.needs, states, memo),
+                            _held(other, self.sizes))
+                    if cost < best:
+                        tree, best = other, cost
         return self.emit_tree(tree)
 
     def needs(self, node):
@@ -350,13 +364,61 @@ def _tree(operands, path, out):
     return pending[0]
 
 
-def _orient(tree, out, sizes, needs, states=24):
+TIE_OPERANDS = 4  # up to this many operands every path is tried for a FLOP tie (15 trees at 4)
+
+
+def _paths(n):
+    """Every contraction path of n operands, as opt_einsum writes one: pairs of positions in
+    the pending list, each result appended at its end."""
+    if n == 1:
+        yield []
+        return
+    for i in range(n):
+        for j in range(i + 1, n):
+            for rest in _paths(n - 1):
+                yield [(i, j)] + rest
+
+
+def _other_trees(operands, out, path):
+    """The trees of every path other than `path`, each shape of tree once."""
+    seen = {_shape(_tree(operands, path, out))}
+    for other in _paths(len(operands)):
+        tree = _tree(operands, other, out)
+        key = _shape(tree)
+        if key not in seen:
+            seen.add(key)
+            yield tree
+
+
+def _shape(node):
+    if isinstance(node, Ref):
+        return id(node)
+    return frozenset((_shape(node.a), _shape(node.b)))
+
+
+def _flops(node, sizes):
+    """Multiply-adds of the tree's products."""
+    if isinstance(node, Ref):
+        return 0
+    return _cost(_labels(node.a) | _labels(node.b), sizes) + _flops(node.a, sizes) + \
+        _flops(node.b, sizes)
+
+
+def _held(node, sizes):
+    """Elements of the tree's intermediates."""
+    if isinstance(node, Ref):
+        return 0
+    return _cost(node.keep, sizes) + _held(node.a, sizes) + _held(node.b, sizes)
+
+
+def _orient(tree, out, sizes, needs, states=8, memo=None):
     """Choose each intermediate's memory order, and each product's form, by a dynamic program
     over the tree: the cost of a node in an order is the elements its copies move (forward and
     backward, layout.candidates) plus its operands' costs in the orders that form reads them in.
     A result not made in the statement's order `out` is permuted (a copy, both ways).
-    Returns the total cost."""
+    Returns the total cost. memo: candidate forms already worked out for these sizes."""
     table = {}
+    memo = {} if memo is None else memo
 
     def solve(node):
         if isinstance(node, Ref):
@@ -366,7 +428,10 @@ def _orient(tree, out, sizes, needs, states=24):
         best = {}
         for oa, (ca, *_) in sa.items():
             for ob, (cb, *_) in sb.items():
-                forms = layout.candidates(oa, ob, node.keep, sizes, wants)
+                key = (oa, ob, node.keep, wants)
+                if key not in memo:
+                    memo[key] = layout.candidates(oa, ob, node.keep, sizes, wants)
+                forms = memo[key]
                 if not forms:  # nothing contracted: einsum makes the natural order
                     forms = [(natural_labels(oa, ob, node.keep), 0.0, None)]
                 else:

@@ -154,3 +154,46 @@ def test_ring_every_wrt_subset(memory):
             want = torch.autograd.grad(ref, [x for x in ref_leaves if x.requires_grad])
             for x, y in zip(got, want):
                 torch.testing.assert_close(x, y)
+
+
+def _copies(source):
+    """Copies the generated code makes: operands made contiguous, permuted then reshaped."""
+    return len(re.findall(r"\.contiguous\(\)|\.permute\([^)]*\)\.reshape\(", source))
+
+
+TIE = ("y := T0[d,b,c]*T1[a,c,b]*T2[a,d,c]*T3[a,c]", [(8, 8, 32), (16, 32, 8), (16, 8, 32), (16, 32)])
+
+
+def test_an_equal_flop_path_with_fewer_copies_wins(monkeypatch):
+    """opt_einsum's path copies T2; another path of the same FLOPs reads everything in place."""
+    statement, shapes = TIE
+    fn = tm.tensorgrad(statement)
+    def source(ties):
+        monkeypatch.setattr(runtime.plan, "TIE_OPERANDS", ties)
+        return runtime.build(fn.cell, shapes, set(fn.inputs), torch.float64,
+                             torch.device("cpu"), "t", False).program
+    ties = runtime.plan.TIE_OPERANDS
+    first, chosen = source(0), source(ties)
+    def flops(program):  # forward and backward multiply-adds, from the plan's table
+        return re.search(r"forward ([\d,]+) \+ backward ([\d,]+)", runtime.plan.describe(program)).groups()
+    assert flops(chosen) == flops(first)
+    src_first = runtime.codegen.generate(first).text
+    src_chosen = runtime.codegen.generate(chosen).text
+    assert _copies(src_chosen) < _copies(src_first), (src_first, src_chosen)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.complex128])
+def test_the_tie_broken_plan_is_right(dtype):
+    statement, shapes = TIE
+    small = [tuple(min(n, 5) for n in s) for s in shapes]
+    for sh in (shapes, small):
+        xs = [torch.randn(s, dtype=dtype, requires_grad=True) for s in sh]
+        fn = tm.tensorgrad(statement)
+        out = fn(*xs)
+        ref = torch.einsum("dbc,acb,adc,ac->", *xs)
+        torch.testing.assert_close(out, ref)
+        g = torch.randn_like(out)
+        for got, want in zip(torch.autograd.grad(out, xs, g), torch.autograd.grad(ref, xs, g)):
+            torch.testing.assert_close(got, want)
+    assert torch.autograd.gradcheck(fn, [x.detach().requires_grad_() for x in
+                                         [torch.randn(s, dtype=torch.float64) for s in small]])
