@@ -2,7 +2,8 @@
 
 Every product is split into pairwise contractions in the order opt_einsum
 finds cheapest for these shapes (up to TIE_OPERANDS operands, among the paths
-of equal FLOPs the one whose layouts copy least); traces, diagonals and indices
+of equal FLOPs the one whose layouts copy least; from search.OPERANDS operands,
+cotengra's path when it is installed); traces, diagonals and indices
 private to one operand are taken first. The program is data: codegen turns it into source,
 `describe` turns it into a readable table.
 """
@@ -13,7 +14,7 @@ import math
 
 import opt_einsum
 
-from . import convs
+from . import convs, search
 from .errors import NotationValueError
 from . import layout
 from .functions import FUNCTIONS
@@ -332,6 +333,10 @@ class _Builder:
         letters = _letters(unique([i for r in operands for i in r.labels] + list(out)))
         eq = ",".join("".join(letters[i] for i in r.labels) for r in operands)
         eq += "->" + "".join(letters[i] for i in out)
+        found = search.path([[letters[i] for i in r.labels] for r in operands],
+                            [letters[i] for i in out], {letters[i]: self.sizes[i] for i in letters})
+        if found is not None:
+            return found
         shapes = [tuple(self.sizes[i] for i in r.labels) for r in operands]
         strategy = "optimal" if len(operands) <= 4 else "auto-hq"
         path, _ = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize=strategy)
