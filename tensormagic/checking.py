@@ -315,5 +315,6 @@ def _evaluate_formula(text, fn, args, outs, cotangents):
 
 def _math(fn, name):
     from .mathml import formula_math
+    from .readable import cell_names
     derived = [f for f in fn.derivation if f.of_input and f.name == name]
-    return formula_math(derived[0]) if derived else None
+    return formula_math(derived[0], cell_names(fn.cell.statements)) if derived else None

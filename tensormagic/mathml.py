@@ -2,14 +2,15 @@
 (Chromium, Firefox and Safari render MathML Core), so an exported notebook or a saved HTML
 page shows the formulas with no network access and no MathJax.
 
-It reads the same IR, with the same precedence and parenthesis rules, as render.latex.
+It reads the same IR, with the same precedence and parenthesis rules and the same readable
+rewrites (readable.py: fractions with powers, named repeats), as render.latex.
 """
 from html import escape
 
 from .functions import FUNCTIONS
-from .ir import (Add, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma, Tensor, free,
-                 signed_sum)
-from .render import _ATOM, _POW, _PROD, _SUM, _UNARY, _is_plain, _number, _split_sign
+from .ir import Add, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma, Tensor, signed_sum
+from .readable import cell_names, fraction, is_recip, name_repeats, summed
+from .render import _ATOM, _POW, _PROD, _SUM, _UNARY, _is_plain, _number
 
 MAX_CHARS = 200_000   # beyond this a page would crawl: the plain text is shown instead
 _THIN = '<mspace width="0.17em"></mspace>'
@@ -20,7 +21,8 @@ def cell_html(fn, tangents=False):
     forward mode), as one MathML table aligned at the signs."""
     rows = [_row(_tensor(st.target, st.indices), {":=": ":=", "=": "=", "+=": "+="}[st.op],
                  _expr(st.rhs)[0]) for st in fn.cell.statements]
-    rows += [_row(_tensor(f.target.name, f.target.indices), "=", _formula_rhs(f))
+    names = cell_names(fn.cell.statements)
+    rows += [_row(_tensor(f.target.name, f.target.indices), "=", _formula_rhs(f, names))
              for f in fn.derivation]
     if tangents:
         rows += [_row(_expr(f.target)[0], "=", _expr(f.rhs)[0])
@@ -32,10 +34,11 @@ def cell_html(fn, tangents=False):
             f'{body}</mtable></math></div>')
 
 
-def formula_math(f):
-    """One derived formula as an inline <math> element."""
+def formula_math(f, taken=()):
+    """One derived formula as an inline <math> element; `taken`: the cell's names, which a
+    named sub-expression avoids."""
     lhs = _tensor(f.target.name, f.target.indices)
-    return f"<math><mrow>{lhs}<mo>=</mo>{_formula_rhs(f)}</mrow></math>"
+    return f"<math><mrow>{lhs}<mo>=</mo>{_formula_rhs(f, taken)}</mrow></math>"
 
 
 def _row(lhs, sign, rhs):
@@ -44,17 +47,15 @@ def _row(lhs, sign, rhs):
             f'</mrow></mtd></mtr>')
 
 
-def _formula_rhs(f):
-    rhs = f.rhs
-    if isinstance(rhs, Add):
-        pieces = [_summed(t, f.target.indices) for t in rhs.terms]
-        return _signed(pieces, rhs.signs)
-    return _summed(rhs, f.target.indices)
-
-
-def _summed(term, kept):
-    summed = tuple(i for i in free(term) if i not in kept)
-    return _expr(Sigma(summed, term))[0] if summed else _expr(term)[0]
+def _formula_rhs(f, taken):
+    """The right side, each term summed over what the left side drops, then `, N = ...` for
+    each sub-expression it names, as render.formula_latex."""
+    rhs, named = name_repeats(f.rhs, set(taken) | {f.target.name.lstrip("Δ")})
+    terms, signs = (rhs.terms, rhs.signs) if isinstance(rhs, Add) else ((rhs,), (1,))
+    body = _signed([_expr(summed(t, f.target.indices))[0] for t in terms], signs)
+    where = "".join(f'<mo>,</mo><mspace width="1em"></mspace>{_mi(name)}<mo>=</mo>{_expr(e)[0]}'
+                    for name, e in named)
+    return f"<mrow>{body}{where}</mrow>" if where else body
 
 
 def _signed(pieces, signs):
@@ -135,14 +136,16 @@ def _expr(e):
         pieces = []
         for k, (term, sign) in enumerate(zip(e.terms, e.signs)):
             piece, prec = _expr(term)
-            if prec <= _SUM and len(e.terms) > 1 and (isinstance(term, Sigma) and k < len(e.terms) - 1
-                                                      or sign < 0 or (k and not isinstance(term, Sigma))):
+            # A Σ reaches over its product only, as in print: Σ_j a_j b_j − c needs no parentheses.
+            if prec <= _SUM and len(e.terms) > 1 and not isinstance(term, Sigma) and (sign < 0 or k):
                 piece = _paren(piece)
             pieces.append(piece)
         return _signed(pieces, e.signs), _SUM
     if isinstance(e, Mul):
         return _product(e)
     if isinstance(e, Pow):
+        if is_recip(e.base):  # (1/Z)² is 1/Z²
+            return _call("recip", _expr(Pow(e.base.arg, e.exponent))[0]), _ATOM
         base, bp = _expr(e.base)
         if bp <= _POW or (isinstance(e.base, Call) and e.base.func in ("recip", "sqrt", "abs", "conj")):
             base = _paren(base)
@@ -161,6 +164,8 @@ def _call(func, arg):
         return f"<mrow><mo>|</mo>{arg}<mo>|</mo></mrow>"
     if func == "conj":
         return f'<mover><mrow>{arg}</mrow><mo stretchy="true">‾</mo></mover>'
+    if func == "step":  # relu's derivative: the indicator of x > 0
+        return f"<mrow><mn>𝟙</mn><mrow><mo>[</mo>{arg}<mo>&gt;</mo><mn>0</mn><mo>]</mo></mrow></mrow>"
     name = (FUNCTIONS[func].latex or func).lstrip("\\")
     if name.startswith("operatorname{"):
         name = name[len("operatorname{"):-1]
@@ -168,9 +173,7 @@ def _call(func, arg):
 
 
 def _product(e):
-    lead, factors = _split_sign(list(e.factors))
-    numer = [f for f in factors if not (isinstance(f, Call) and f.func == "recip")]
-    denom = [f.arg for f in factors if isinstance(f, Call) and f.func == "recip"]
+    lead, numer, denom = fraction(e.factors)
     top = _factors(numer) or "<mn>1</mn>"
     sign = "<mo>−</mo>" if lead else ""
     if denom:

@@ -21,7 +21,13 @@ _NAMES = {
     ast.Yield: "yield", ast.YieldFrom: "yield", ast.Subscript: "this subscript",
 }
 PRIME, PRIME_SIGN = "ʹ", "′"  # U+02B9 is a letter (a valid identifier), U+2032 is not
-_QUOTE_PRIME = re.compile(r"(?<=\w)['’](?!\w)")  # i' but not b'x' (the string is refused later)
+_STRING_PREFIX = re.compile(r"(?<![\w.])(?:[rbuf]|rb|br|rf|fr)$", re.IGNORECASE)  # b'x', rb'x'
+_WORD_END = re.compile(r"\w$")
+_QUOTE_HINT = {
+    "prime": "a prime is written ′ (U+2032), not {q}: x[i′]",
+    "transpose": "index notation has no transpose {q}: swap the subscripts (B[j,i] for B[i,j]{q}); "
+                 "a primed index is written i′ (U+2032)",
+}
 CONSTANTS = {"pi": math.pi, "π": math.pi}
 MISSING_OPERATOR = "missing operator: write * (or + - / **) between these terms"
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
@@ -74,7 +80,7 @@ def _depth(text):
 def parse_statement(text, lineno=None):
     """One statement `target[indices] op rhs`."""
     text = text.replace(PRIME_SIGN, PRIME)  # x[i′] is x[iʹ]: same letter, one column
-    _refuse_quote_primes(text, lineno)
+    _refuse_quotes(text, lineno)
     op, at = _find_operator(text, lineno)
     ctx = _Ctx(text, lineno)
     target, indices, spans = _parse_target(text[:at], ctx)
@@ -106,12 +112,52 @@ class _Ctx:
         return NotationValueError(message, self.text, self.lineno, *span)
 
 
-def _refuse_quote_primes(text, lineno):
-    for match in _QUOTE_PRIME.finditer(text):
-        if text[:match.start()].count(match.group()) % 2:
-            continue  # it closes a string: 'x'
-        raise NotationSyntaxError(f"a prime is written ′ (U+2032) or ʹ (U+02B9), not "
-                                  f"{match.group()}: x[i′]", text, lineno, match.start(), match.end())
+def _refuse_quotes(text, lineno):
+    """A quote that opens no string is a prime (x[i']) or a Julia transpose (B[j,i]', y := x'),
+    or stray: say what to write instead.  A string ('x', b'x') is skipped here and refused later."""
+    at = 0
+    while at < len(text):
+        ch = text[at]
+        end = _string_end(text, at) if ch == '"' or ch == "'" and not _after_operand(text, at) else None
+        if end is not None:
+            at = end
+        elif ch in "'’‘":
+            kind = "prime" if _WORD_END.search(text[:at]) and _innermost_bracket(text[:at]) == "[" \
+                else "transpose"
+            raise NotationSyntaxError(_QUOTE_HINT[kind].format(q=ch), text, lineno, at, at + 1)
+        else:
+            at += 1
+
+
+def _after_operand(text, at):
+    """Whether the quote at `at` follows a name, a subscript or a bracket (x', B[i]', (x)'),
+    where Python would read it as opening a string; b'x' opens one."""
+    before = text[:at]
+    return bool(before) and before[-1] in ")]'’‘" or \
+        bool(_WORD_END.search(before)) and not _STRING_PREFIX.search(before)
+
+
+def _string_end(text, at):
+    """The position after the string opening at `at`, or None where it never closes."""
+    k = at + 1
+    while k < len(text):
+        if text[k] == "\\":
+            k += 2
+        elif text[k] == text[at]:
+            return k + 1
+        else:
+            k += 1
+    return None
+
+
+def _innermost_bracket(text):
+    open_ = []
+    for ch in text:
+        if ch in "([{":
+            open_.append(ch)
+        elif ch in ")]}" and open_:
+            open_.pop()
+    return open_[-1] if open_ else None
 
 
 def _find_operator(text, lineno):

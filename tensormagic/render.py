@@ -2,8 +2,10 @@
 import math
 
 from .functions import FUNCTIONS
-from .ir import (Add, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma, Tensor,
-                 children, free, signed_sum, unique, with_children)
+from .ir import (Add, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma, Tensor, free,
+                 signed_sum, unique)
+from .readable import cell_names, denominator, fraction, in_denominator, is_recip, name_repeats, \
+    split_sign, summed
 
 # Precedence: a child binds at least this tightly or gets parentheses.
 _SUM, _PROD, _UNARY, _POW, _ATOM = 1, 2, 3, 4, 5
@@ -61,7 +63,7 @@ def _text(e, sums):
     if isinstance(e, Mul):
         return _text_product(e, sums)
     if isinstance(e, Pow):
-        if _is_recip(e.base):  # (1 / Z)**2 is 1 / Z**2
+        if is_recip(e.base):  # (1 / Z)**2 is 1 / Z**2
             return _text(Call("recip", Pow(e.base.arg, e.exponent)), sums)
         base, bp = _text(e.base, sums)
         exp, ep = _text(e.exponent, sums)
@@ -77,22 +79,12 @@ def _text(e, sums):
     raise TypeError(e)
 
 
-def _split_sign(factors):
-    """A leading negative number becomes a minus sign: (-2) * x → -, [2, x]."""
-    first = factors[0] if factors else None
-    if isinstance(first, Const) and not isinstance(first.value, complex) and first.value < 0 \
-            and len(factors) > 1:
-        rest = factors[1:] if first.value == -1 else [Const(-first.value)] + factors[1:]
-        return "-", rest
-    return "", factors
-
-
 def _text_product(e, sums):
-    lead, factors = _split_sign(list(e.factors))
+    lead, factors = split_sign(list(e.factors))
     out = ""
     for k, f in enumerate(factors):
-        if _in_denominator(f) and k:
-            below, prec = _text(_denominator(f), sums)
+        if in_denominator(f) and k:
+            below, prec = _text(denominator(f), sums)
             out += f" / {below}" if prec >= _POW else f" / ({below})"
             continue
         piece = _wrap(f, sums, _PROD)
@@ -238,7 +230,7 @@ def _latex(e):
     if isinstance(e, Mul):
         return _latex_product(e)
     if isinstance(e, Pow):
-        if _is_recip(e.base):  # (1/Z)^2 is 1/Z^2
+        if is_recip(e.base):  # (1/Z)^2 is 1/Z^2
             return _latex_call("recip", _latex(Pow(e.base.arg, e.exponent))[0]), _ATOM
         base, bp = _latex(e.base)
         if bp <= _POW or (isinstance(e.base, Call) and e.base.func in ("recip", "sqrt", "abs", "conj")):
@@ -248,10 +240,6 @@ def _latex(e):
         arg = _latex(e.arg)[0]
         return _latex_call(e.func, arg), _ATOM
     raise TypeError(e)
-
-
-def _is_recip(e):
-    return isinstance(e, Call) and e.func == "recip"
 
 
 def _latex_call(func, arg):
@@ -270,82 +258,12 @@ def _latex_call(func, arg):
 
 
 def _latex_product(e):
-    lead, factors = _split_sign(list(e.factors))
-    numer, denom = _cancelled(_powers([f for f in factors if not _in_denominator(f)]),
-                              _powers([_denominator(f) for f in factors if _in_denominator(f)]))
+    lead, numer, denom = fraction(e.factors)
     top = _latex_factors(numer) or "1"
     if denom:
         bottom = _latex_factors(denom, in_fraction=True)
         return f"{lead}\\frac{{{top}}}{{{bottom}}}", _UNARY if lead else _ATOM
     return lead + top, (_UNARY if lead else _PROD)
-
-
-def _powers(factors):
-    """[(key, base, exponent)]: equal factors as one power, x_i x_i is x_i^2, and
-    √(Σ_j x_j²)² √(Σ_jʹ x_jʹ²) is (√Σ_j x_j²)³.  Each Σ is explicit in LaTeX, so this never
-    moves a sum."""
-    order, total = [], {}
-    for f in factors:
-        base, power = f, 1
-        while _numeric_power(base) and (power == 1 or isinstance(power, int)):
-            base, power = base.base, power * base.exponent.value  # (y²)² is y⁴
-        key = _shape_key(base) if not isinstance(base, Const) and getattr(base, "name", "") != "δ" \
-            else (len(order), None)
-        if key not in total:
-            order.append((key, base))
-            total[key] = 0
-        total[key] += power
-    return [(key, base, total[key]) for key, base in order]
-
-
-def _cancelled(numer, denom):
-    """x_i / x_i^4 is 1 / x_i^3: the same base above and below cancels."""
-    below = {key: power for key, _, power in denom}
-    common = {key: min(power, below[key]) for key, _, power in numer
-              if key in below and power > 0 and below[key] > 0}
-    def rest(side):
-        return [base if p == 1 else Pow(base, Const(p)) for key, base, power in side
-                for p in [power - common.get(key, 0)] if p != 0]
-    return rest(numer), rest(denom)
-
-
-def _numeric_power(f):
-    return isinstance(f, Pow) and isinstance(f.exponent, Const) and \
-        isinstance(f.exponent.value, (int, float))
-
-
-def _shape_key(e):
-    """e's text with each index bound inside it named by position, so Σ_j x_j x_j and
-    Σ_jʹ x_jʹ x_jʹ are the same."""
-    bound = []
-    for node in _nodes(e):
-        if isinstance(node, (Sigma, Reduce)):
-            bound += [i for i in node.indices if i not in bound]
-    return text(_renamed(e, {i: f"_{k}" for k, i in enumerate(bound)}), sums=True)
-
-
-def _nodes(e):
-    yield e
-    for c in children(e):
-        yield from _nodes(c)
-
-
-def _renamed(e, names):
-    if isinstance(e, Tensor):
-        return e if e.access is not None else Tensor(e.name, tuple(names.get(i, i) for i in e.indices))
-    if isinstance(e, Sigma):
-        return Sigma(tuple(names.get(i, i) for i in e.indices), _renamed(e.body, names))
-    if isinstance(e, Reduce):
-        return Reduce(e.op, tuple(names.get(i, i) for i in e.indices), _renamed(e.body, names), e.span)
-    return with_children(e, tuple(_renamed(c, names) for c in children(e)))
-
-
-def _in_denominator(f):
-    return _is_recip(f) or isinstance(f, Pow) and _is_recip(f.base)
-
-
-def _denominator(f):
-    return f.arg if _is_recip(f) else Pow(f.base.arg, f.exponent)
 
 
 def _latex_factors(factors, in_fraction=False):
@@ -366,53 +284,11 @@ def statement_latex(st):
 
 def formula_latex(f, taken=()):
     """ΔB = ... in LaTeX; `taken`: the cell's names, which a named sub-expression avoids."""
-    rhs, named = _name_repeats(f.rhs, set(taken) | {f.target.name.lstrip("Δ")})
-    summed = [i for i in free(rhs) if i not in f.target.indices] if not isinstance(rhs, Add) else []
-    body = latex(Sigma(tuple(summed), rhs)) if summed else latex(rhs)
-    if isinstance(rhs, Add):
-        body = signed_sum([_term_latex(t, f.target.indices) for t in rhs.terms], rhs.signs)
+    rhs, named = name_repeats(f.rhs, set(taken) | {f.target.name.lstrip("Δ")})
+    terms, signs = (rhs.terms, rhs.signs) if isinstance(rhs, Add) else ((rhs,), (1,))
+    body = signed_sum([latex(summed(t, f.target.indices)) for t in terms], signs)
     where = "".join(f",\\quad {_ident(name)} = {latex(e)}" for name, e in named)
     return f"{_tensor_latex(f.target)} = {body}{where}"
-
-
-_NAMES = "NMKQRU"
-
-
-def _name_repeats(rhs, taken):
-    """A scalar sub-expression holding a sum that comes twice or more (√Σ_j x_j x_j in a
-    normalisation's gradient) is named once: (rhs with a name in its place, [(name, it)])."""
-    count, example = {}, {}
-    for node in _nodes(rhs):
-        if _nameable(node):
-            key = _shape_key(node)
-            count[key] = count.get(key, 0) + 1
-            example.setdefault(key, node)
-    repeated = sorted((k for k, n in count.items() if n > 1), key=len, reverse=True)
-    if not repeated:
-        return rhs, []
-    taken = taken | {getattr(n, "name", "").lstrip("Δ") for n in _nodes(rhs)}
-    name = next((n for n in _NAMES if n not in taken), None)
-    key = repeated[0]  # the largest; what it contains goes with it
-    if name is None:
-        return rhs, []
-    return _replace(rhs, key, Scalar(name)), [(name, example[key])]
-
-
-def _nameable(e):
-    """A function of a sum, or a sum, with no free index (1/x is left to the fraction bar)."""
-    return (isinstance(e, (Sigma, Reduce)) or isinstance(e, Call) and e.func != "recip") and \
-        not free(e) and any(isinstance(n, (Sigma, Reduce)) for n in _nodes(e))
-
-
-def _replace(e, key, by):
-    if _nameable(e) and _shape_key(e) == key:
-        return by
-    return with_children(e, tuple(_replace(c, key, by) for c in children(e)))
-
-
-def _term_latex(term, kept):
-    summed = [i for i in free(term) if i not in kept]
-    return latex(Sigma(tuple(summed), term)) if summed else latex(term)
 
 
 # -- a whole cell ------------------------------------------------------------------------
@@ -429,8 +305,7 @@ def cell_latex(statements, formulas, tangents=()):
     lines = [(statement_text(st), lambda st=st: statement_latex(st),
               lambda st=st: _compact_line(Tensor(st.target, st.indices), _OPS[st.op], st.rhs, ()))
              for st in statements]
-    names = {st.target for st in statements} | {n.name for st in statements for n in _nodes(st.rhs)
-                                                 if isinstance(n, (Tensor, Scalar))}
+    names = cell_names(statements)
     lines += [(formula_text(f), lambda f=f: formula_latex(f, names),
                lambda f=f: _compact_line(f.target, "=", f.rhs, f.target.indices)) for f in formulas]
     lines += [(text(f.rhs, sums=True), lambda f=f: f"{_tensor_latex(f.target)} = {latex(f.rhs)}",

@@ -82,6 +82,18 @@ BAD = [
     Bad("import-call-statement", "__import__('os')", SYN, at=("_", "'os'")),
     Bad("two-args", "A[i] := exp(B[i], C[i])", SYN, at=("exp(", "C[i]")),
     Bad("keyword-arg", "A[i] := exp(B[i], base=2)", SYN, at=("exp(", "base")),
+    # a quote outside a string: a Julia transpose or a prime, never Python's "unterminated string"
+    Bad("transpose-after-subscript", "A[i,j] := B[j,i]'", SYN, at="'", words=("no transpose", "B[j,i]", "U+2032")),
+    Bad("transpose-of-vector", "y[i] := x[i]' * 2", SYN, at="'", words=("no transpose",)),
+    Bad("transpose-after-name", "y := x'", SYN, at="'", words=("no transpose", "i′")),
+    Bad("transpose-after-parenthesis", "y[i] := (x[i] + 1)'", SYN, at="'", words=("no transpose",)),
+    Bad("transpose-on-the-left", "y[i]' := x[i]", SYN, at="'", words=("no transpose",)),
+    Bad("transpose-typographic-quote", "A[i,j] := B[j,i]’", SYN, at="’", words=("no transpose",)),
+    Bad("transpose-inside-subscript", "y[i] := x[idx[i]']", SYN, at="'", words=("no transpose",)),
+    Bad("quote-stray", "y[i] := x[i] '", SYN, at="'", words=("no transpose",)),
+    Bad("quote-prime-in-subscript", "y[i] := x[i'] * z[i']", SYN, at="'", words=("a prime is written ′",)),
+    Bad("quote-prime-after-digit", "y[i1] := x[i1']", SYN, at="'", words=("a prime is written ′",)),
+    Bad("string-with-quote-inside", 'A[i] := B[i] * "it\'s"', SYN, at='"', words=("str",)),
     Bad("syntax-on-line-3", "A[i] := B[i]\n\nC[i] := A[i] * * 2", SYN, at="* 2", line="C[i] := A[i] * * 2",
         lineno=3),
     # meaningless

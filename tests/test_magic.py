@@ -222,6 +222,7 @@ HINTS = {
     "missing * in parentheses": ("s := (B[i,j] B[i,j])", "missing operator: write *", "B[i,j])"),
     "missing * glued to a number": ("A[i,j] := 2B[i,j]", "missing operator: write *", "B"),
     "quote as a prime": ("A[i,j] := B[i,j'] * D[j',j]", "a prime is written ′", "'"),
+    "quote as a transpose": ("A[i,j] := B[j,i]'", "swap the subscripts", "'"),
     "method call": ("A[i,j] := B[i,j].exp()", "write exp(B[i,j])", "B[i,j].exp"),
     "sum()": ("s := sum(B[i,j])", "summed already", "sum(B[i,j])"),
     "parentheses for indices": ("A[i,k] := B(i,k)", "index a tensor with brackets, B[i,k]", "B"),

@@ -18,6 +18,8 @@ MAGIC_ERRORS = [
     ("s := " + "-" * 10000 + "x[i]", "split it into several statements"),
     ("s := " + " + ".join(["x[i]"] * 300), "split it into several statements"),
     ("y[i] := relu(z[i])", "does not take complex"),
+    ("y[i] := x[i]'", "has no transpose '"),  # not Python's "unterminated string literal"
+    ("y[i] := x[i']", "a prime is written ′"),
 ]
 
 
