@@ -31,10 +31,14 @@ class Compiled:
     jvps: dict = field(default_factory=dict)   # active inputs → generated jvp
     extras: tuple = ()     # positions, among the saved values, of the intermediates
     saved_outs: tuple = ()  # the outputs the backward reads
+    pick: tuple = ()       # per saved value, its place in (*inputs, *saved_outs, *intermediates)
 
     def __post_init__(self):
         self.extras = tuple(j for j, (kind, _) in enumerate(self.slots) if kind == "extra")
         self.saved_outs = tuple(sorted({k for kind, k in self.slots if kind == "out"}))
+        n, m = len(self.wanted), len(self.saved_outs)
+        self.pick = tuple(k if kind == "arg" else n + self.saved_outs.index(k) if kind == "out"
+                          else n + m + k for kind, k in self.slots)
 
     def jvp(self, active):
         """The generated jvp for inputs carrying tangents (`active`, a mask), compiled once."""
@@ -180,9 +184,8 @@ def _picked(compiled, args, rest, held):
     """The values the generated backward reads, in its order: inputs, saved outputs, and the
     intermediates (saved, or held by the context). A function of its own, so that no local
     outlives it (and torch.compile traces no `del`)."""
-    outs = dict(zip(compiled.saved_outs, rest))
-    pick = {"arg": args, "out": outs, "extra": rest[len(outs):] or held}
-    return [pick[kind][k] for kind, k in compiled.slots]
+    pool = (*args, *rest, *held) if held else (*args, *rest)
+    return [pool[k] for k in compiled.pick]
 
 
 class _Held(_Apply):
@@ -232,6 +235,11 @@ def _fresh_all(outs, args, saved=()):
     """Outputs are contiguous and alias no input, no other output and nothing the backward
     reads: users may write into them. A view of a fresh result (a reshape) becomes a tensor of
     its own (no copy), so that autograd lets it be modified in place."""
+    if len(outs) == 1:  # the common case, checked cheaply: one fresh contiguous result
+        out = outs[0]
+        if out._base is None and out.is_contiguous() and not any(out is t for t in args) \
+                and not any(out is t or t._base is out for t in saved):
+            return tuple(outs)
     fresh = []
     taken = [_root(t) for t in args] + [_root(t) for t in saved]
     for out in outs:
