@@ -34,6 +34,9 @@ def unview(g, shape, coefs, offsets):
         looped.append(min((k for k in range(len(sizes)) if k not in looped and sizes[k] > 1),
                           key=lambda k: sizes[k]))
     covers = not looped and math.prod(sizes) == math.prod(shape)  # every position read once
+    if covers and offset == 0 and g.is_contiguous() and \
+            all(s == math.prod(sizes[k + 1:]) for k, s in enumerate(strides) if sizes[k] > 1):
+        return g.reshape(shape)  # g already lies in the result's memory order (pooling windows)
     out = g.new_empty(shape) if covers else g.new_zeros(shape)
     if not looped:
         out.as_strided(sizes, strides, offset).copy_(g)
@@ -88,11 +91,28 @@ def prod(x, dims):
     return moved.reshape(list(moved.shape[:len(keep)]) + [-1]).prod(-1)
 
 
+def reduced(reduce, x, dims, **options):
+    """reduce (torch.amax, torch.sum, ...) over dims: in one call when they are consecutive,
+    else one dim at a time, the last first. torch reduces scattered small dims (a pooling
+    window's, between the window positions') several times slower in one call."""
+    dims = sorted(dims)
+    if len(dims) == 1 or dims == list(range(dims[0], dims[-1] + 1)):
+        return reduce(x, tuple(dims), **options)
+    for d in reversed(dims):
+        x = reduce(x, d, **options)
+    return x
+
+
+def extreme(x, dims, larger):
+    """max (larger) or min of x over dims."""
+    return reduced(torch.amax if larger else torch.amin, x, dims)
+
+
 def share(g, x, y, dims):
     """amax's gradient: g shared equally among the entries of x equal to its max (or min) y
     along dims, zero elsewhere."""
-    hit = x == y
-    return hit * (g / hit.sum(dims, keepdim=True))
+    hit = (x == y).to(g.dtype)
+    return hit.mul_(g / reduced(torch.sum, hit, dims, keepdim=True))
 
 
 def pick(a, b, larger):
@@ -133,4 +153,5 @@ def conv_backward(g, x, w, stride, dilation, mask):
 
 NAMESPACE = {"_step": step, "_view": view, "_unview": unview, "_index": index,
              "_prod_others": prod_others, "_prod": prod, "_share": share, "_pick": pick,
+             "_extreme": extreme,
              "_conv_backward": conv_backward}

@@ -10,7 +10,7 @@ to the larger operand, half to each at a tie (as torch.maximum does).
 from .kinds import Kind, register
 from .pysrc import dims as shape_src, num
 
-_TORCH = {"max": "torch.amax", "min": "torch.amin", "logsumexp": "torch.logsumexp", "prod": "_prod"}
+_TORCH = {"logsumexp": "torch.logsumexp", "prod": "_prod"}
 
 
 def _dims(labels, over):
@@ -23,8 +23,11 @@ class ReduceOver(Kind):
     name = "reduce"
 
     def expr(self, gen, op):
-        x = op.args[0]
-        return f"{_TORCH[op.info['op']]}({gen.name(x)}, {_dims(x.labels, op.info['over'])})"
+        x, kind = op.args[0], op.info["op"]
+        dims = _dims(x.labels, op.info["over"])
+        if kind in ("max", "min"):
+            return f"_extreme({gen.name(x)}, {dims}, {kind == 'max'})"
+        return f"{_TORCH[kind]}({gen.name(x)}, {dims})"
 
     def backward(self, gen, op, g):
         x = op.args[0]

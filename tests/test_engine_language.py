@@ -147,6 +147,13 @@ ROWS = [
         smooth=False, roundtrip=False),
     Row("min-ties", "M[b] := min[j](-x[b,j])", {"x": (3, 4)}, lambda x: (-x).amin(1), values={"x": ties()},
         smooth=False, roundtrip=False),
+    # scattered reduced dims (reduced one at a time), with ties inside windows
+    Row("max-scattered-ties", "M[i,k] := max[j,l](x[j,i,l,k])", {"x": (2, 3, 2, 2)},
+        lambda x: x.amax((0, 2)), values={"x": ties().reshape(2, 3, 2, 1).expand(2, 3, 2, 2).clone()},
+        smooth=False, roundtrip=False),
+    Row("maxpool-ties", "m[i,j] := max[a,d](x[2*i+a,2*j+d])", {"x": (4, 6)},
+        lambda x: x.reshape(2, 2, 3, 2).amax((1, 3)), values={"x": ties().reshape(4, 3).repeat(1, 2)},
+        sizes={"a": 2, "d": 2}, smooth=False, roundtrip=False),
     Row("logsumexp", "L[b] := logsumexp[j](x[b,j])", {"x": (3, 4)}, lambda x: torch.logsumexp(x, 1)),
     Row("logsumexp-two", "L[b] := logsumexp[j,k](x[b,j,k])", {"x": (2, 3, 4)},
         lambda x: torch.logsumexp(x, (1, 2))),
