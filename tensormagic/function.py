@@ -114,6 +114,12 @@ class TensorGradFunction:
         return dict(zip(self.outputs, self._run(args, kwargs)))
 
     def _run(self, args, kwargs):
+        if not kwargs and not self.cell.index_inputs and not torch.compiler.is_compiling():
+            # the common call, checked in one pass: a signature already compiled
+            key = runtime.quick_signature(args, self._wrt_mask, self._complex_const)
+            compiled = self._cache.get(key)
+            if compiled is not None:
+                return self._call(key, compiled, args)
         values = self._bind(args, kwargs)
         tensors, dtype, device = runtime.prepare(values, self.inputs, self._complex_const,
                                                  self.cell.index_inputs)
@@ -123,11 +129,10 @@ class TensorGradFunction:
             _ensure(self._token, key)
             return runtime.run(self._cache[key], tensors)
         key = runtime.signature(tensors, dtype, device, self._wrt_mask)
-        compiled = self._cache.get(key)
-        if compiled is None:
-            compiled = self._compile(key)
-        else:
-            self._cache.move_to_end(key)
+        return self._call(key, self._cache.get(key) or self._compile(key), tensors)
+
+    def _call(self, key, compiled, tensors):
+        self._cache.move_to_end(key)  # least recently used is dropped first
         self._last = compiled
         if torch.is_grad_enabled():
             self._warn_dropped(tensors)
@@ -142,7 +147,7 @@ class TensorGradFunction:
                 warnings.warn(f"{self.name}: input '{name}' requires grad but is not in wrt "
                               f"({', '.join(self.wrt) or 'none'}), so it gets no gradient; "
                               f"add it to wrt to differentiate with respect to it",
-                              UserWarning, stacklevel=4)
+                              UserWarning, stacklevel=5)
 
     def _bind(self, args, kwargs):
         if not kwargs and len(args) == len(self.inputs):

@@ -391,6 +391,27 @@ def _transformed():
         torch._C._functorch.maybe_current_level() is not None
 
 
+def quick_signature(values, wrt_mask, has_complex_const):
+    """The cache key of the common call in one pass (prepare and signature in one): tensors,
+    one per input, of one floating or complex dtype on one device; None otherwise."""
+    if len(values) != len(wrt_mask) or not values:
+        return None
+    first = values[0]
+    if not isinstance(first, torch.Tensor):
+        return None
+    dtype, device = first.dtype, first.device
+    cx = dtype.is_complex
+    if not (cx or dtype.is_floating_point) or (has_complex_const and not cx):
+        return None
+    grad = torch.is_grad_enabled()
+    key = [dtype, device]
+    for t, w in zip(values, wrt_mask):
+        if not isinstance(t, torch.Tensor) or t.dtype != dtype or t.device != device:
+            return None
+        key.append((t.shape, grad and w and t.requires_grad, cx))
+    return tuple(key)
+
+
 def signature(tensors, dtype, device, wrt_mask, size=None):
     """The cache key. size: applied to each dimension (under torch.compile, operator.index
     makes a symbolic size a plain int: our code is specialised to the shapes)."""
