@@ -91,8 +91,10 @@ def _slots(program, source, low_memory):
 
 
 class _Apply(torch.autograd.Function):
-    """The one autograd wrapper: forward, backward and jvp are the generated functions
-    (torch.compile traces _Traced, the same without jvp: dynamo refuses a custom jvp).
+    """The autograd wrapper: forward, backward and jvp are the generated functions. This one
+    runs when a saved-tensor hook, a torch.func transform or forward-mode AD is active (with
+    none, _Held, the same with a cheaper hand-over; torch.compile traces _Traced, the same
+    without jvp: dynamo refuses a custom jvp).
 
     The forward returns the outputs, then the intermediates the backward reads (marked
     non-differentiable, never handed to the user), so that every saved tensor goes through
