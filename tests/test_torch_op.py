@@ -311,3 +311,30 @@ def test_module_refuses_bad_parameters():
     layer = tm.Module(LINEAR, W=torch.zeros(4, 5))
     with pytest.raises(TypeError, match="unexpected input 'W'"):
         layer(torch.zeros(3, 4), W=torch.zeros(4, 5), c=torch.zeros(5))
+
+
+@pytest.mark.parametrize("grad_enabled", [True, False])
+def test_the_quick_cache_key_is_the_full_one(grad_enabled):
+    """The one-pass key of the common call equals the key binding and promotion give, for
+    every mix of dtypes, requires_grad, wrt and complex constants (or it declines)."""
+    from tensormagic import runtime
+    dtypes = [torch.float32, torch.float64, torch.complex64, torch.float16, torch.int64]
+    rng = np.random.default_rng(0)
+    for text in ("A[i] := B[i,j]*C[j]", "A[i] := 2j*B[i,j]*C[j]"):
+        for wrt in ("B", "B C", "C"):
+            fn = tm.tensorgrad(text, wrt=wrt)
+            for _ in range(40):
+                args = []
+                for shape in ((2, 3), (3,)):
+                    dtype = dtypes[rng.integers(len(dtypes))] if rng.random() < 0.3 else torch.float32
+                    t = torch.ones(shape, dtype=dtype)
+                    if (dtype.is_floating_point or dtype.is_complex) and rng.random() < 0.5:
+                        t.requires_grad_()
+                    args.append(t)
+                with torch.set_grad_enabled(grad_enabled):
+                    quick = runtime.quick_signature(args, fn._wrt_mask, fn._complex_const)
+                    tensors, dtype, device = runtime.prepare(args, fn.inputs, fn._complex_const)
+                    full = runtime.signature(tensors, dtype, device, fn._wrt_mask)
+                assert quick is None or quick == full, (text, wrt, args)
+                if all(a.dtype == torch.float32 for a in args) and not fn._complex_const:
+                    assert quick == full  # the common call takes the quick path
