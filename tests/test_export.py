@@ -171,3 +171,102 @@ def test_every_set_of_shapes_seen_is_exported_and_dispatched(tmp_path):
         D = torch.randn(sd, dtype=torch.float64)
         torch.testing.assert_close(mod.A_fn(B, C, D), B @ C * torch.trace(D))
         assert torch.autograd.gradcheck(lambda b, c: mod.A_fn(b, c, D), (B, C))
+
+
+WATCHED = r"""
+import importlib.util, json, sys
+sys.modules["tensormagic"] = None          # tensormagic is not importable here
+import torch
+import torch.utils.checkpoint
+from torch.func import grad, jvp, vmap
+job = json.loads(sys.argv[1])
+spec = importlib.util.spec_from_file_location("watched_ops", job["path"])
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+fn = getattr(mod, job["name"])
+data = torch.load(job["data"])
+args = [a.detach().requires_grad_() for a in data["args"]]
+packed = []
+
+def pack(t):
+    packed.append(tuple(t.shape))
+    return t
+
+with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    out = fn(*args)
+hooked = torch.autograd.grad(out, args, data["cotangent"])
+with torch.autograd.graph.save_on_cpu():
+    out_cpu = fn(*args)
+on_cpu = torch.autograd.grad(out_cpu, args, data["cotangent"])
+out_ckpt = torch.utils.checkpoint.checkpoint(fn, *args, use_reentrant=False)
+checkpointed = torch.autograd.grad(out_ckpt, args, data["cotangent"])
+assert torch.autograd.gradcheck(fn, args)
+assert torch.autograd.gradgradcheck(fn, args)
+with torch.autograd.graph.save_on_cpu():
+    assert torch.autograd.gradcheck(fn, args)
+    assert torch.autograd.gradgradcheck(fn, args)
+plain = [a.detach() for a in args]
+total = lambda *xs: (fn(*xs) * data["cotangent"]).sum()
+func_grad = grad(total, argnums=tuple(range(len(plain))))(*plain)
+batched = vmap(fn, in_dims=(0,) + (None,) * (len(plain) - 1))(data["batch"], *plain[1:])
+tangent = jvp(fn, tuple(plain), tuple(data["tangents"]))[1]
+torch.save({"packed": packed, "out": out.detach(), "hooked": hooked, "on_cpu": on_cpu,
+            "checkpointed": checkpointed,
+            "func_grad": func_grad, "batched": batched, "jvp": tangent}, job["result"])
+print("ok")
+"""
+
+
+def test_exported_module_shows_every_saved_tensor_to_hooks_and_transforms(tmp_path):
+    """As the package does: under a saved-tensor hook every value the backward reads, the
+    intermediates too, passes through save_for_backward (so save_on_cpu and non-reentrant
+    checkpointing see them); torch.func.grad, vmap and jvp work on the exported callable."""
+    text = "H[b,o] := tanh(X[b,i]*W[i,o] + c[o])\nG[b,o] := H[b,o] * H[b,o] * W[0,o]\nL := G[b,o]*V[o]"
+    fn = tm.tensorgrad(text)
+    shapes = {"X": (3, 4), "W": (4, 2), "c": (2,), "V": (2,)}
+    args = [make_tensor(s, dtype=torch.float64) for s in shapes.values()]
+    leaves = [a.clone().requires_grad_() for a in args]
+    packed = []
+
+    def pack(t):
+        packed.append(tuple(t.shape))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn(*leaves)
+    cotangent = make_tensor(tuple(out.shape), dtype=torch.float64)
+    expected = torch.autograd.grad(out, leaves, cotangent)
+    assert fn._last.extras, "the cell must save intermediates for this test to mean anything"
+    assert len(packed) > len(args) + 1  # the intermediates went through the hook too
+    plain = [a.detach() for a in args]
+    batch = torch.stack([args[0], 2 * args[0]])
+    tangents = [make_tensor(s, dtype=torch.float64) for s in shapes.values()]
+    from torch.func import grad, jvp, vmap
+    func_grad = grad(lambda *xs: (fn(*xs) * cotangent).sum(), argnums=(0, 1, 2, 3))(*plain)
+    batched = vmap(fn, in_dims=(0, None, None, None))(batch, *plain[1:])
+    tangent = jvp(fn, tuple(plain), tuple(tangents))[1]
+    path = fn.export(tmp_path / "watched_ops.py")
+    data = tmp_path / "watched.pt"
+    torch.save({"args": args, "cotangent": cotangent, "batch": batch, "tangents": tangents}, data)
+    job = {"path": str(path), "name": fn.name, "data": str(data), "result": str(tmp_path / "w.out.pt")}
+    run = subprocess.run([sys.executable, "-c", WATCHED, json.dumps(job)], capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = torch.load(tmp_path / "w.out.pt")
+    assert sorted(got["packed"]) == sorted(packed)
+    torch.testing.assert_close(got["out"], out.detach(), rtol=1e-12, atol=1e-12)
+    for key in ("hooked", "on_cpu", "checkpointed"):
+        for g, h in zip(got[key], expected, strict=True):
+            torch.testing.assert_close(g, h, rtol=1e-12, atol=1e-12)
+    for g, h in zip(got["func_grad"], func_grad, strict=True):
+        torch.testing.assert_close(g, h, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got["batched"], batched, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got["jvp"], tangent, rtol=1e-12, atol=1e-12)
+
+
+def test_a_name_the_module_defines_itself_is_refused(tmp_path):
+    fn = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k]", name="run")
+    fn(torch.randn(2, 3), torch.randn(3, 4))
+    with pytest.raises(ValueError, match="cannot be exported: the module defines 'run' itself"):
+        fn.export(tmp_path / "run_ops.py")
+    assert not (tmp_path / "run_ops.py").exists()
