@@ -7,6 +7,12 @@ incoming gradient on every output; the reference is a central difference of the 
 scalar, element by element. A formula may also be given as text (a statement reading the
 inputs, the outputs and Δ<output>), to check a hand-written or suspected formula.
 Nothing the caller sees changes: no namespace, not the global random state, not fn.code.
+
+A large cell (many inputs, or big sizes from sizes=) is sampled: finite differences cost two
+evaluations of the whole cell per entry, so they stop at MAX_ENTRIES entries in all, or when
+SECONDS have gone by, whichever comes first. The entries are taken round-robin over the inputs,
+in a random order per input (its first and last entries first), so each input gets its share,
+and what was checked is a uniform sample of each; the report says how many of how many.
 """
 import html
 import time
@@ -21,6 +27,8 @@ from .ir import Call, Tensor, children, leaves
 SIZES = (3, 2, 4)
 EPS = 1e-6
 ATOL, RTOL = 1e-5, 1e-4
+MAX_ENTRIES = 512   # finite-difference entries in all, over every input checked
+SECONDS = 2.0       # the time the finite differences may take (at least 2 entries per input)
 
 
 @dataclass(frozen=True)
@@ -31,11 +39,17 @@ class GradientCheck:
     scale: float             # max |finite difference|
     ok: bool
     problem: Optional[str] = None   # why the formula could not be evaluated
+    checked: int = 0         # entries compared with a finite difference
+    entries: int = 0         # entries the gradient has
     math: Optional[str] = field(default=None, repr=False, compare=False)  # the formula as MathML
 
     @property
     def badge(self):
         return "✓" if self.ok else "✗"
+
+    @property
+    def sampled(self):
+        return self.checked < self.entries
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,7 @@ class CheckReport:
     dtype: torch.dtype
     seconds: float
     note: Optional[str] = None   # why something could not be checked
+    limits: tuple = (MAX_ENTRIES, SECONDS)   # the max_entries and seconds that capped it
 
     @property
     def ok(self):
@@ -52,6 +67,11 @@ class CheckReport:
 
     def __bool__(self):
         return self.ok
+
+    @property
+    def sampled(self):
+        """Were the finite differences taken at a sample of the entries (a large cell)?"""
+        return any(r.sampled for r in self.results if r.problem is None)
 
     def __getitem__(self, name):
         return next(r for r in self.results if r.name == name)
@@ -67,6 +87,11 @@ class CheckReport:
         sig = ", ".join(f"{n} {tuple(s)}" for n, s in self.shapes.items())
         text = f"checked against central differences on random {str(self.dtype)[6:]} inputs " \
                f"{sig} in {self.seconds:.2f} s"
+        if self.sampled:
+            done = [r for r in self.results if r.problem is None]
+            text += (f"; sampled: {sum(r.checked for r in done):,} of "
+                     f"{sum(r.entries for r in done):,} entries, at random (max_entries="
+                     f"{self.limits[0]}, seconds={self.limits[1]})")
         return text + (f"; {self.note}" if self.note else "")
 
     def __repr__(self):
@@ -82,11 +107,17 @@ class CheckReport:
 
 
 def _detail(r):
-    return f"max error {r.error:.1e}" if r.problem is None else r.problem
+    if r.problem is not None:
+        return r.problem
+    sample = f" at {r.checked:,} of {r.entries:,} entries" if r.sampled else ""
+    return f"max error {r.error:.1e}{sample}"
 
 
-def check(fn, formulas=None, seed=0, shapes=None):
-    """Check every gradient fn derives (or, for names in formulas, the given formula text)."""
+def check(fn, formulas=None, seed=0, shapes=None, max_entries=MAX_ENTRIES, seconds=SECONDS):
+    """Check every gradient fn derives (or, for names in formulas, the given formula text).
+    max_entries, seconds: the finite differences stop at that many entries in all, or after
+    that long (each None: no such cap); at least 2 entries of each input are compared."""
+    _check_caps(max_entries, seconds)
     start = time.perf_counter()
     last, threads = fn._last, torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: threads only cost time (restored below)
@@ -95,14 +126,27 @@ def check(fn, formulas=None, seed=0, shapes=None):
         dtype = torch.complex128 if _is_complex(fn) else torch.float64
         shapes, args = _first_that_runs(fn, [shapes] if shapes else _candidates(fn), dtype,
                                         generator)
-        results = _check(fn, args, formulas or {}, generator)
+        results = _check(fn, args, formulas or {}, generator, (max_entries, seconds))
         note = None
     except (NotationError, ValueError, TypeError, RuntimeError) as err:
         results, note = (), f"not checked: {err}"
     finally:
         fn._last = last
         torch.set_num_threads(threads)
-    return CheckReport(tuple(results), dict(shapes or {}), dtype, time.perf_counter() - start, note)
+    return CheckReport(tuple(results), dict(shapes or {}), dtype, time.perf_counter() - start, note,
+                       (max_entries, seconds))
+
+
+def _check_caps(max_entries, seconds):
+    if max_entries is not None and (isinstance(max_entries, bool) or
+                                    not isinstance(max_entries, int)):
+        raise TypeError(f"max_entries must be an int or None, not {type(max_entries).__name__}")
+    if seconds is not None and (isinstance(seconds, bool) or
+                                not isinstance(seconds, (int, float))):
+        raise TypeError(f"seconds must be a number or None, not {type(seconds).__name__}")
+    if (max_entries is not None and max_entries < 1) or (seconds is not None and seconds <= 0):
+        raise ValueError(f"max_entries and seconds must be positive (or None), not "
+                         f"{max_entries!r} and {seconds!r}")
 
 
 def small_shapes(fn):
@@ -232,7 +276,7 @@ def _inputs(fn, shapes, dtype, generator):
     return [draw(n, True) for n in fn.inputs]
 
 
-def _check(fn, args, formulas, generator):
+def _check(fn, args, formulas, generator, caps):
     wrt = [k for k, n in enumerate(fn.inputs) if n in fn.wrt]
     leaves_ = [a.clone().requires_grad_(k in wrt) for k, a in enumerate(args)]
     with torch.enable_grad():
@@ -245,6 +289,8 @@ def _check(fn, args, formulas, generator):
     except Exception as err:  # noqa: BLE001 - a failing backward is what a check reports
         derived, failure = [None] * len(wrt), f"the backward failed: {type(err).__name__}: {err}"
     results = []
+    compared = [k for k in wrt if not failure or fn.inputs[k] in formulas]
+    references = _finite_differences(fn, args, compared, cotangents, generator, caps)
     for k, grad in zip(wrt, derived):
         name = fn.inputs[k]
         if failure and name not in formulas:
@@ -253,7 +299,7 @@ def _check(fn, args, formulas, generator):
             continue
         grad = torch.zeros_like(args[k]) if grad is None else grad
         formula = fn.formulas.get(name, f"Δ{name} = 0")
-        reference = _finite_difference(fn, args, k, cotangents)
+        at, reference = references[k]
         if name in formulas:
             formula = formulas[name]
             try:
@@ -262,11 +308,12 @@ def _check(fn, args, formulas, generator):
                 problem = str(err).splitlines()[0]
                 results.append(GradientCheck(name, formula, float("inf"), 0.0, False, problem))
                 continue
-        error = (grad.detach() - reference).abs().max().item() if reference.numel() else 0.0
+        got = grad.detach().reshape(-1)[at]
+        error = (got - reference).abs().max().item() if reference.numel() else 0.0
         scale = reference.abs().max().item() if reference.numel() else 0.0
         math = _math(fn, name) if name not in formulas else None
         results.append(GradientCheck(name, formula, error, scale, error <= ATOL + RTOL * scale,
-                                     math=math))
+                                     math=math, checked=len(at), entries=args[k].numel()))
     return results
 
 
@@ -278,24 +325,65 @@ def _pair(outs, cotangents):
     return total
 
 
-def _finite_difference(fn, args, k, cotangents):
-    """∂/∂x + i ∂/∂y of the paired scalar, by central differences in each element of args[k]."""
+def _finite_differences(fn, args, ks, cotangents, generator, caps):
+    """{k: (entries, ∂/∂x + i ∂/∂y of the paired scalar there)} for each input k in ks, by
+    central differences, one entry of each input in turn (round-robin), in a random order per
+    input (first and last entries first), until every entry is done, or max_entries are, or
+    the time is up (after 2 entries of each input)."""
+    max_entries, seconds = caps
+    start = time.perf_counter()
+    orders = {k: _order(args[k].numel(), generator) for k in ks}
+    done = {k: [] for k in ks}
+    total = 0
+
+    def over():
+        return (max_entries is not None and total >= max_entries) or \
+            (seconds is not None and time.perf_counter() - start > seconds)
+
+    for r in range(max((len(o) for o in orders.values()), default=0)):
+        for k in ks:
+            if r >= 2 and over():
+                break
+            if r < len(orders[k]):
+                e = orders[k][r]
+                done[k].append((e, _difference(fn, args, k, e, cotangents)))
+                total += 1
+        else:
+            continue
+        break
+    out = {}
+    for k in ks:
+        pairs = sorted(done[k])
+        at = torch.tensor([e for e, _ in pairs], dtype=torch.long)
+        values = torch.tensor([v for _, v in pairs], dtype=args[k].dtype)
+        out[k] = (at, values)
+    return out
+
+
+def _order(n, generator):
+    """Entries 0 .. n-1: the first and the last, then the rest in a random order."""
+    if n <= 2:
+        return list(range(n))
+    return [0, n - 1] + (torch.randperm(n - 2, generator=generator) + 1).tolist()
+
+
+def _difference(fn, args, k, e, cotangents):
+    """∂/∂x + i ∂/∂y of the paired scalar in entry e of args[k], by central differences."""
     x = args[k]
     flat = x.reshape(-1)
-    grad = torch.zeros_like(flat)
     steps = (EPS, EPS * 1j) if x.is_complex() else (EPS,)
+    grad = 0
     with torch.no_grad():
-        for e in range(flat.numel()):
-            for step in steps:
-                values = []
-                for sign in (1, -1):
-                    moved = flat.clone()
-                    moved[e] += sign * step
-                    trial = list(args)
-                    trial[k] = moved.reshape(x.shape)
-                    values.append(_pair(fn.evaluate(*trial), cotangents).item())
-                grad[e] += (values[0] - values[1]) / (2 * EPS) * (step / EPS)
-    return grad.reshape(x.shape)
+        for step in steps:
+            values = []
+            for sign in (1, -1):
+                moved = flat.clone()
+                moved[e] += sign * step
+                trial = list(args)
+                trial[k] = moved.reshape(x.shape)
+                values.append(_pair(fn.evaluate(*trial), cotangents).item())
+            grad += (values[0] - values[1]) / (2 * EPS) * (step / EPS)
+    return grad
 
 
 def _evaluate_formula(text, fn, args, outs, cotangents):

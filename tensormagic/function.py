@@ -225,12 +225,14 @@ class TensorGradFunction:
             compiled = planned(self)
         return plan_diagram(compiled)
 
-    def check(self, formulas=None, seed=0):
+    def check(self, formulas=None, seed=0, max_entries=512, seconds=2.0):
         """Each derived gradient compared with central differences on small random float64
         (complex128) inputs: a report with ✓ or ✗ and the max error beside each formula.
-        formulas: {input: "ΔB[i,j] = ..."} checks that text instead of the derived gradient."""
+        formulas: {input: "ΔB[i,j] = ..."} checks that text instead of the derived gradient.
+        max_entries, seconds: a large cell is sampled, the finite differences stopping at that
+        many entries in all or after that long (None: no cap); the report says so."""
         from .checking import check
-        return check(self, formulas, seed)
+        return check(self, formulas, seed, max_entries=max_entries, seconds=seconds)
 
     def export(self, path, shapes=None, dtype=None, device=None):
         """Write a standalone module (needs only torch) with this cell's planned forward and

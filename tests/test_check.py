@@ -33,6 +33,7 @@ def test_demo_cells_check_out_fast(text, wrt):
         assert r.badge == "✓" and r.error < 1e-6 and r.scale > 0
         assert f"✓ {fn.formulas[r.name]}    (max error " in str(report)
     assert report.dtype == torch.float64
+    assert not report.sampled and "sampled" not in str(report)  # every entry compared
 
 
 def test_complex_cells_are_checked_in_complex128():
@@ -138,3 +139,102 @@ def test_small_shapes_follow_shifted_fixed_and_gathered_subscripts():
     assert shapes["w"] == (2,)                                    # from sizes=
     assert shapes["x"][1] == 2 * (shapes["W"][1] - 1) + (2 - 1) + 1  # reaches every position
     assert shapes["v"][1] >= 3 and shapes["W"][0] == 5 and shapes["x"][0] == shapes["v"][0] == b
+
+
+# -- large cells: the finite differences are sampled ------------------------------------------
+BIG_CONV = ("y[b,o,i,j] := x[b,c,i+u,j+v] * w[o,c,u,v]",
+            {"b": 2, "o": 64, "c": 64, "u": 5, "v": 5, "i": 6, "j": 6})  # 102,400 weights
+
+
+def test_a_large_cell_is_sampled_within_seconds_and_says_so():
+    fn = tm.tensorgrad(BIG_CONV[0], sizes=BIG_CONV[1])
+    start = time.perf_counter()
+    report = fn.check()
+    assert time.perf_counter() - start < 5.0
+    assert report.ok and report.sampled, str(report)
+    assert report["w"].entries == 102_400 and report["x"].entries == 12_800
+    assert report["w"].checked == report["x"].checked == 256  # max_entries=512 shared out
+    text = str(report)
+    assert "(max error" in text and "at 256 of 102,400 entries)" in text
+    assert "sampled: 512 of 115,200 entries, at random (max_entries=512, seconds=2.0)" in text
+    assert "sampled: 512 of 115,200" in report._repr_html_()
+
+
+def test_a_sixteen_site_mps_checks_every_entry_in_a_few_seconds():
+    n = 16
+    terms = ["A0[p0,a0]*A0[p0,b0]"] + [
+        f"A{k}[a{k - 1},p{k},a{k}]*A{k}[b{k - 1},p{k},b{k}]" for k in range(1, n - 1)] + [
+        f"A{n - 1}[a{n - 2},p{n - 1}]*A{n - 1}[b{n - 2},p{n - 1}]"]
+    fn = tm.tensorgrad("nrm := " + " * ".join(terms))
+    start = time.perf_counter()
+    report = fn.check()
+    assert time.perf_counter() - start < 5.0
+    assert report.ok and len(report.results) == n, str(report)
+    assert not report.sampled and "sampled" not in str(report)  # small enough for all entries
+
+
+@pytest.mark.parametrize("wrong", [
+    "Δw[o,c,u,v] = -x[b,c,i+u,j+v] * Δy[b,o,i,j]",          # a wrong sign
+    "Δw[o,c,u,v] = 0.999 * x[b,c,i+u,j+v] * Δy[b,o,i,j]",   # a factor off everywhere
+    "Δw[o,c,u,v] = x[b,c,i+v,j+u] * Δy[b,o,i,j]",           # transposed shifts
+])
+def test_sampling_still_catches_a_wrong_formula(wrong):
+    fn = tm.tensorgrad(BIG_CONV[0], sizes=BIG_CONV[1])
+    report = fn.check(formulas={"w": wrong}, max_entries=64)  # 32 of 102,400 entries of w
+    assert report.sampled and report["x"].ok and not report["w"].ok, str(report)
+    assert f"✗ {wrong}    (max error" in str(report)
+
+
+def _corrupted(fn, where):
+    """fn whose compiled backward gets ΔA wrong at the flat entries `where` of ΔA."""
+    compile_ = fn._compile
+
+    def tampered(*args):
+        compiled = compile_(*args)
+        backward = compiled.backward
+
+        def wrong(saved, grads):
+            out = list(backward(saved, grads))
+            flat = out[0].reshape(-1).clone()
+            flat[where(flat.numel())] += 1.0
+            out[0] = flat.reshape(out[0].shape)
+            return tuple(out)
+        compiled.backward = wrong
+        return compiled
+
+    fn._compile = tampered
+    return fn
+
+
+@pytest.mark.parametrize("where", [
+    lambda n: slice(n - 1, n),            # the last entry only (a boundary bug): always checked
+    lambda n: slice(0, 1),                # the first
+    lambda n: slice(n // 2, n // 2 + n // 20),  # a block of 5% in the middle
+])
+def test_sampling_catches_a_backward_wrong_in_one_region(where):
+    fn = _corrupted(tm.tensorgrad("y[i,k] := A[i,j] * B[j,k]", sizes={"i": 80, "j": 60, "k": 3}),
+                    where)
+    report = fn.check(max_entries=128)
+    assert report.sampled and report["A"].entries == 4800, str(report)
+    assert not report["A"].ok and report["B"].ok, str(report)
+
+
+def test_the_time_cap_stops_the_finite_differences():
+    fn = tm.tensorgrad(BIG_CONV[0], sizes=BIG_CONV[1])
+    fn.check(max_entries=4)  # compiled: the timing below is the finite differences
+    start = time.perf_counter()
+    report = fn.check(max_entries=None, seconds=0.3)
+    assert time.perf_counter() - start < 2.5  # all 115,200 entries would take over a minute
+    assert report.ok and report.sampled, str(report)
+    assert all(r.checked >= 2 for r in report.results)
+    assert "(max_entries=None, seconds=0.3)" in str(report)
+    full = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k]").check(max_entries=None, seconds=None)
+    assert full.ok and not full.sampled and full["B"].checked == full["B"].entries == 6
+
+
+def test_bad_caps_are_refused():
+    fn = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k]")
+    with pytest.raises(TypeError, match="max_entries must be an int or None, not str"):
+        fn.check(max_entries="10")
+    with pytest.raises(ValueError, match="must be positive"):
+        fn.check(seconds=0)
