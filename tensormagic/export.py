@@ -230,18 +230,25 @@ def _tm_prepare(values):
         out.append(value)
     shapes = tuple(tuple(v.shape) for v in out)
     if shapes not in _TM_PLANS:
-        got = ", ".join(f"{{n}} {{s}}" for n, s in zip(_TM_INPUTS, shapes))
-        raise ValueError(f"inputs of shapes {{got}} were not planned for: this module was "
-                         f"planned for {{' or '.join(str(s) for s in _TM_PLANS)}}")
+        raise ValueError(f"inputs of shapes {{_tm_named(shapes)}} were not planned for: this "
+                         f"module was planned for {{'; or '.join(map(_tm_named, _TM_PLANS))}}")
     return _TM_PLANS[shapes], out
 
 
+def _tm_named(shapes):
+    return ", ".join(f"{{n}} {{s}}" for n, s in zip(_TM_INPUTS, shapes))
+
+
 def _tm_call(values):
-    \"\"\"As the package calls: through autograd only when a wanted input needs a gradient or a
+    \"\"\"As the package calls: through autograd only when an input needs a gradient or a
     transform may carry tangents; intermediates held in a list on the autograd context (_Held)
     unless a saved-tensor hook, torch.func or a compiler is watching (_Apply: saved through
     save_for_backward, so they see every one).\"\"\"
     plan, args = _tm_prepare(values)
+    if not any(a.requires_grad for a in args) and not _transformed() and \\
+            not torch.compiler.is_compiling():
+        with torch.no_grad():
+            return _fresh_all(plan.forward(*args)[0], args)
     return _tm_run(plan, args)
 
 

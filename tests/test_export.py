@@ -112,7 +112,8 @@ def test_export_checks_shapes_and_needs_a_call_or_shapes(tmp_path):
     exec(compile(path.read_text(), str(path), "exec"), mod.__dict__)
     B, C = torch.randn(2, 3, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
     torch.testing.assert_close(mod.A_fn(B, C), B @ C)
-    with pytest.raises(ValueError, match=r"inputs of shapes B \(3, 3\), C \(3, 4\) were not planned for"):
+    with pytest.raises(ValueError, match=r"^inputs of shapes B \(3, 3\), C \(3, 4\) were not planned "
+                       r"for: this module was planned for B \(2, 3\), C \(3, 4\)$"):
         mod.A_fn(torch.randn(3, 3), C)
     with pytest.raises(ValueError, match="no entry for input C"):
         fn.export(tmp_path / "y.py", shapes={"B": (2, 3)})
@@ -165,6 +166,9 @@ def test_every_set_of_shapes_seen_is_exported_and_dispatched(tmp_path):
     mod = types.ModuleType("multi_ops")
     exec(compile(path.read_text(), str(path), "exec"), mod.__dict__)
     assert sorted(mod._TM_PLANS) == sorted(shapes)
+    with pytest.raises(ValueError, match=r"planned for B \(4, 1\), C \(1, 2\), D \(3, 3\); or "
+                       r"B \(2, 3\), C \(3, 4\), D \(5, 5\)$"):  # the last call's first
+        mod.A_fn(torch.randn(2, 3), torch.randn(3, 4), torch.randn(4, 4))
     assert mod._TM_DTYPE == torch.float64
     for sb, sc, sd in shapes:
         B, C = (torch.randn(s, dtype=torch.float64, requires_grad=True) for s in (sb, sc))
