@@ -20,7 +20,7 @@ import torch
 from . import __version__, codegen, runtime
 
 _SKIP = {"__builtins__", "forward", "backward"}
-_GLOBAL_READS = {"LOAD_GLOBAL", "LOAD_NAME"}
+_GLOBAL_READS = {"LOAD_GLOBAL", "LOAD_NAME", "LOAD_FROM_DICT_OR_GLOBALS"}
 
 
 def module_source(fn, plans):
