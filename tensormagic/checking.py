@@ -389,10 +389,11 @@ def _difference(fn, args, k, e, cotangents):
 def _evaluate_formula(text, fn, args, outs, cotangents):
     """A formula given as a statement (ΔB[i,j] := ...), read over inputs, outputs and Δoutputs."""
     from .function import tensorgrad
+    from .render import as_cell
     env = dict(zip(fn.inputs, args))
     env.update({n: o.detach() for n, o in outs.items()})
     env.update({f"Δ{n}": v for n, v in cotangents.items()})
-    formula = tensorgrad(text.replace(" = ", " := ", 1) if ":=" not in text else text)
+    formula = tensorgrad(as_cell(text))  # with the definitions a long cell's formula uses
     missing = [n for n in formula.inputs if n not in env]
     if missing:
         raise ValueError(f"the formula {text!r} reads {', '.join(missing)}, which is no input, "

@@ -9,7 +9,7 @@ from itertools import count
 
 import torch
 
-from . import render, runtime, tangent
+from . import readable, render, runtime, tangent
 from .cell import analyse
 from .derive import derive
 from .errors import NotationValueError
@@ -80,9 +80,17 @@ class TensorGradFunction:
         return tuple(derive(self.cell, self.wrt))
 
     @functools.cached_property
+    def _shown(self):
+        """The derivation as the views show it: in a long cell, each sub-expression repeated
+        across the formulas is named once (readable.shorten) and defined below them."""
+        return readable.shorten(self.derivation, readable.cell_names(self.cell.statements))
+
+    @functools.cached_property
     def formulas(self):
-        """{input: its gradient's formula as plain text} for every input in wrt."""
-        return {f.name: render.formula_text(f) for f in self.derivation if f.of_input}
+        """{input: its gradient's formula as plain text} for every input in wrt (in a long
+        cell, with the definitions it uses below it: where A[j] = ...)."""
+        return {f.name: "\n".join([render.formula_text(f)] + render.where_text(self._shown.used_by(f)))
+                for f in self._shown.formulas if f.of_input}
 
     @functools.cached_property
     def intermediate_formulas(self):
@@ -248,8 +256,8 @@ class TensorGradFunction:
 
     def _math(self, tangents=False):
         """(LaTeX display, whether some line was shortened)."""
-        return render.cell_latex(self.cell.statements, self.derivation,
-                                 self.tangent_derivation if tangents else ())
+        return render.cell_latex(self.cell.statements, self._shown.formulas,
+                                 self.tangent_derivation if tangents else (), self._shown.definitions)
 
     def _repr_latex_(self):
         return self.latex()
@@ -264,7 +272,8 @@ class TensorGradFunction:
 
     def render_text(self, tangents=False):
         """The statements, the gradients and (tangents=True) the tangents, as plain text."""
-        lines = [self.statement, ""] + [render.formula_text(f) for f in self.derivation]
+        lines = [self.statement, ""] + [render.formula_text(f) for f in self._shown.formulas] \
+            + render.where_text(self._shown.definitions)
         if tangents and self.tangents:
             lines += [""] + list(self.tangents.values())
         return "\n".join(lines)

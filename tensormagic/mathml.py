@@ -21,9 +21,12 @@ def cell_html(fn, tangents=False):
     forward mode), as one MathML table aligned at the signs."""
     rows = [_row(_tensor(st.target, st.indices), {":=": ":=", "=": "=", "+=": "+="}[st.op],
                  _expr(st.rhs)[0]) for st in fn.cell.statements]
-    names = cell_names(fn.cell.statements)
+    shown = fn._shown
+    names = cell_names(fn.cell.statements) | {d.target.name for d in shown.definitions}
     rows += [_row(_tensor(f.target.name, f.target.indices), "=", _formula_rhs(f, names))
-             for f in fn.derivation]
+             for f in shown.formulas]
+    rows += [_row(_where(k) + _tensor(d.target.name, d.target.indices), "=", _formula_rhs(d, names))
+             for k, d in enumerate(shown.definitions)]
     if tangents:
         rows += [_row(_expr(f.target)[0], "=", _expr(f.rhs)[0])
                  for f in getattr(fn, "tangent_derivation", ())]
@@ -32,6 +35,10 @@ def cell_html(fn, tangents=False):
         return f'<pre class="tensormagic-math">{escape(str(fn))}</pre>'
     return (f'<div class="tensormagic-math" style="padding:0.3em 0"><math><mtable columnspacing="0.3em">'
             f'{body}</mtable></math></div>')
+
+
+def _where(k):
+    return '<mtext>where</mtext><mspace width="1em"></mspace>' if k == 0 else ""
 
 
 def formula_math(f, taken=()):

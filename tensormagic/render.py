@@ -128,6 +128,24 @@ def formula_text(f):
     return f"{text(f.target)} = {body}"
 
 
+def where_text(definitions):
+    """A long cell's named sub-expressions, one a line: where A[j] = ..., the rest under it."""
+    return [("where " if k == 0 else "      ") + formula_text(d) for k, d in enumerate(definitions)]
+
+
+def as_cell(text):
+    """A formula as text as a cell that computes it: its = as :=, and the where-lines of its
+    definitions (a long cell's, as where_text writes them) as statements before it."""
+    lines = text.splitlines()
+    at = next((k for k, line in enumerate(lines) if line.strip().startswith("where ")), None)
+    if at is None:
+        return text if ":=" in text else text.replace(" = ", " := ", 1)
+    definitions = [line.strip() for line in lines[at:] if line.strip()]
+    definitions[0] = definitions[0][len("where"):].strip()
+    return "\n".join(line if ":=" in line else line.replace(" = ", " := ", 1)
+                     for line in definitions + lines[:at])
+
+
 def _formula_term(term):
     if isinstance(term, Sigma):
         return f"Σ_{_subscript(term.indices)} ({text(term.body)})"
@@ -297,7 +315,7 @@ LATEX_CAP = 20_000   # the LaTeX of one cell never exceeds this many characters
 _SHOWN_FACTORS = 9   # a compact product longer than this names its ends and its Δ
 
 
-def cell_latex(statements, formulas, tangents=()):
+def cell_latex(statements, formulas, tangents=(), definitions=()):
     """The statements, then each derived gradient (and each tangent, forward mode), as one
     aligned LaTeX display, and whether any line was shortened.  A line longer than LINE_CHARS
     (in plain text) shows its sums as a count and its product by tensor names only; past
@@ -305,9 +323,12 @@ def cell_latex(statements, formulas, tangents=()):
     lines = [(statement_text(st), lambda st=st: statement_latex(st),
               lambda st=st: _compact_line(Tensor(st.target, st.indices), _OPS[st.op], st.rhs, ()))
              for st in statements]
-    names = cell_names(statements)
+    names = cell_names(statements) | {d.target.name for d in definitions}
     lines += [(formula_text(f), lambda f=f: formula_latex(f, names),
                lambda f=f: _compact_line(f.target, "=", f.rhs, f.target.indices)) for f in formulas]
+    lines += [(formula_text(d), lambda d=d, k=k: _where(k) + formula_latex(d, names),
+               lambda d=d, k=k: _where(k) + _compact_line(d.target, "=", d.rhs, d.target.indices))
+              for k, d in enumerate(definitions)]
     lines += [(text(f.rhs, sums=True), lambda f=f: f"{_tensor_latex(f.target)} = {latex(f.rhs)}",
                lambda f=f: _compact_line(f.target, "=", f.rhs, ())) for f in tangents]
     shown, size, shortened = [], 0, False
@@ -325,6 +346,10 @@ def cell_latex(statements, formulas, tangents=()):
 
 
 _OPS = {":=": ":=", "=": "=", "+=": "\\mathrel{+}="}
+
+
+def _where(k):
+    return "\\text{where}\\quad " if k == 0 else ""
 
 
 def _align(line):
