@@ -405,5 +405,6 @@ def _evaluate_formula(text, fn, args, outs, cotangents):
 def _math(fn, name):
     from .mathml import formula_math
     from .readable import cell_names
-    derived = [f for f in fn.derivation if f.of_input and f.name == name]
-    return formula_math(derived[0], cell_names(fn.cell.statements)) if derived else None
+    shown = [f for f in fn._shown.formulas if f.of_input and f.name == name]  # a long cell's: short
+    return formula_math(shown[0], cell_names(fn.cell.statements), fn._shown.used_by(shown[0])) \
+        if shown else None

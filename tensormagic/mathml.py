@@ -41,11 +41,18 @@ def _where(k):
     return '<mtext>where</mtext><mspace width="1em"></mspace>' if k == 0 else ""
 
 
-def formula_math(f, taken=()):
+def formula_math(f, taken=(), definitions=()):
     """One derived formula as an inline <math> element; `taken`: the cell's names, which a
-    named sub-expression avoids."""
+    named sub-expression avoids; `definitions`: those of a long cell that it uses, as rows
+    below it."""
     lhs = _tensor(f.target.name, f.target.indices)
-    return f"<math><mrow>{lhs}<mo>=</mo>{_formula_rhs(f, taken)}</mrow></math>"
+    if not definitions:
+        return f"<math><mrow>{lhs}<mo>=</mo>{_formula_rhs(f, taken)}</mrow></math>"
+    taken = set(taken) | {d.target.name for d in definitions}
+    rows = [_row(lhs, "=", _formula_rhs(f, taken))]
+    rows += [_row(_where(k) + _tensor(d.target.name, d.target.indices), "=", _formula_rhs(d, taken))
+             for k, d in enumerate(definitions)]
+    return f'<math><mtable columnspacing="0.3em">{"".join(rows)}</mtable></math>'
 
 
 def _row(lhs, sign, rhs):

@@ -120,3 +120,10 @@ def test_as_cell_puts_definitions_first():
                                      "Δx[i] := A[j] * W[i,j]")
     assert render.as_cell("ΔB[j] = x[j]") == "ΔB[j] := x[j]"
     assert render.as_cell("ΔB[j] := x[j]") == "ΔB[j] := x[j]"
+
+
+def test_a_check_of_a_deep_cell_shows_the_short_formulas(deep30):
+    report = deep30.check(max_entries=8)
+    html = report._repr_html_()
+    assert len(html) < 120_000 and html.count("<mtext>where</mtext>") == 4
+    assert all("\nwhere " in r.formula and len(r.formula) < 2_500 for r in report.results)
