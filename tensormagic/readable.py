@@ -4,6 +4,7 @@ render.py, MathML in mathml.py) show what these return, so they read alike.
 A product becomes a signed fraction with equal factors as powers and common factors
 cancelled (x_i x_i / (x_i Z Z) is x_i / Z²), and a repeated scalar sub-expression holding a
 sum is named once (N = √Σ_j x_j²).  Nothing here changes a value."""
+import functools
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
@@ -227,15 +228,16 @@ def _share_runs(keys, rhss):
                  if isinstance(t, Mul)] for r in rhss]
     slots = [factors for p in products for factors in p]
     runs = []   # (placeholder, its factors): a later, shorter run may sit inside an earlier one
+    common = functools.lru_cache(maxsize=None)(_longest_common)  # most pairs stay as they were
     for _ in range(_MAX_RUNS):
         seqs = [[keys.key(f, ()) for f in factors] for factors in slots]
+        frozen = [tuple(seq) for seq in seqs]
         best = None
         for a in range(len(seqs)):
             for b in range(a + 1, len(seqs)):
-                m = SequenceMatcher(None, seqs[a], seqs[b], autojunk=False).find_longest_match(
-                    0, len(seqs[a]), 0, len(seqs[b]))
-                if m.size >= _MIN_RUN and (best is None or m.size > best[2]):
-                    best = (a, m.a, m.size)
+                start, size = common(frozen[a], frozen[b])
+                if size >= _MIN_RUN and (best is None or size > best[2]):
+                    best = (a, start, size)
         if best is None:
             break
         a, start, size = best
@@ -263,6 +265,11 @@ def _share_runs(keys, rhss):
                 k += 1
         out.append(Add(tuple(terms), r.signs) if isinstance(r, Add) else terms[0])
     return out
+
+
+def _longest_common(a, b):
+    m = SequenceMatcher(None, a, b, autojunk=False).find_longest_match(0, len(a), 0, len(b))
+    return m.a, m.size
 
 
 def _find(seq, run):
