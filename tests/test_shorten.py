@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import tensormagic as tm
-from tensormagic import render
+from tensormagic import readable, render
 from tensormagic.derive import Formula
 from tensormagic.ir import Mul, Tensor, children, with_children
 from tensormagic.readable import cell_names
@@ -127,3 +127,36 @@ def test_a_check_of_a_deep_cell_shows_the_short_formulas(deep30):
     html = report._repr_html_()
     assert len(html) < 120_000 and html.count("<mtext>where</mtext>") == 4
     assert all("\nwhere " in r.formula and len(r.formula) < 2_500 for r in report.results)
+
+
+CELLS = [
+    "y[i] := x[i] / sqrt(sum[j](x[j]*x[j]))",
+    "p[i] := exp(s[i]) / sum[j](exp(s[j]))",
+    "y[b,i] := tanh(x[b,2*i+a] * w[a]) * tanh(x[b,2*i+a] * w[a]) + v[b,0] + W[tok[b],i]",
+    "m[i] := max[j](A[i,j] * x[j]) + logsumexp[j](A[i,j])",
+    "s := exp(conj(z[i]) * M[i,j] * z[j]) * z[k] * z[k]",
+    "H[b,o] := tanh(X[b,i] * W[i,o] + c[o])\nY[b,p] := sigmoid(H[b,o] * V[o,p]) * sigmoid(H[b,o] * V[o,p])",
+    "y[i] := relu(x[i] * x[i] - 1) * max(x[i], 0.5) + x[i] * sum[j](x[j])",
+]
+
+
+@pytest.mark.parametrize("text", CELLS)
+def test_naming_everything_keeps_every_formula(text, monkeypatch):
+    """With every cell counted long, whatever is named still gives the derived formula back,
+    and the shown text still computes the right gradient."""
+    monkeypatch.setattr(readable, "LONG_NODES", 0)
+    monkeypatch.setattr(readable, "_MIN_NODES", 2)
+    sizes = {"a": 2} if "2*i+a" in text else None
+    fn = tm.tensorgrad(text, sizes=sizes)
+    shown = fn._shown
+    definitions = {d.target.name: d for d in shown.definitions}
+    for f, full in zip(shown.formulas, fn.derivation):
+        back = Formula(f.name, f.target, _expanded(f.rhs, definitions), f.of_input)
+        assert render.formula_text(back).replace("ʹ", "") == render.formula_text(full).replace("ʹ", "")
+    assert shown.definitions
+    full = {f.name: render.formula_text(f) for f in fn.derivation if f.of_input}
+    # some formulas are not statements (δ, 𝟙, complex, an intermediate's Δ): those fail alike
+    as_shown, as_derived = fn.check(formulas=fn.formulas), fn.check(formulas=full)
+    assert [r.ok for r in as_shown.results] == [r.ok for r in as_derived.results], str(as_shown)
+    for view in (str(fn), fn.latex(), fn._repr_html_()):  # every view shows the definitions
+        assert "where" in view
