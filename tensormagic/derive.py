@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from .functions import FUNCTIONS, X, Y
 from .parse import add
 from .render import text
-from .sums import place_sums
+from .sums import sums_at
 from .ir import (Add, Affine, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma, Tensor,
                  children, leaves, unique, with_children)
 
@@ -182,8 +182,7 @@ def _readable(term, lhs):
     body = term.body if isinstance(term, Sigma) else term
     if not _in_language(body):
         return term
-    placed = place_sums(_without_sums(body), tuple(lhs))  # the body as the rule reads it
-    at_root = placed.indices if isinstance(placed, Sigma) else ()
+    at_root = tuple(sums_at(_without_sums(body), tuple(lhs)).get((), ()))  # as the rule reads it
     missing = tuple(i for i in unique(_outer_indices(body))
                     if i not in lhs and i not in at_root and i not in explicit)
     return Sigma(explicit + missing, body) if missing else term

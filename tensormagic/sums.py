@@ -21,8 +21,13 @@ _SLOT_PARENTS = (Add, Call, Pow, Binary, Reduce)
 def place_sums(rhs, kept):
     """rhs with a Sigma wrapped around each slot that sums something; kept: left-hand indices.
     Each top-level term is read on its own: occurrences in one term never move another's sum."""
+    return _rebuild(rhs, (), sums_at(rhs, kept))
+
+
+def sums_at(rhs, kept):
+    """{path of a node: the indices place_sums sums there}, without rebuilding rhs."""
     terms = rhs.terms if isinstance(rhs, Add) else (rhs,)
-    sums_at = defaultdict(list)
+    found = defaultdict(list)
     for k, term in enumerate(terms):
         top = (k,) if isinstance(rhs, Add) else ()
         occurrences = defaultdict(list)
@@ -36,18 +41,23 @@ def place_sums(rhs, kept):
                 continue
             meet = _common_prefix(paths)
             if len(paths) > 1 and isinstance(_node_at(rhs, meet), (Mul, Tensor)):
-                sums_at[_nearest_slot(rhs, meet)].append(index)
+                found[_nearest_slot(rhs, meet)].append(index)
             else:  # free where it stands: summed over its whole top-level term
-                sums_at[top].append(index)
-    return _rebuild(rhs, (), sums_at)
+                found[top].append(index)
+    return found
 
 
 def _walk(node, path, bound):
-    yield path, node, bound
-    if isinstance(node, Reduce):
-        bound = bound + node.indices
-    for k, child in enumerate(children(node)):
-        yield from _walk(child, path + (k,), bound)
+    """(path, node, the indices a reduction above binds), parents first: a stack, not nested
+    generators, whose cost grows with the depth (a deep network's gradient is deep)."""
+    stack = [(path, node, bound)]
+    while stack:
+        path, node, bound = stack.pop()
+        yield path, node, bound
+        if isinstance(node, Reduce):
+            bound = bound + node.indices
+        kids = children(node)
+        stack.extend((path + (k,), kids[k], bound) for k in range(len(kids) - 1, -1, -1))
 
 
 def _common_prefix(paths):

@@ -3,7 +3,6 @@ MathML), with the same definitions; the shown text still computes the derived gr
 import re
 
 import pytest
-import torch
 
 import tensormagic as tm
 from tensormagic import readable, render
