@@ -9,7 +9,7 @@ from itertools import count
 
 import torch
 
-from . import readable, render, runtime, tangent
+from . import naming, readable, render, runtime, tangent
 from .cell import analyse
 from .derive import derive
 from .errors import NotationValueError
@@ -82,8 +82,8 @@ class TensorGradFunction:
     @functools.cached_property
     def _shown(self):
         """The derivation as the views show it: in a long cell, each sub-expression repeated
-        across the formulas is named once (readable.shorten) and defined below them."""
-        return readable.shorten(self.derivation, readable.cell_names(self.cell.statements))
+        across the formulas is named once (naming.shorten) and defined below them."""
+        return naming.shorten(self.derivation, readable.cell_names(self.cell.statements))
 
     @functools.cached_property
     def formulas(self):

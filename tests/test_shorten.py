@@ -5,7 +5,7 @@ import re
 import pytest
 
 import tensormagic as tm
-from tensormagic import readable, render
+from tensormagic import naming, render
 from tensormagic.derive import Formula
 from tensormagic.ir import Mul, Tensor, children, with_children
 from tensormagic.readable import cell_names
@@ -143,8 +143,8 @@ CELLS = [
 def test_naming_everything_keeps_every_formula(text, monkeypatch):
     """With every cell counted long, whatever is named still gives the derived formula back,
     and the shown text still computes the right gradient."""
-    monkeypatch.setattr(readable, "LONG_NODES", 0)
-    monkeypatch.setattr(readable, "_MIN_NODES", 2)
+    monkeypatch.setattr(naming, "LONG_NODES", 0)
+    monkeypatch.setattr(naming, "_MIN_NODES", 2)
     sizes = {"a": 2} if "2*i+a" in text else None
     fn = tm.tensorgrad(text, sizes=sizes)
     shown = fn._shown
