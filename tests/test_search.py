@@ -1,5 +1,9 @@
 """Many operands: the cotengra path search (search.py) — used past search.OPERANDS operands
 when the product is worth it, cached, and giving the same values and gradients."""
+import os
+import subprocess
+import sys
+
 import opt_einsum
 import pytest
 import torch
@@ -82,3 +86,17 @@ def test_the_search_runs_once_per_product_and_shapes(monkeypatch):
     tm.tensorgrad(statement, name="again")(*xs)  # a new callable, the same product
     info = search._searched.cache_info()
     assert (info.misses, info.hits) == (1, 1)
+
+
+def test_the_same_product_gets_the_same_path_in_every_process():
+    """String hashes (and so set orders) change between processes: the search must not."""
+    code = ("import sys; sys.path.insert(0, 'tests'); from test_search import _grid; "
+            "from tensormagic import search; search.WORTH = 0; search.TRIALS = 32; "
+            "_, eq, shapes = _grid(4, 3, bond=3); terms = eq.split('->')[0].split(','); "
+            "sizes = {c: n for t, s in zip(terms, shapes) for c, n in zip(t, s)}; "
+            "print(search.path([list(t) for t in terms], [], sizes))")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True, cwd=root, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+             for seed in ("1", "2")}
+    assert len(paths) == 1 and paths.pop().startswith("((")
