@@ -6,9 +6,9 @@ cotengra's hyper-optimised greedy search with a combined objective (FLOPs plus m
 finds paths that run faster (benchmarks: the 5×5 PEPS). The search is capped in trials and
 time, seeded (the same product gets the same path in every process), runs once per product
 and shapes, is cached for the process, and is kept only when it scores better than
-opt_einsum's greedy path by that objective. Small
-products (a greedy path under WORTH FLOPs) are left to opt_einsum: there the number of
-operations, not their size, sets the time, and a search would only delay the first call.
+opt_einsum's greedy path by that objective. Small products (a greedy path under WORTH FLOPs)
+are left to opt_einsum: there the number of operations, not their size, sets the time, and a
+search would only delay the first call.
 """
 import contextlib
 import functools
