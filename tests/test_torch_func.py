@@ -203,18 +203,25 @@ def test_tangents_of_every_form(form):
     vals = make_inputs(form)
     names = _tangent_inputs(form, vals)
     assert names
-    gen = torch.Generator().manual_seed(1)
-    tangents = {n: torch.randn(vals[n].shape, dtype=vals[n].dtype, generator=gen) for n in names}
     fn = tm.tensorgrad(form.text, wrt=form.wrt)
+    got, want = _dual_and_jvp(fn, form.ref, vals, names, seed=1)
+    assert got is not None
+    torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
+
+
+def _dual_and_jvp(fn, reference, vals, names, seed):
+    """The tangent of fn's output with random tangents on `names` (forward-mode dual numbers),
+    and torch.func.jvp's of the reference at the same point."""
+    gen = torch.Generator().manual_seed(seed)
+    tangents = {n: torch.randn(vals[n].shape, dtype=vals[n].dtype, generator=gen) for n in names}
 
     def ref(*xs):
-        return form.ref(**{**vals, **dict(zip(names, xs))})
+        return reference(**{**vals, **dict(zip(names, xs))})
     want = jvp(ref, tuple(vals[n] for n in names), tuple(tangents[n] for n in names))[1]
     with fwAD.dual_level():
         duals = {n: fwAD.make_dual(vals[n], tangents[n]) for n in names}
         got = fwAD.unpack_dual(fn(**{**vals, **duals})).tangent
-    assert got is not None
-    torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
+    return got, want
 
 
 from test_engine_language import ROWS, make_inputs as make_row_inputs  # noqa: E402
@@ -229,15 +236,7 @@ def test_tangents_of_every_language_row(row):
     fn = tm.tensorgrad(row.text, wrt=row.wrt, sizes=row.sizes)
     names = [n for n in fn.wrt if vals[n].is_floating_point()]
     assert names and set(fn.tangents) <= set(fn.outputs)
-    gen = torch.Generator().manual_seed(3)
-    tangents = {n: torch.randn(vals[n].shape, dtype=vals[n].dtype, generator=gen) for n in names}
-
-    def ref(*xs):
-        return row.ref(**{**vals, **dict(zip(names, xs))})
-    want = jvp(ref, tuple(vals[n] for n in names), tuple(tangents[n] for n in names))[1]
-    with fwAD.dual_level():
-        duals = {n: fwAD.make_dual(vals[n], tangents[n]) for n in names}
-        got = fwAD.unpack_dual(fn(**{**vals, **duals})).tangent
+    got, want = _dual_and_jvp(fn, row.ref, vals, names, seed=3)
     torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
 
 
