@@ -129,7 +129,7 @@ class _Apply(torch.autograd.Function):
             # no zero gradients the size of each intermediate: the backward fills in only
             # the outputs' (those the loss did not use)
             ctx.set_materialize_grads(False)
-            ctx.outs = [(o.shape, o.dtype, o.device) for o in output[:compiled.n_out]]
+            ctx.outs = _output_specs(output, compiled.n_out)
         ctx.compiled = compiled
         # Every input is kept (a reference, no copy): a differentiated backward recomputes
         # the forward from them. Outputs only where the backward reads them.
@@ -144,10 +144,7 @@ class _Apply(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         grads = grads[:ctx.compiled.n_out]
-        if ctx.compiled.extras:
-            grads = tuple(g if g is not None else torch.zeros(shape, dtype=dtype, device=device)
-                          for g, (shape, dtype, device) in zip(grads, ctx.outs))
-        return _backward(ctx, grads)
+        return _backward(ctx, _filled(grads, ctx.outs) if ctx.compiled.extras else grads)
 
     @staticmethod
     def jvp(ctx, _, *tangents):
@@ -159,6 +156,18 @@ class _Apply(torch.autograd.Function):
         given = [t for t, a in zip(tangents, active) if a]
         outs = compiled.jvp(active)(*args, *given)
         return (*outs, *(None,) * len(compiled.extras))
+
+
+def _output_specs(output, n_out):
+    """What zeros for an output the loss did not use are made of (kept instead of the outputs:
+    the context holding an output would be a reference cycle)."""
+    return [(o.shape, o.dtype, o.device) for o in output[:n_out]]
+
+
+def _filled(grads, specs):
+    """The outputs' gradients, zeros where the loss did not use an output."""
+    return tuple(g if g is not None else torch.zeros(shape, dtype=dtype, device=device)
+                 for g, (shape, dtype, device) in zip(grads, specs))
 
 
 def _backward(ctx, grads):
@@ -197,10 +206,6 @@ class _Held(_Apply):
     bookkeeping; at tiny sizes that was a third of a call. The list is the only reference the
     backward holds, so it frees each intermediate after its last reader."""
 
-    @classmethod
-    def apply(cls, *args):
-        return super(torch.autograd.Function, cls).apply(*args)
-
     @staticmethod
     def forward(compiled, *args):
         outs, saved = compiled.forward(*args)
@@ -214,17 +219,15 @@ class _Held(_Apply):
         ctx.extras = output[-1] if compiled.extras else None
         if compiled.n_out > 1:  # an output the loss did not use gets zeros, made here
             ctx.set_materialize_grads(False)
-            ctx.outs = [(o.shape, o.dtype, o.device) for o in output[:compiled.n_out]]
+            ctx.outs = _output_specs(output, compiled.n_out)
         # inputs (a differentiated backward recomputes from them) and the outputs the backward
         # reads, through save_for_backward: torch checks they were not modified in place
         ctx.save_for_backward(*args, *(output[k] for k in compiled.saved_outs))
 
     @staticmethod
     def backward(ctx, *grads):
-        if ctx.compiled.n_out > 1:
-            grads = tuple(g if g is not None else torch.zeros(shape, dtype=dtype, device=device)
-                          for g, (shape, dtype, device) in zip(grads, ctx.outs))
-        return _backward(ctx, grads[:ctx.compiled.n_out])
+        grads = grads[:ctx.compiled.n_out]
+        return _backward(ctx, _filled(grads, ctx.outs) if ctx.compiled.n_out > 1 else grads)
 
 
 class _Traced(_Apply):
