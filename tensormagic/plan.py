@@ -308,7 +308,7 @@ class _Builder:
             # then the elements its intermediates hold
             best = (moved, _held(tree, self.sizes))
             flops = _flops(tree, self.sizes)
-            for other in _other_trees(operands, out, path):
+            for other in _other_trees(operands, out, tree):
                 if _flops(other, self.sizes) <= flops:
                     cost = (_orient(other, tuple(out), self.sizes, self.needs, states, memo),
                             _held(other, self.sizes))
@@ -384,9 +384,9 @@ def _paths(n):
                 yield [(i, j)] + rest
 
 
-def _other_trees(operands, out, path):
-    """The trees of every path other than `path`, each shape of tree once."""
-    seen = {_shape(_tree(operands, path, out))}
+def _other_trees(operands, out, tree):
+    """The trees of every path whose tree is shaped unlike `tree`, each shape once."""
+    seen = {_shape(tree)}
     for other in _paths(len(operands)):
         tree = _tree(operands, other, out)
         key = _shape(tree)
