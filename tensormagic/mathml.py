@@ -9,7 +9,7 @@ from html import escape
 
 from .functions import FUNCTIONS
 from .ir import Add, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma, Tensor, signed_sum
-from .readable import cell_names, fraction, is_recip, name_repeats, summed
+from .readable import bracketed_base, cell_names, fraction, is_recip, name_repeats, summed
 from .render import _ATOM, _POW, _PROD, _SUM, _UNARY, _is_plain, _number
 
 MAX_CHARS = 200_000   # beyond this a page would crawl: the plain text is shown instead
@@ -161,7 +161,7 @@ def _expr(e):
         if is_recip(e.base):  # (1/Z)² is 1/Z²
             return _call("recip", _expr(Pow(e.base.arg, e.exponent))[0]), _ATOM
         base, bp = _expr(e.base)
-        if bp <= _POW or (isinstance(e.base, Call) and e.base.func in ("recip", "sqrt", "abs", "conj")):
+        if bracketed_base(e.base, bp, _POW):
             base = _paren(base)
         return f"<msup>{base}<mrow>{_expr(e.exponent)[0]}</mrow></msup>", _POW
     if isinstance(e, Call):

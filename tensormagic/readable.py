@@ -21,6 +21,12 @@ def is_recip(e):
     return isinstance(e, Call) and e.func == "recip"
 
 
+def bracketed_base(e, precedence, power):
+    """Does a power's base need brackets: it binds looser than the power, or it is drawn with
+    its own bar, root or fraction (1/Z, √x, |x|, x̄), which an exponent would seem to touch."""
+    return precedence <= power or (isinstance(e, Call) and e.func in ("recip", "sqrt", "abs", "conj"))
+
+
 def in_denominator(f):
     """1/Z and (1/Z)² stand below a fraction bar."""
     return is_recip(f) or isinstance(f, Pow) and is_recip(f.base)

@@ -4,8 +4,8 @@ import math
 from .functions import FUNCTIONS
 from .ir import (Add, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma, Tensor, free,
                  signed_sum, unique)
-from .readable import cell_names, denominator, fraction, in_denominator, is_recip, name_repeats, \
-    split_sign, summed
+from .readable import bracketed_base, cell_names, denominator, fraction, in_denominator, is_recip, \
+    name_repeats, split_sign, summed
 
 # Precedence: a child binds at least this tightly or gets parentheses.
 _SUM, _PROD, _UNARY, _POW, _ATOM = 1, 2, 3, 4, 5
@@ -251,7 +251,7 @@ def _latex(e):
         if is_recip(e.base):  # (1/Z)^2 is 1/Z^2
             return _latex_call("recip", _latex(Pow(e.base.arg, e.exponent))[0]), _ATOM
         base, bp = _latex(e.base)
-        if bp <= _POW or (isinstance(e.base, Call) and e.base.func in ("recip", "sqrt", "abs", "conj")):
+        if bracketed_base(e.base, bp, _POW):
             base = f"\\left({base}\\right)"
         return f"{base}^{{{_latex(e.exponent)[0]}}}", _POW
     if isinstance(e, Call):
