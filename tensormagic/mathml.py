@@ -169,6 +169,9 @@ def _expr(e):
     raise TypeError(e)
 
 
+_GREEK = {"sigma": "σ", "theta": "θ"}  # the LaTeX letters functions are drawn with (sigmoid: σ)
+
+
 def _call(func, arg):
     if func == "recip":
         return f"<mfrac><mn>1</mn><mrow>{arg}</mrow></mfrac>"
@@ -183,6 +186,7 @@ def _call(func, arg):
     name = (FUNCTIONS[func].latex or func).lstrip("\\")
     if name.startswith("operatorname{"):
         name = name[len("operatorname{"):-1]
+    name = _GREEK.get(name, name)
     return f"<mrow><mi>{escape(name)}</mi><mo>&#x2061;</mo>{_paren(arg)}</mrow>"
 
 

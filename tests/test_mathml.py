@@ -137,3 +137,10 @@ def test_a_repeated_sub_expression_is_named_once():
 def test_a_named_sub_expression_avoids_the_cells_names():
     fn = tm.tensorgrad("N := x[i] / sqrt(x[j]*x[j])")
     assert flat(rows(fn)["Δxi"]).endswith(",M=∑jxj2") and "M = \\sqrt" in fn.latex()
+
+
+def test_sigmoid_is_drawn_as_sigma_as_in_latex():
+    fn = tm.tensorgrad("y[i] := sigmoid(x[i])")
+    html = fn._repr_html_()
+    assert "<mi>σ</mi>" in html and "sigma" not in html
+    assert r"\sigma" in fn.latex()
