@@ -64,11 +64,8 @@ def report(case, runs: int) -> None:
     fn(*args).backward(g)  # compiles for these shapes; fn.code is now theirs
     env = {"torch": torch, "_dtype": torch.float32, "_device": torch.device("cpu"),
            "_grads": (g,), **{n: a.detach() for n, a in zip(fn.inputs, args)}}
-    try:  # helpers the generated code may call
-        from tensormagic import runtime
-        env.update({k: v for k, v in vars(runtime).items() if k.startswith("_step")})
-    except ImportError:
-        pass
+    from tensormagic.compiler.kernels import NAMESPACE  # helpers the generated code calls
+    env.update(NAMESPACE)
     rows = []
     for line in fn.code.splitlines():
         m = ASSIGN.match(line)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import tensormagic as tm
-from tensormagic.checking import small_shapes
+from tensormagic.runtime.checking import small_shapes
 
 DEMO_CELLS = [
     ("A[i,k] := B[i,j] * C[j,k] * D[l,l]", "B C"),

@@ -6,7 +6,7 @@ from collections import Counter
 import torch
 
 import tensormagic as tm
-from tensormagic import graphlayout
+from tensormagic.views import graphlayout
 
 
 def structure(fn):

@@ -10,7 +10,7 @@ import time
 import torch
 
 import tensormagic as tm
-from tensormagic.functions import CALLABLE
+from tensormagic.language.functions import CALLABLE
 
 NUMBERS = ["0", "1", "2", "0.5", "-1", "3.0", "1e308", "1e-320", "1e400", "2**64", "9**9**9", "10**20",
            "2 ** 10**20", "0**-1", "0.0**0", "(-5-31) ** 2**64", "10**5000", "1j", "(1+1j)", "2.0**10000",

@@ -345,7 +345,7 @@ def test_linecache_entries_are_dropped_with_their_code():
 
 
 def test_per_shape_cache_is_bounded_lru():
-    from tensormagic.function import CACHE_SIZE
+    from tensormagic.runtime.function import CACHE_SIZE
 
     fn = tm.tensorgrad("y[i] := x[i] * 2")
     first = torch.randn(1)

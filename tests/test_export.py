@@ -10,7 +10,7 @@ import torch
 
 import tensormagic as tm
 from conftest import make_tensor
-from tensormagic import export
+from tensormagic.runtime import export
 
 CELLS = {
     "seed": ("A[i,k] := B[i,j] * C[j,k] * D[l,l]", "B C", {"B": (3, 4), "C": (4, 2), "D": (3, 3)},

@@ -8,12 +8,14 @@ import pytest
 import torch
 
 import tensormagic as tm
-from tensormagic import layout, runtime
+from tensormagic.compiler import codegen, describe, layout, plan
+from tensormagic.runtime.autograd import run
+from tensormagic.runtime.compiled import build, compile_program
 
 
 def _pair_program(statement, shapes, wants, dtype):
     fn = tm.tensorgrad(statement)
-    program = runtime.plan.build(fn.cell, shapes, set(wants), complex=dtype.is_complex)
+    program = plan.build(fn.cell, shapes, set(wants), complex=dtype.is_complex)
     pairs = [op for op in program.ops if op.kind == "pair"]
     return fn, program, pairs
 
@@ -41,9 +43,9 @@ def _check_all_forms(statement, shapes, dtype, wants=None):
     for form in forms:
         op.info["recipe"] = form
         kinds.add(form.kind)
-        compiled = runtime.compile_program(program, "t", False, dtype, torch.device("cpu"))
+        compiled = compile_program(program, "t", False, dtype, torch.device("cpu"))
         leaves = [x.clone().requires_grad_(n in wants) for x, n in zip(xs, fn.inputs)]
-        out = runtime.run(compiled, leaves)[0]
+        out = run(compiled, leaves)[0]
         torch.testing.assert_close(out, ref, msg=lambda m: f"{form}\n{compiled.source}\n{m}")
         grads = torch.autograd.grad(out, [x for x in leaves if x.requires_grad], g)
         for got, want in zip(grads, ref_grads):
@@ -169,16 +171,16 @@ def test_an_equal_flop_path_with_fewer_copies_wins(monkeypatch):
     statement, shapes = TIE
     fn = tm.tensorgrad(statement)
     def source(ties):
-        monkeypatch.setattr(runtime.plan, "TIE_OPERANDS", ties)
-        return runtime.build(fn.cell, shapes, set(fn.inputs), torch.float64,
+        monkeypatch.setattr(plan, "TIE_OPERANDS", ties)
+        return build(fn.cell, shapes, set(fn.inputs), torch.float64,
                              torch.device("cpu"), "t", False).program
-    ties = runtime.plan.TIE_OPERANDS
+    ties = plan.TIE_OPERANDS
     first, chosen = source(0), source(ties)
     def flops(program):  # forward and backward multiply-adds, from the plan's table
-        return re.search(r"forward ([\d,]+) \+ backward ([\d,]+)", runtime.plan.describe(program)).groups()
+        return re.search(r"forward ([\d,]+) \+ backward ([\d,]+)", describe.describe(program)).groups()
     assert flops(chosen) == flops(first)
-    src_first = runtime.codegen.generate(first).text
-    src_chosen = runtime.codegen.generate(chosen).text
+    src_first = codegen.generate(first).text
+    src_chosen = codegen.generate(chosen).text
     assert _copies(src_chosen) < _copies(src_first), (src_first, src_chosen)
 
 

@@ -5,8 +5,8 @@ import torch
 from IPython import get_ipython
 from IPython.testing.globalipapp import start_ipython
 
-from tensormagic.__main__ import main
-from tensormagic.magic import TensorgradCellError
+from tensormagic.frontends.cli import main
+from tensormagic.frontends.magic import TensorgradCellError
 
 F64, C128 = torch.float64, torch.complex128
 

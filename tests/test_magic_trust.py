@@ -72,7 +72,7 @@ def test_export_line_magic(ip, tmp_path):
 def test_quiet_check_speaks_only_when_a_gradient_fails(ip, monkeypatch):
     captured = run(ip, "B C --check --quiet", SEED)
     assert captured.outputs == [] and captured.stdout == ""
-    from tensormagic import checking
+    from tensormagic.runtime import checking
     monkeypatch.setattr(checking, "ATOL", -1.0)  # every comparison now fails
     captured = run(ip, "B C --check --quiet", SEED)
     (report,) = captured.outputs

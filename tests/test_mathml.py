@@ -4,7 +4,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 import tensormagic as tm
-from tensormagic import mathml
+from tensormagic.views import mathml
 
 M = "{http://www.w3.org/1998/Math/MathML}"
 

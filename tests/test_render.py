@@ -4,7 +4,7 @@ import torch
 
 import tensormagic as tm
 from conftest import evaluate_formula
-from tensormagic import render
+from tensormagic.views import latex as render
 
 
 def mps_norm(sites):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import tensormagic as tm
-from tensormagic import search
+from tensormagic.compiler import search
 
 
 def _grid(rows, cols, bond=2, phys=2):
@@ -91,7 +91,7 @@ def test_the_search_runs_once_per_product_and_shapes(monkeypatch):
 def test_the_same_product_gets_the_same_path_in_every_process():
     """String hashes (and so set orders) change between processes: the search must not."""
     code = ("import sys; sys.path.insert(0, 'tests'); from test_search import _grid; "
-            "from tensormagic import search; search.WORTH = 0; search.TRIALS = 32; "
+            "from tensormagic.compiler import search; search.WORTH = 0; search.TRIALS = 32; "
             "_, eq, shapes = _grid(4, 3, bond=3); terms = eq.split('->')[0].split(','); "
             "sizes = {c: n for t, s in zip(terms, shapes) for c, n in zip(t, s)}; "
             "print(search.path([list(t) for t in terms], [], sizes))")

@@ -5,10 +5,11 @@ import re
 import pytest
 
 import tensormagic as tm
-from tensormagic import naming, render
-from tensormagic.derive import Formula
-from tensormagic.ir import Mul, Tensor, children, with_children
-from tensormagic.readable import cell_names
+from tensormagic.language import printer
+from tensormagic.views import naming
+from tensormagic.calculus.derive import Formula
+from tensormagic.language.ir import Mul, Tensor, children, with_children
+from tensormagic.views.readable import cell_names
 
 
 def deep(depth, w="W", b="b", v="w"):
@@ -44,13 +45,13 @@ def test_the_definitions_substituted_back_give_the_full_formula(depth):
     for f, full in zip(shown.formulas, fn.derivation):
         back = Formula(f.name, f.target, _expanded(f.rhs, definitions), f.of_input)
         # the same text but for the primes that tell summed indices apart
-        assert render.formula_text(back).replace("ʹ", "") == render.formula_text(full).replace("ʹ", "")
+        assert printer.formula_text(back).replace("ʹ", "") == printer.formula_text(full).replace("ʹ", "")
 
 
 @pytest.mark.parametrize("depth", [6, 10])
 def test_the_checker_reads_the_shown_text_with_its_definitions(depth):
     fn = deep(depth)
-    full = {f.name: render.formula_text(f) for f in fn.derivation if f.of_input}
+    full = {f.name: printer.formula_text(f) for f in fn.derivation if f.of_input}
     for name, shown in fn.formulas.items():
         assert "\nwhere " in shown and len(shown) < len(full[name])
     report = fn.check(formulas=fn.formulas)  # each shown text evaluated, beside finite differences
@@ -87,7 +88,7 @@ def test_small_cells_are_shown_as_before(text):
     fn = tm.tensorgrad(text)
     assert fn._shown.definitions == () and fn._shown.formulas == fn.derivation
     assert "where" not in str(fn) and "where" not in fn.latex() and "where" not in fn._repr_html_()
-    assert fn.formulas == {f.name: render.formula_text(f) for f in fn.derivation if f.of_input}
+    assert fn.formulas == {f.name: printer.formula_text(f) for f in fn.derivation if f.of_input}
 
 
 def test_a_deep_cell_is_small_in_every_view(deep30):
@@ -115,10 +116,10 @@ def test_the_display_grows_with_depth_not_its_square(depth, limit):
 
 def test_as_cell_puts_definitions_first():
     shown = "Δx[i] = A[j] * W[i,j]\nwhere A[j] = sigmoid(x[i] * W[i,j])\n      B[j] = A[j] * 2"
-    assert render.as_cell(shown) == ("A[j] := sigmoid(x[i] * W[i,j])\nB[j] := A[j] * 2\n"
+    assert printer.as_cell(shown) == ("A[j] := sigmoid(x[i] * W[i,j])\nB[j] := A[j] * 2\n"
                                      "Δx[i] := A[j] * W[i,j]")
-    assert render.as_cell("ΔB[j] = x[j]") == "ΔB[j] := x[j]"
-    assert render.as_cell("ΔB[j] := x[j]") == "ΔB[j] := x[j]"
+    assert printer.as_cell("ΔB[j] = x[j]") == "ΔB[j] := x[j]"
+    assert printer.as_cell("ΔB[j] := x[j]") == "ΔB[j] := x[j]"
 
 
 def test_a_check_of_a_deep_cell_shows_the_short_formulas(deep30):
@@ -151,9 +152,9 @@ def test_naming_everything_keeps_every_formula(text, monkeypatch):
     definitions = {d.target.name: d for d in shown.definitions}
     for f, full in zip(shown.formulas, fn.derivation):
         back = Formula(f.name, f.target, _expanded(f.rhs, definitions), f.of_input)
-        assert render.formula_text(back).replace("ʹ", "") == render.formula_text(full).replace("ʹ", "")
+        assert printer.formula_text(back).replace("ʹ", "") == printer.formula_text(full).replace("ʹ", "")
     assert shown.definitions
-    full = {f.name: render.formula_text(f) for f in fn.derivation if f.of_input}
+    full = {f.name: printer.formula_text(f) for f in fn.derivation if f.of_input}
     # some formulas are not statements (δ, 𝟙, complex, an intermediate's Δ): those fail alike
     as_shown, as_derived = fn.check(formulas=fn.formulas), fn.check(formulas=full)
     assert [r.ok for r in as_shown.results] == [r.ok for r in as_derived.results], str(as_shown)

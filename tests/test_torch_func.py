@@ -10,7 +10,7 @@ from torch.func import grad, hessian, jacfwd, jacrev, jvp, vmap
 
 import tensormagic as tm
 from conftest import evaluate_formula
-from tensormagic.ir import leaves
+from tensormagic.language.ir import leaves
 
 D, Z = torch.float64, torch.complex128
 
@@ -251,7 +251,7 @@ _FUNCS = {"recip": torch.reciprocal, "step": lambda t: (t > 0).to(t.dtype), "sgn
 def _evaluate_ir(e, env, order, sizes):
     """A formula's right side by brute force: every node laid out over all of the formula's
     indices (size 1 where it does not depend on one), each Σ summed where it sits."""
-    from tensormagic.ir import Add, Const, Mul, Pow, Scalar, Sigma, Tensor
+    from tensormagic.language.ir import Add, Const, Mul, Pow, Scalar, Sigma, Tensor
     if isinstance(e, Tensor):
         value, labels = env[e.name], list(e.indices)
         while len(set(labels)) < len(labels):  # a repeated index: the diagonal
@@ -286,13 +286,13 @@ def _evaluate_ir(e, env, order, sizes):
 
 
 def _all_indices(e):
-    from tensormagic.ir import Sigma, Tensor, children
+    from tensormagic.language.ir import Sigma, Tensor, children
     own = list(e.indices) if isinstance(e, (Tensor, Sigma)) else []
     return own + [i for c in children(e) for i in _all_indices(c)]
 
 
 def _leaf_sizes(e, env, sizes):
-    from tensormagic.ir import Tensor, children
+    from tensormagic.language.ir import Tensor, children
     if isinstance(e, Tensor):
         sizes.update(zip(e.indices, torch.as_tensor(env[e.name]).shape))
     for c in children(e):
@@ -399,7 +399,8 @@ def test_tangents_of_complex_functions(text, ref):
 
 def test_every_kind_has_its_tangent():
     """Forward mode lives beside each kind's backward: a new kind must say its tangent."""
-    from tensormagic.kinds import KINDS, Kind
+    from tensormagic.compiler.kinds import KINDS
+    from tensormagic.compiler.kinds.base import Kind
     missing = [name for name, kind in KINDS.items()
                if not kind.leaf and type(kind).tangent is Kind.tangent]
     assert not missing

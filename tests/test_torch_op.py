@@ -106,6 +106,23 @@ def test_pickle_after_a_call_and_rebuild():
     torch.testing.assert_close(twin(X, W, c), y)
 
 
+def test_pickles_name_only_the_public_package():
+    """A pickle (or a torch.save) reads tensormagic.tensorgrad / tensormagic.Module, and no
+    module inside the package, so that moving code between stages keeps pickles loadable."""
+    fn = tm.tensorgrad("Y[b,o] := tanh(X[b,i]*W[i,o] + c[o])", wrt="W", name="layer",
+                       sizes={"a": 2})
+    data = pickle.dumps(fn)
+    stages = ("language", "calculus", "compiler", "runtime", "views", "frontends")
+    assert b"tensormagic" in data and not any(f"tensormagic.{s}".encode() in data for s in stages)
+    back = pickle.loads(data)
+    assert (back.text, back.wrt, back.name, back.memory, back.sizes) == \
+        (fn.text, fn.wrt, fn.name, fn.memory, fn.sizes)
+    buf = io.BytesIO()
+    torch.save(tm.Module(fn, W=torch.randn(4, 5)), buf)
+    assert b"tensormagic" in buf.getvalue()
+    assert not any(f"tensormagic.{s}".encode() in buf.getvalue() for s in stages)
+
+
 def test_torch_save_of_a_model_holding_the_callable():
     model = nn.Sequential(tm.Module(LINEAR, W=torch.randn(4, 5), c=torch.zeros(5)), nn.Tanh())
     X = torch.randn(3, 4)
@@ -317,7 +334,7 @@ def test_module_refuses_bad_parameters():
 def test_the_quick_cache_key_is_the_full_one(grad_enabled):
     """The one-pass key of the common call equals the key binding and promotion give, for
     every mix of dtypes, requires_grad, wrt and complex constants (or it declines)."""
-    from tensormagic import runtime
+    from tensormagic.runtime import arguments as runtime
     dtypes = [torch.float32, torch.float64, torch.complex64, torch.float16, torch.int64]
     rng = np.random.default_rng(0)
     for text in ("A[i] := B[i,j]*C[j]", "A[i] := 2j*B[i,j]*C[j]"):

@@ -1,0 +1,157 @@
+"""Helpers the generated source calls (beyond torch): strided views, their transposes,
+checked gathers, exact products. Each is plain torch, differentiable where it must be."""
+import itertools
+import math
+
+import torch
+
+from ..language.errors import NotationValueError
+
+
+def step(x):
+    return (x > 0).to(x.dtype)
+
+
+def view(x, sizes, coefs, offsets):
+    """x read at Σ coef·index + offset along each dim, as a strided view (no copy).
+    coefs: per result dim, the coefficient along each of x's dims."""
+    strides = [sum(c * s for c, s in zip(cs, x.stride())) for cs in coefs]
+    offset = x.storage_offset() + sum(o * s for o, s in zip(offsets, x.stride()))
+    return x.as_strided(sizes, strides, offset)
+
+
+def unview(g, shape, coefs, offsets):
+    """The transpose of view: g added into zeros of `shape` at the positions view reads
+    (positions read more than once, as by a convolution's windows, accumulate: the
+    smallest dims are looped over until the rest reads each position once)."""
+    contiguous = [math.prod(shape[d + 1:]) for d in range(len(shape))]
+    strides = [sum(c * s for c, s in zip(cs, contiguous)) for cs in coefs]
+    offset = sum(o * s for o, s in zip(offsets, contiguous))
+    sizes = list(g.shape)
+    looped = []
+    while not _injective([n for k, n in enumerate(sizes) if k not in looped],
+                         [s for k, s in enumerate(strides) if k not in looped]):
+        looped.append(min((k for k in range(len(sizes)) if k not in looped and sizes[k] > 1),
+                          key=lambda k: sizes[k]))
+    covers = not looped and math.prod(sizes) == math.prod(shape)  # every position read once
+    if covers and offset == 0 and g.is_contiguous() and \
+            all(s == math.prod(sizes[k + 1:]) for k, s in enumerate(strides) if sizes[k] > 1):
+        return g.reshape(shape)  # g already lies in the result's memory order (pooling windows)
+    out = g.new_empty(shape) if covers else g.new_zeros(shape)
+    if not looped:
+        out.as_strided(sizes, strides, offset).copy_(g)
+        return out
+    kept = [k for k in range(len(sizes)) if k not in looped]
+    for at in itertools.product(*(range(sizes[k]) for k in looped)):
+        shift = offset + sum(i * strides[k] for i, k in zip(at, looped))
+        part = g[tuple(at[looped.index(k)] if k in looped else slice(None) for k in range(len(sizes)))]
+        out.as_strided([sizes[k] for k in kept], [strides[k] for k in kept], shift).add_(part)
+    return out
+
+
+def _injective(sizes, strides):
+    """No two positions share an element: each stride passes everything the smaller ones span."""
+    span = 0
+    for s, n in sorted((s, n) for n, s in zip(sizes, strides) if n > 1):
+        if s <= span:
+            return False
+        span += s * (n - 1)
+    return True
+
+
+def index(t, name, of, dim, size):
+    """An index tensor checked before use: integers, every value in range."""
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        raise NotationValueError(f"index tensor '{name}' must hold integers, not {t.dtype}")
+    if t.numel():
+        low, high = int(t.min()), int(t.max())
+        if low < 0 or high >= size:
+            bad = low if low < 0 else high
+            raise NotationValueError(f"index tensor '{name}' holds {bad}, out of range for dim {dim} "
+                                     f"of '{of}' (size {size}): values must lie in 0..{size - 1}")
+    return t
+
+
+def prod_others(x, dims):
+    """For each entry, the product of the others along dims: exact when entries are zero."""
+    keep = [d for d in range(x.dim()) if d not in dims]
+    order = keep + list(dims)
+    moved = x.permute(order)
+    flat = moved.reshape(list(moved.shape[:len(keep)]) + [-1])
+    ones = torch.ones_like(flat[..., :1])
+    before = torch.cat([ones, torch.cumprod(flat[..., :-1], -1)], -1)
+    after = torch.cat([torch.cumprod(flat[..., 1:].flip(-1), -1).flip(-1), ones], -1)
+    others = (before * after).reshape(moved.shape)
+    return others.permute([order.index(d) for d in range(x.dim())])
+
+
+def prod(x, dims):
+    keep = [d for d in range(x.dim()) if d not in dims]
+    moved = x.permute(keep + list(dims))
+    return moved.reshape(list(moved.shape[:len(keep)]) + [-1]).prod(-1)
+
+
+def reduced(reduce, x, dims, **options):
+    """reduce (torch.amax, torch.sum, ...) over dims: in one call when they are consecutive,
+    else one dim at a time, the last first. torch reduces scattered small dims (a pooling
+    window's, between the window positions') several times slower in one call."""
+    dims = sorted(dims)
+    if len(dims) == 1 or dims == list(range(dims[0], dims[-1] + 1)):
+        return reduce(x, tuple(dims), **options)
+    for d in reversed(dims):
+        x = reduce(x, d, **options)
+    return x
+
+
+def extreme(x, dims, larger):
+    """max (larger) or min of x over dims."""
+    return reduced(torch.amax if larger else torch.amin, x, dims)
+
+
+def share(g, x, y, dims):
+    """amax's gradient: g shared equally among the entries of x equal to its max (or min) y
+    along dims, zero elsewhere."""
+    hit = (x == y).to(g.dtype)
+    return hit.mul_(g / reduced(torch.sum, hit, dims, keepdim=True))
+
+
+def pick(a, b, larger):
+    """The share of max(a, b) (min: larger=False) that goes to a: 1, 0, or ½ at a tie."""
+    dtype = (a if isinstance(a, torch.Tensor) else b).dtype
+    won = (a > b) if larger else (a < b)
+    return won.to(dtype) + 0.5 * (a == b).to(dtype)
+
+
+def conv_backward(g, x, w, stride, dilation, mask):
+    """(Δx, Δw) of a convolution without padding or groups, by aten.convolution_backward
+    (differentiable); complex tensors through their real and imaginary parts, with torch's
+    convention Δx = Bᵀ(Δy, conj w), Δw = Bᵀ(Δy, conj x)."""
+    n = len(stride)
+
+    def real(g, x, w, want):
+        out = torch.ops.aten.convolution_backward(g, x, w, None, list(stride), [0] * n, list(dilation),
+                                                  False, [0] * n, 1, list(want) + [False])
+        return out[0] if want[0] else out[1]
+
+    if not g.is_complex():
+        out = torch.ops.aten.convolution_backward(g, x, w, None, list(stride), [0] * n, list(dilation),
+                                                  False, [0] * n, 1, list(mask) + [False])
+        return out[0], out[1]
+    gr, gi = g.real.contiguous(), g.imag.contiguous()
+    xr, xi, wr, wi = x.real, x.imag, w.real, w.imag
+    gx = gw = None
+    if mask[0]:
+        pick = (True, False)
+        gx = torch.complex(real(gr, xr, wr, pick) + real(gi, xr, wi, pick),
+                           real(gi, xr, wr, pick) - real(gr, xr, wi, pick))
+    if mask[1]:
+        pick = (False, True)
+        gw = torch.complex(real(gr, xr, wr, pick) + real(gi, xi, wr, pick),
+                           real(gi, xr, wr, pick) - real(gr, xi, wr, pick))
+    return gx, gw
+
+
+NAMESPACE = {"_step": step, "_view": view, "_unview": unview, "_index": index,
+             "_prod_others": prod_others, "_prod": prod, "_share": share, "_pick": pick,
+             "_extreme": extreme,
+             "_conv_backward": conv_backward}

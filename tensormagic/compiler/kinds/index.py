@@ -1,0 +1,76 @@
+"""Reads at computed positions: strided views (shifted, fixed or narrowed subscripts:
+x[i+a], x[2*i+a], x[b,-1]) and gathers by integer tensors (W[tok[b],d]).
+
+A view copies nothing; its gradient adds the incoming gradient back at the positions
+read (positions read more than once, as by a convolution's windows, accumulate). A
+gather checks its index tensors at call time and its gradient accumulates repeated
+indices; index tensors get no gradient.
+"""
+from .base import Kind
+
+
+class View(Kind):
+    name = "view"
+
+    def expr(self, gen, op):
+        shape = tuple(gen.p.vars[op.out].shape)
+        return f"_view({gen.name(op.args[0])}, {shape!r}, {op.info['coefs']!r}, {op.info['offsets']!r})"
+
+    def backward(self, gen, op, g):
+        x = op.args[0]
+        if gen.wants(x):
+            shape = tuple(gen.p.vars[x.var].shape)
+            gen.give(x, f"_unview({g}, {shape!r}, {op.info['coefs']!r}, {op.info['offsets']!r})")
+
+    def tangent(self, gen, op):
+        t = gen.tangent(op.args[0])  # linear: the same positions of the tangent
+        if not t:
+            return None
+        shape = tuple(gen.p.vars[op.out].shape)
+        return f"_view({t}, {shape!r}, {op.info['coefs']!r}, {op.info['offsets']!r})"
+
+
+class Gather(Kind):
+    name = "gather"
+
+    def forward(self, gen, op):
+        lines = [(self.index_name(op, d), self.index_expr(gen, op, d, spec))
+                 for d, spec in enumerate(op.info["dims"])]
+        picks = ", ".join(name for name, _ in lines)
+        return lines + [(gen.name(op.out), f"{gen.name(op.args[0])}[({picks},)]")]
+
+    @staticmethod
+    def index_name(op, d):
+        return f"_i{op.out}_{d}"
+
+    def index_expr(self, gen, op, d, spec):
+        labels = gen.labels(op.out)
+        size = gen.p.vars[op.args[0].var].shape[d]
+        if spec[0] == "gather":
+            ref = op.args[spec[1]]
+            checked = f"_index({gen.name(ref)}, {spec[2]!r}, {op.info['of']!r}, {d}, {size})"
+            return gen.broadcast(checked, ref.labels, labels)
+        _, terms, offset = spec
+        sizes = dict(zip(labels, gen.p.vars[op.out].shape))
+        parts = []
+        for c, i in terms:
+            steps = gen.broadcast(f"torch.arange({sizes[i]}, device=_device)", (i,), labels)
+            parts.append(steps if c == 1 else f"{c} * {steps}")
+        if not parts:  # a fixed position
+            return f"torch.tensor({offset}, device=_device)"
+        return " + ".join(parts + ([str(offset)] if offset else []))
+
+    def backward(self, gen, op, g):
+        x = op.args[0]
+        if not gen.wants(x):
+            return
+        shape = tuple(gen.p.vars[x.var].shape)
+        picks = ", ".join(gen.use(self.index_name(op, d)) for d in range(len(op.info["dims"])))
+        gen.give(x, f"{g}.new_zeros({shape!r}).index_put(({picks},), {g}, accumulate=True)")
+
+    def tangent(self, gen, op):
+        t = gen.tangent(op.args[0])  # linear: the tangent at the same positions
+        if not t:
+            return None
+        picks = ", ".join(self.index_name(op, d) for d in range(len(op.info["dims"])))
+        return f"{t}[({picks},)]"

@@ -1,0 +1,10 @@
+"""The runtime: generated source → the differentiable callable users hold.
+
+compiled.py runs a program's source once per signature (Compiled); arguments.py turns a
+call's arguments into tensors and a cache key; autograd.py wraps the compiled functions as
+torch autograd Functions (which one runs under hooks, transforms and compilers);
+function.py is the callable itself (tensorgrad, TensorGradFunction: caches, views, inspection);
+export.py writes a standalone module; checking.py is fn.check().
+
+May import: language, calculus, compiler, views.
+"""

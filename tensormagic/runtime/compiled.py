@@ -1,0 +1,100 @@
+"""A program → generated source, run once: the compiled forward, backward and jvp of one
+(shapes, dtype, device, gradients wanted) signature, and what the autograd glue reads."""
+import linecache
+import weakref
+from dataclasses import dataclass, field
+from itertools import count
+
+import torch
+
+from ..compiler import codegen, kernels, plan
+from ..language.printer import statement_text
+
+_ids = count()
+DEFAULT_SIZE = 4
+
+
+@dataclass
+class Compiled:
+    """One (shapes, dtype, device, gradients wanted) signature, planned and compiled."""
+    forward: object
+    backward: object
+    source: str
+    program: object
+    saved: tuple
+    wanted: tuple          # per input: is its gradient computed
+    low_memory: bool = False
+    slots: tuple = ()      # per saved value: ("arg" | "out" | "extra", index)
+    n_out: int = 1
+    wrt: tuple = ()        # per input: may it carry a tangent (is it in wrt)
+    namespace: dict = field(default_factory=dict)
+    jvps: dict = field(default_factory=dict)   # active inputs → generated jvp
+    extras: tuple = ()     # positions, among the saved values, of the intermediates
+    saved_outs: tuple = ()  # the outputs the backward reads
+    pick: tuple = ()       # per saved value, its place in (*inputs, *saved_outs, *intermediates)
+
+    def __post_init__(self):
+        self.extras = tuple(j for j, (kind, _) in enumerate(self.slots) if kind == "extra")
+        self.saved_outs = tuple(sorted({k for kind, k in self.slots if kind == "out"}))
+        n, m = len(self.wanted), len(self.saved_outs)
+        self.pick = tuple(k if kind == "arg" else n + self.saved_outs.index(k) if kind == "out"
+                          else n + m + k for kind, k in self.slots)
+
+    def jvp(self, active):
+        """The generated jvp for inputs carrying tangents (`active`, a mask), compiled once."""
+        if active not in self.jvps:
+            text = codegen.generate_jvp(self.program, active)
+            self.jvps[active] = _exec(text, "jvp", self.namespace)["jvp"]
+        return self.jvps[active]
+
+
+def compile_program(program, label, low_memory, dtype, device, comments=None, wrt=None):
+    source = codegen.generate(program, comments)
+    namespace = {"torch": torch, "_dtype": dtype, "_rdtype": dtype.to_real(), "_device": device,
+                 **kernels.NAMESPACE}
+    _exec(source.text, label, namespace)
+    wanted = tuple(program.vars[v].needs for v in program.inputs)
+    wrt = tuple(wrt) if wrt is not None else (True,) * len(program.inputs)
+    return Compiled(namespace["forward"], namespace["backward"], source.text, program,
+                    source.saved, wanted, low_memory, _slots(program, source, low_memory),
+                    len(program.outputs), wrt, namespace)
+
+
+def _exec(text, label, namespace):
+    """Run generated source; its text stays in linecache (for tracebacks) while the functions
+    it defines live, and is dropped with them."""
+    filename = f"<tensorgrad {label} #{next(_ids)}>"
+    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+    before = {k: id(v) for k, v in namespace.items()}
+    exec(compile(text, filename, "exec"), namespace)
+    defined = [v for k, v in namespace.items() if before.get(k) != id(v) and callable(v)]
+    if defined:
+        weakref.finalize(defined[0], linecache.cache.pop, filename, None)
+    return namespace
+
+
+def _slots(program, source, low_memory):
+    """Where each value the backward reads comes from: an input, an output, or an
+    intermediate the forward also returns (so that it goes through save_for_backward)."""
+    if low_memory:
+        return ()
+    slots, extras = [], 0
+    for vid in source.saved:
+        if vid in program.inputs:
+            slots.append(("arg", program.inputs.index(vid)))
+        elif vid in source.outputs:
+            slots.append(("out", source.outputs.index(vid)))
+        else:
+            slots.append(("extra", extras))
+            extras += 1
+    return tuple(slots)
+
+
+def build(cell, shapes, wants, dtype, device, label, low_memory, sizes=None, complex_inputs=None,
+          wrt=None):
+    """complex_inputs: per input, is it complex (default: all are when dtype is); wrt: per
+    input, may it carry a tangent (None: all)."""
+    program = plan.build(cell, shapes, wants, sizes, complex=dtype.is_complex,
+                         complex_inputs=complex_inputs)
+    comments = {start: statement_text(st) for start, st in zip(program.starts, cell.statements)}
+    return compile_program(program, label, low_memory, dtype, device, comments, wrt)
