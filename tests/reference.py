@@ -38,6 +38,21 @@ FUNCTIONS = {
     "sgn": torch.sgn,
 }
 
+# How the generated tests draw each function's argument (every table of functions in the tests
+# is made from FUNCTIONS and this, so a new function enters them all by two lines here):
+# "bounded" any argument; "growing" an argument without nested calls; "positive" positive
+# arguments only; "kinked" an argument kept away from its kink at 0; "pole" an argument in
+# [-1, 1]; "complex" drawn only in complex programs; "flat" (a derivative zero almost everywhere)
+# never drawn as a form of its own.
+DRAW = {
+    "exp": "growing", "log": "positive", "sqrt": "positive", "sin": "bounded", "cos": "bounded",
+    "tan": "pole", "tanh": "bounded", "sigmoid": "bounded", "relu": "kinked", "abs": "kinked",
+    "conj": "complex", "sinh": "growing", "cosh": "growing", "log1p": "positive",
+    "expm1": "growing", "softplus": "growing", "sgn": "flat",
+}
+REAL_ONLY = {"relu", "softplus"}  # torch has no complex version
+POSITIVE_RESULT = {"exp", "sigmoid", "cosh", "softplus", "sqrt"}
+
 _ASSIGN = re.compile(r"^(?P<lhs>.*?)(?P<op>:=|\+=|=)(?P<rhs>.*)$", re.S)
 _LHS = re.compile(r"^\s*(?P<name>\w+)\s*(?:\[(?P<idx>[^\]]*)\])?\s*$")
 

@@ -49,24 +49,9 @@ def tr(m):
     return ein("ll->", m)
 
 
-UNARY = {  # name: (torch function, input kind)
-    "exp": (torch.exp, "normal"),
-    "log": (torch.log, "pos"),
-    "sqrt": (torch.sqrt, "pos"),
-    "sin": (torch.sin, "normal"),
-    "cos": (torch.cos, "normal"),
-    "tan": (torch.tan, "normal"),
-    "tanh": (torch.tanh, "normal"),
-    "sigmoid": (torch.sigmoid, "normal"),
-    "relu": (torch.relu, "away"),
-    "abs": (torch.abs, "away"),
-    "conj": (torch.conj, "normal"),
-    "sinh": (torch.sinh, "normal"),
-    "cosh": (torch.cosh, "normal"),
-    "log1p": (torch.log1p, "pos"),
-    "expm1": (torch.expm1, "normal"),
-    "softplus": (softplus, "normal"),
-}
+# name: (torch function, input kind): every function of the reference but the flat ones
+UNARY = {name: (reference.FUNCTIONS[name], {"positive": "pos", "kinked": "away"}.get(how, "normal"))
+         for name, how in reference.DRAW.items() if how != "flat"}
 
 
 def _unary_rows():

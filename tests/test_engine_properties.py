@@ -19,11 +19,9 @@ from conftest import evaluate_formula, expand_phantom_sums
 import tensormagic as tm
 
 INDICES = ("i", "j", "k", "α")
-BOUNDED = ("tanh", "sigmoid", "sin", "cos")  # any argument
-GROWING = ("exp", "sinh", "cosh", "expm1", "softplus")  # arguments without nested calls
-POSITIVE_ARG = ("log", "sqrt", "log1p")  # positive arguments only
-KINKED = ("relu", "abs")
-POSITIVE_RESULT = {"exp", "sigmoid", "cosh", "softplus", "sqrt"}
+BOUNDED, GROWING, POSITIVE_ARG, KINKED = (tuple(f for f, how in reference.DRAW.items() if how == kind)
+                                          for kind in ("bounded", "growing", "positive", "kinked"))
+POSITIVE_RESULT = reference.POSITIVE_RESULT
 
 
 class _Program:
@@ -101,7 +99,7 @@ class _Program:
         pool = ("exp", "sigmoid", "cosh", "softplus", "sqrt") if positive else (
             BOUNDED + GROWING + POSITIVE_ARG + KINKED + ("tan",))
         if self.complex_mode:  # torch has no complex relu or softplus
-            pool = tuple(f for f in pool if f not in ("relu", "softplus")) + (
+            pool = tuple(f for f in pool if f not in reference.REAL_ONLY) + (
                 ("abs",) if positive else ("sgn", "conj"))
         f = self.draw(st.sampled_from(pool))
         if f == "tan":  # keep away from the poles: one tensor in [-1, 1]
