@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ..language.functions import FUNCTIONS
 from ..language.ir import Add, Call, Const, Mul, Pow, Scalar, signed_sum
+from ..language.numbers import function
 from .kinds import KINDS
 from .program import Ref
 from .pysrc import eq, num
@@ -248,6 +249,8 @@ class _Gen:
             return "(" + " * ".join(self.elementwise(f, env) for f in e.factors) + ")"
         if isinstance(e, Pow):
             return f"{self.elementwise(e.base, env)} ** {self.elementwise(e.exponent, env)}"
+        if isinstance(e, Call) and isinstance(e.arg, Const):  # a constant factor: 1/sqrt(pi)
+            return num(function(e.func, e.arg.value))
         if isinstance(e, Call):
             return self.call(e.func, self.elementwise(e.arg, env))
         raise TypeError(e)

@@ -48,3 +48,15 @@ def power(base, exponent):
     base = float(base) if isinstance(base, int) else base
     exponent = float(exponent) if isinstance(exponent, int) else exponent
     return fold(lambda a, b: a ** b, base, exponent)
+
+
+_FUNCTIONS = {"sqrt": (math.sqrt, cmath.sqrt), "exp": (math.exp, cmath.exp),
+              "log": (math.log, cmath.log), "recip": (lambda v: 1 / v,) * 2}
+
+
+def function(name, value):
+    """An elementwise function of a number (the constant factors of a derivative rule, the
+    2/sqrt(pi) of erf's), bounded like every folded constant."""
+    real, complex_ = _FUNCTIONS[name]
+    return fold(complex_ if isinstance(value, complex) else real, value)
+
