@@ -13,6 +13,7 @@ at the slot where the rule places it.  Being plain torch, autograd through
 """
 
 import ast
+import math
 import re
 from dataclasses import dataclass
 
@@ -37,6 +38,8 @@ FUNCTIONS = {
     "softplus": torch.nn.functional.softplus,
     "sgn": torch.sgn,
 }
+
+CONSTANTS = {"pi": math.pi, "π": math.pi}  # the language's named numbers
 
 # How the generated tests draw each function's argument (every table of functions in the tests
 # is made from FUNCTIONS and this, so a new function enters them all by two lines here):
@@ -107,7 +110,7 @@ def _reads(expr):
             for a in node.args:
                 walk(a)
             return
-        if isinstance(node, ast.Name):
+        if isinstance(node, ast.Name) and node.id not in CONSTANTS:
             found.append((node.col_offset, node.id))
         for child in ast.iter_child_nodes(node):
             walk(child)
@@ -359,7 +362,7 @@ def _eval_node(node, ctx):
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, complex)):
         return node.value
     if isinstance(node, ast.Name):
-        return ctx.env[node.id]
+        return CONSTANTS[node.id] if node.id in CONSTANTS else ctx.env[node.id]
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         return -_eval(node.operand, ctx)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
