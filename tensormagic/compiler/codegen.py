@@ -249,8 +249,8 @@ class _Gen:
             return "(" + " * ".join(self.elementwise(f, env) for f in e.factors) + ")"
         if isinstance(e, Pow):
             return f"{self.elementwise(e.base, env)} ** {self.elementwise(e.exponent, env)}"
-        if isinstance(e, Call) and isinstance(e.arg, Const):  # a constant factor: 1/sqrt(pi)
-            return num(function(e.func, e.arg.value))
+        if isinstance(e, Call) and _constant(e) is not None:  # a constant factor: 1/sqrt(pi)
+            return num(_constant(e))
         if isinstance(e, Call):
             return self.call(e.func, self.elementwise(e.arg, env))
         raise TypeError(e)
@@ -306,6 +306,16 @@ class _Gen:
             index = [":" if i in covered else "None" for i in labels]
             text += f"[{', '.join(index)}].expand({', '.join(map(str, var.shape))})"
         return text
+
+
+def _constant(e):
+    """The value of a function of numbers in a derivative rule (recip(sqrt(pi))), else None."""
+    if isinstance(e, Const):
+        return e.value
+    if isinstance(e, Call):
+        inner = _constant(e.arg)
+        return None if inner is None else function(e.func, inner)
+    return None
 
 
 # -- forward mode ------------------------------------------------------------------------
