@@ -37,6 +37,7 @@ FUNCTIONS = {
     "expm1": torch.expm1,
     "softplus": torch.nn.functional.softplus,
     "sgn": torch.sgn,
+    "erf": torch.erf,
 }
 
 CONSTANTS = {"pi": math.pi, "π": math.pi}  # the language's named numbers
@@ -51,9 +52,9 @@ DRAW = {
     "exp": "growing", "log": "positive", "sqrt": "positive", "sin": "bounded", "cos": "bounded",
     "tan": "pole", "tanh": "bounded", "sigmoid": "bounded", "relu": "kinked", "abs": "kinked",
     "conj": "complex", "sinh": "growing", "cosh": "growing", "log1p": "positive",
-    "expm1": "growing", "softplus": "growing", "sgn": "flat",
+    "expm1": "growing", "softplus": "growing", "sgn": "flat", "erf": "bounded",
 }
-REAL_ONLY = {"relu", "softplus"}  # torch has no complex version
+REAL_ONLY = {"relu", "softplus", "erf"}  # torch has no complex version
 POSITIVE_RESULT = {"exp", "sigmoid", "cosh", "softplus", "sqrt"}
 
 _ASSIGN = re.compile(r"^(?P<lhs>.*?)(?P<op>:=|\+=|=)(?P<rhs>.*)$", re.S)

@@ -5,6 +5,7 @@ function's value), so one rule serves both the rendered formulas and the
 generated code. Gradients follow torch's convention for complex numbers:
 Δx = Δy · conj(f′(x)) for holomorphic f.
 """
+import math
 from dataclasses import dataclass
 
 from .ir import Add, Call, Const, Mul, Pow, Scalar
@@ -45,6 +46,9 @@ FUNCTIONS = {
     "expm1": Function("torch.expm1", Add((Y, Const(1)), (1, 1)), latex=r"\operatorname{expm1}"),
     "softplus": Function("torch.nn.functional.softplus", Call("sigmoid", X), complex=False,
                          latex=r"\operatorname{softplus}"),
+    "erf": Function("torch.erf", Mul((Const(2), Call("recip", Call("sqrt", Const(math.pi))),
+                                      Call("exp", _minus(Pow(X, Const(2)))))),
+                    latex=r"\operatorname{erf}", complex=False),
     "recip": Function("torch.reciprocal", _minus(Pow(Y, Const(2)))),
     "step": Function("_step", Const(0), latex=r"\theta", complex=False),
     "sgn": Function("torch.sgn", Const(0), latex=r"\operatorname{sgn}"),
