@@ -144,3 +144,15 @@ def test_sigmoid_is_drawn_as_sigma_as_in_latex():
     html = fn._repr_html_()
     assert "<mi>σ</mi>" in html and "sigma" not in html
     assert r"\sigma" in fn.latex()
+
+
+def test_pi_and_a_fraction_raised_to_a_power_read_as_written():
+    """erf's derivative, 2/√π · exp(-(x/√2)²): π as the letter (not 3.14159), and the fraction
+    x/√2 in brackets under its exponent (in the LaTeX view as well)."""
+    fn = tm.tensorgrad("y[i] := erf(x[i] / sqrt(2))")
+    right = rows(fn)["Δxi"]
+    assert "π" in flat(right) and "3.14" not in flat(right)
+    (power,) = [p for p in right.iter(f"{M}msup")]
+    base = power[0]
+    assert flat(base).startswith("(") and base.find(f".//{M}mfrac") is not None
+    assert "\\left(\\frac{x_{i}}{\\sqrt{2}}\\right)^{2}" in fn.latex() and "\\pi" in fn.latex()

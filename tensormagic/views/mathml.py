@@ -5,6 +5,7 @@ page shows the formulas with no network access and no MathJax.
 It reads the same IR, with the same precedence and parenthesis rules and the same readable
 rewrites (readable.py: fractions with powers, named repeats), as render.latex.
 """
+import math
 from html import escape
 
 from ..language.functions import FUNCTIONS
@@ -138,6 +139,8 @@ def _expr(e):
     if isinstance(e, Const):
         v = e.value
         s = number_text(v).strip("()") if isinstance(v, complex) else (f"{v:g}" if isinstance(v, float) else str(v))
+        if v == math.pi:
+            return "<mi>π</mi>", ATOM
         if s.startswith("-"):
             return f"<mrow><mo>−</mo><mn>{escape(s[1:])}</mn></mrow>", SUM
         return f"<mn>{escape(s)}</mn>", ATOM if is_plain(v) else SUM

@@ -4,15 +4,16 @@ render.py, MathML in mathml.py) show what these return, so they read alike.
 A product becomes a signed fraction with equal factors as powers and common factors
 cancelled (x_i x_i / (x_i Z Z) is x_i / Z²), and a repeated scalar sub-expression holding a
 sum is named once (N = √Σ_j x_j²).  Nothing here changes a value."""
-from ..language.ir import (Call, Const, Pow, Reduce, Scalar, Sigma, Tensor, children, free,
+from ..language.ir import (Call, Const, Mul, Pow, Reduce, Scalar, Sigma, Tensor, children, free,
                            with_children)
 from ..language.printer import denominator, in_denominator, split_sign
 
 
 def bracketed_base(e, precedence, power):
     """Does a power's base need brackets: it binds looser than the power, or it is drawn with
-    its own bar, root or fraction (1/Z, √x, |x|, x̄), which an exponent would seem to touch."""
-    return precedence <= power or (isinstance(e, Call) and e.func in ("recip", "sqrt", "abs", "conj"))
+    its own bar, root or fraction (1/Z, √x, |x|, x̄, x/√2), which an exponent would seem to touch."""
+    return precedence <= power or (isinstance(e, Call) and e.func in ("recip", "sqrt", "abs", "conj")) \
+        or (isinstance(e, Mul) and any(in_denominator(f) for f in e.factors))
 
 
 
