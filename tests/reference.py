@@ -13,6 +13,8 @@ at the slot where the rule places it.  Being plain torch, autograd through
 """
 
 import ast
+import copy
+import itertools
 import math
 import re
 from dataclasses import dataclass
@@ -486,8 +488,42 @@ def index_sizes(st, env, given=None):
     return sizes
 
 
+def _one_name_per_binding(st, given):
+    """The contract: a reduction binds the indices it lists inside its argument, and each
+    binding has its own range. A name a later reduction binds again is renamed throughout that
+    reduction (n -> n_b0, ...), and sizes= is given by the names as written."""
+    rhs = copy.deepcopy(st.rhs)
+    bound, fresh, given = set(), itertools.count(), dict(given or {})
+
+    def rename(node, mapping):
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Subscript):  # only subscripts hold indices; not the tensor
+                for name in ast.walk(sub.slice):
+                    if isinstance(name, ast.Name) and name.id in mapping and \
+                            not any(name is s.value for s in ast.walk(sub.slice) if isinstance(s, ast.Subscript)):
+                        name.id = mapping[name.id]
+
+    def visit(node):
+        if _is_reduction(node):
+            mapping = {}
+            for n in _reduced(node):
+                if n in bound:
+                    mapping[n] = f"{n}_b{next(fresh)}"
+                    if n in given:
+                        given[mapping[n]] = given[n]
+                bound.add(mapping.get(n, n))
+            if mapping:
+                rename(node, mapping)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(rhs)
+    return Statement(st.name, st.indices, st.op, rhs, st.text), given
+
+
 def evaluate_statement(st, env, given=None):
     """Value of one statement's right-hand side, shaped like its left-hand side."""
+    st, given = _one_name_per_binding(st, given)
     rhs_indices = _all_indices(st.rhs)
     missing = [i for i in st.indices if i not in rhs_indices]
     if missing:

@@ -238,3 +238,33 @@ def test_bad_caps_are_refused():
         fn.check(max_entries="10")
     with pytest.raises(ValueError, match="must be positive"):
         fn.check(seconds=0)
+
+
+# -- at the inputs a person passes (issue 17: fn.check(B, C) was an UnboundLocalError) ----------
+def test_check_at_the_inputs_given_positionally_or_by_name():
+    fn = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k] * D[l,l]", wrt="B C")
+    B, C, D = torch.randn(2, 3), torch.randn(3, 4), torch.randn(5, 5)  # float32: checked in float64
+    for report in (fn.check(B, C, D), fn.check(B=B, C=C, D=D), fn.check(B, C=C, D=D)):
+        assert report.ok and report.given and report.shapes == {"B": (2, 3), "C": (3, 4), "D": (5, 5)}
+        assert "at the float64 inputs given" in str(report)
+
+
+def test_check_at_given_inputs_catches_what_only_they_show():
+    """relu's gradient checked where every entry is negative: zeros there, and ✓."""
+    fn = tm.tensorgrad("y[i] := relu(x[i]) * w[i]")
+    report = fn.check(-torch.rand(4) - 0.5, torch.randn(4))
+    assert report.ok and report["x"].error < 1e-8
+
+
+@pytest.mark.parametrize("args, kwargs, words", [
+    ((torch.ones(2, 3),), {}, ("takes the cell's inputs (B, C)", "missing: C")),
+    ((torch.ones(2, 3), torch.ones(3, 4), torch.ones(1)), {}, ("takes 2 inputs",)),
+    ((), {"B": torch.ones(2, 3), "E": torch.ones(1)}, ("unexpected input 'E'",)),
+    (({"B": "ΔB[i,j] = ΔA[i,k] * C[j,k]"},), {}, ("formulas are given by keyword",)),
+], ids=["missing", "too-many", "unknown-name", "formulas-positionally"])
+def test_check_says_what_it_takes(args, kwargs, words):
+    fn = tm.tensorgrad("A[i,k] := B[i,j] * C[j,k]")
+    with pytest.raises(TypeError) as info:
+        fn.check(*args, **kwargs)
+    for w in words:
+        assert w in str(info.value), str(info.value)

@@ -111,6 +111,13 @@ BAD = [
         words=("B", "read before")),
     Bad("unknown-function-line-2", "A[i] := B[i]\nC[i] := sinc(A[i])", VAL, at="sinc", line="C[i] := sinc(A[i])",
         lineno=2, words=("sinc",)),
+    # what a student writes (issue 17)
+    Bad("lambda-called", "y[i] := (lambda t: t)(x[i])", SYN, at="lambda", words=("lambda", "cannot be called", "exp(x)")),
+    Bad("call-of-a-call", "y[i] := exp(x[i])(z[i])", SYN, at="exp", words=("cannot be called",)),
+    Bad("two-statements-on-one-line", "a[i] := x[i]; b[i] := x[i]", SYN, at=";", words=("one statement per line",)),
+    Bad("misspelt-function", "y[i] := sigmod(x[i])", VAL, at="sigmod", words=("did you mean sigmoid?",)),
+    Bad("misspelt-reduction", "y := maxx[i](x[i])", VAL, at="maxx", words=("did you mean max?",)),
+    Bad("misspelt-logsumexp", "y := logsumxp[i](x[i])", VAL, at="logsumxp", words=("did you mean logsumexp?",)),
 ]
 
 
@@ -328,3 +335,42 @@ def test_shift_out_of_bounds_with_both_sizes_fixed():
 def test_sizes_argument_checked(sizes, error):
     with pytest.raises(error):
         tm.tensorgrad("m[i] := max[a](x[2*i+a])", sizes=sizes)
+
+
+# -- errors at call time, one row each: the statement, the inputs, the words of the message and
+# the text the caret is under (issue 17: what a student meets first)
+C128 = torch.complex128
+CALL_BAD = [
+    ("shift-past-the-end", "y[i] := x[i+10]", {"x": (6,)}, ("leaves no valid range for 'i'", "shift 10", "size 6"),
+     "x[i+10]"),
+    ("window-longer-than-input", "y[i] := x[i+a] * w[a]", {"x": (6,), "w": (8,)},
+     ("leaves no valid range for 'i'", "'a' of size 8", "size 6"), "x[i+a]"),
+    ("max-of-complex", "m := max[i](z[i])", {"z": ((3,), C128)}, ("max[i] needs real values", "abs(z)"),
+     "max[i]"),
+    ("min-of-complex", "m[b] := min[i](z[b,i])", {"z": ((2, 3), C128)}, ("min[i] needs real values",), "min[i]"),
+    ("binary-max-of-complex", "m[i] := max(z[i], w[i])", {"z": ((3,), C128), "w": ((3,), C128)},
+     ("max(a, b) needs real values",), "max(z[i]"),
+    ("max-over-empty", "m[b] := max[j](x[b,j])", {"x": (2, 0)}, ("max[j] reduces 'j', of size 0", "no value"),
+     "max[j]"),
+    ("mean-over-empty", "m[b] := mean[j](x[b,j])", {"x": (2, 0)}, ("mean[j] reduces 'j', of size 0",), "mean[j]"),
+    ("siblings-keep-their-names", "s := max[j](x[j]) + sum[j](y[j] * z[j])", {"x": (3,), "y": (4,), "z": (5,)},
+     ("index 'j' has size 4", "size 5"), "z[j]"),
+]
+
+
+@pytest.mark.parametrize("row", CALL_BAD, ids=[r[0] for r in CALL_BAD])
+def test_call_time_errors(row):
+    _, text, shapes, words, at = row
+    args = [make_tensor(s) if isinstance(s[0], int) or not s else torch.randn(s[0], dtype=s[1])
+            for s in shapes.values()]
+    e = _raises_value(tm.tensorgrad(text), *args, words=words)
+    assert _caret_column(str(e), text) == text.index(at), str(e)
+
+
+@pytest.mark.parametrize("op, value", [("sum", 0.0), ("prod", 1.0), ("logsumexp", float("-inf"))])
+def test_reductions_with_an_identity_take_it_over_an_empty_range(op, value):
+    x = torch.zeros(2, 0, dtype=torch.float64, requires_grad=True)
+    y = tm.tensorgrad(f"m[b] := {op}[j](x[b,j])")(x)
+    torch.testing.assert_close(y, torch.full((2,), value, dtype=torch.float64))
+    y.sum().backward()
+    assert x.grad.shape == (2, 0)

@@ -536,3 +536,92 @@ def test_language_forms_match_reference(program, seed):
     for n, g, w in zip(wrt, got, want):
         _close(torch.zeros_like(theirs[n]) if g is None else g,
                torch.zeros_like(theirs[n]) if w is None else w, f"gradient of {n}")
+
+
+# Reused bound names (issue 17): a reduction binds its indices inside its argument, so sibling
+# reductions, a reduction nested beside a sibling, and later statements may reuse a name, and
+# each binding has its own range. Every tensor below gets its own size along a bound index.
+BINDINGS = ("j", "k")
+
+
+class _Bindings:
+    """Statements over a left index b whose reductions reuse the names in BINDINGS."""
+
+    def __init__(self, draw):
+        self.draw, self.shapes, self.b = draw, {}, draw(st.integers(1, 3))
+
+    def fresh(self, *dims):
+        name = f"T{len(self.shapes)}"
+        self.shapes[name] = (self.b,) + dims
+        return name
+
+    def body(self, j, depth):
+        """An expression in which index j (and b) is free: its binding's own size n."""
+        n = self.draw(st.integers(1, 4))
+        how = self.draw(st.sampled_from(["plain", "shift", "product", "nested"] if depth < 1
+                                        else ["plain", "shift", "product"]))
+        if how == "plain":
+            return f"{self.fresh(n)}[b,{j}]"
+        if how == "shift":  # j then runs over n positions of a dim of n + 1
+            return f"{self.fresh(n + 1)}[b,{j}+1]"
+        if how == "product":
+            return f"{self.fresh(n)}[b,{j}] * {self.fresh(n)}[b,{j}]"
+        k = next(i for i in BINDINGS if i != j)  # a reduction inside, binding the other name
+        m = self.draw(st.integers(1, 3))
+        op = self.draw(st.sampled_from(REDUCTIONS))
+        return f"{op}[{k}]({self.fresh(n, m)}[b,{j},{k}])"
+
+    def reduction(self, depth=0):
+        j = self.draw(st.sampled_from(BINDINGS))
+        op = self.draw(st.sampled_from(REDUCTIONS))
+        return f"{op}[{j}]({self.body(j, depth)})"
+
+    def rhs(self):
+        parts = [self.reduction() for _ in range(self.draw(st.integers(2, 3)))]
+        out = parts[0]
+        for p in parts[1:]:
+            out += f" {self.draw(st.sampled_from(['+', '-', '*']))} {p}"
+        return f"tanh({out})" if self.draw(st.booleans()) else out
+
+
+@st.composite
+def reused_bindings(draw):
+    prog = _Bindings(draw)
+    lines = [f"O0[b] := {prog.rhs()}"]
+    if draw(st.booleans()):  # a later statement reusing the names again
+        lines.append(f"O1[b] := O0[b] * {prog.reduction()}")
+    return "\n".join(lines), prog.shapes
+
+
+@settings(SETTINGS, max_examples=60)
+@given(program=reused_bindings(), seed=st.integers(0, 2**16))
+def test_reused_bound_names_have_their_own_ranges(program, seed):
+    text, shapes = program
+    note(f"program:\n{text}\nshapes: {shapes}")
+    gen = torch.Generator().manual_seed(seed)
+    vals = {n: torch.rand(s, dtype=torch.float64, generator=gen) + 0.5 for n, s in shapes.items()}
+    want = reference.evaluate(text, vals)
+    fn = tm.tensorgrad(text)
+    got = fn.evaluate(**vals)
+    for name in want:
+        _close(got[name], want[name], f"output {name}")
+    mine, theirs = _leaves(vals, set(vals)), _leaves(vals, set(vals))
+    upstream = torch.randn(want[fn.outputs[-1]].shape, dtype=torch.float64, generator=gen)
+    expected = torch.autograd.grad(reference.evaluate(text, theirs)[fn.outputs[-1]], list(theirs.values()),
+                                   upstream, allow_unused=True)
+    found = torch.autograd.grad(fn(**mine), [mine[n] for n in theirs], upstream, allow_unused=True)
+    for n, g, w in zip(theirs, found, expected):
+        _close(torch.zeros_like(theirs[n]) if g is None else g,
+               torch.zeros_like(theirs[n]) if w is None else w, f"gradient of {n}")
+
+
+def test_sibling_reductions_reusing_a_name_each_take_their_range():
+    """The issue's case: j runs over 4 entries in the sum and over 3 in the mean."""
+    x = torch.tensor([[1., 2, 3, 4]], dtype=torch.float64, requires_grad=True)
+    fn = tm.tensorgrad("s[b] := sum[j](x[b,j]) + mean[j](x[b,j+1])")
+    s = fn(x)
+    assert s.item() == 13.0
+    s.sum().backward()
+    torch.testing.assert_close(x.grad, torch.tensor([[1., 4 / 3, 4 / 3, 4 / 3]], dtype=torch.float64))
+    p = tm.tensorgrad("p := max[j](x[j]) * max[j](y[j])")(torch.tensor([1., 5, 2]), torch.tensor([3., 1, 2, 7]))
+    assert p.item() == 35.0

@@ -16,8 +16,9 @@ def view(x, sizes, coefs, offsets):
     """x read at Σ coef·index + offset along each dim, as a strided view (no copy).
     coefs: per result dim, the coefficient along each of x's dims."""
     strides = [sum(c * s for c, s in zip(cs, x.stride())) for cs in coefs]
-    offset = x.storage_offset() + sum(o * s for o, s in zip(offsets, x.stride()))
-    return x.as_strided(sizes, strides, offset)
+    # the offsets by slicing, not by reading x's storage offset, which a compiler cannot trace
+    start = x[tuple(slice(o, None) for o in offsets)]
+    return start.as_strided(sizes, strides)
 
 
 def unview(g, shape, coefs, offsets):
@@ -31,8 +32,8 @@ def unview(g, shape, coefs, offsets):
     looped = []
     while not _injective([n for k, n in enumerate(sizes) if k not in looped],
                          [s for k, s in enumerate(strides) if k not in looped]):
-        looped.append(min((k for k in range(len(sizes)) if k not in looped and sizes[k] > 1),
-                          key=lambda k: sizes[k]))
+        left = [(sizes[k], k) for k in range(len(sizes)) if k not in looped and sizes[k] > 1]
+        looped.append(sorted(left)[0][1])  # the smallest dim left (a compiler traces sorted)
     covers = not looped and math.prod(sizes) == math.prod(shape)  # every position read once
     if covers and offset == 0 and g.is_contiguous() and \
             all(s == math.prod(sizes[k + 1:]) for k, s in enumerate(strides) if sizes[k] > 1):
@@ -60,9 +61,14 @@ def _injective(sizes, strides):
 
 
 def index(t, name, of, dim, size):
-    """An index tensor checked before use: integers, every value in range."""
+    """An index tensor checked before use: integers, every value in range. Under vmap or a
+    compiler its values cannot be read here: a negative one (which indexing would count from
+    the end) is moved out of range instead, so that torch's own bounds check refuses it as it
+    refuses a value too large (an error, never a silent read elsewhere)."""
     if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
         raise NotationValueError(f"index tensor '{name}' must hold integers, not {t.dtype}")
+    if _traced():
+        return torch.where(t < 0, size, t)
     if t.numel():
         low, high = int(t.min()), int(t.max())
         if low < 0 or high >= size:
@@ -70,6 +76,16 @@ def index(t, name, of, dim, size):
             raise NotationValueError(f"index tensor '{name}' holds {bad}, out of range for dim {dim} "
                                      f"of '{of}' (size {size}): values must lie in 0..{size - 1}")
     return t
+
+
+def _transformed():
+    """Is a torch.func transform (vmap, grad, jacrev, ...) running?"""
+    return torch._C._are_functorch_transforms_active()
+
+
+def _traced():
+    """Are values symbolic here: a torch.func transform or a compiler tracing?"""
+    return _transformed() or torch.compiler.is_compiling()
 
 
 def prod_others(x, dims):
@@ -110,9 +126,11 @@ def extreme(x, dims, larger):
 
 def share(g, x, y, dims):
     """amax's gradient: g shared equally among the entries of x equal to its max (or min) y
-    along dims, zero elsewhere."""
+    along dims, zero elsewhere (in place into the mask, but where a torch.func transform
+    batches g and not the mask)."""
     hit = (x == y).to(g.dtype)
-    return hit.mul_(g / reduced(torch.sum, hit, dims, keepdim=True))
+    weight = g / reduced(torch.sum, hit, dims, keepdim=True)
+    return hit * weight if _transformed() else hit.mul_(weight)
 
 
 def pick(a, b, larger):

@@ -17,6 +17,7 @@ from ..language.errors import NotationValueError
 from ..language.functions import FUNCTIONS
 from ..language.ir import (Add, Binary, Call, Const, Mul, Pow, Reduce, Scalar, Sigma, Tensor, free,
                            unique)
+from ..language.bindings import distinct
 from ..language.ranges import index_sizes
 from . import convs, layout, search
 from .layout import natural_labels
@@ -96,8 +97,9 @@ class _Builder:
 
     # -- one statement -------------------------------------------------------------
     def statement(self, st):
+        st, written = distinct(st)  # sibling reductions that reuse a name: a name per binding
         self.st = st
-        self.sizes = index_sizes(st, self.env, self.vars, self.given)
+        self.sizes = index_sizes(st, self.env, self.vars, self.given, written)
         self.prefer = st.indices  # the order the statement's result is wanted in
         rhs = self.expr(st.rhs)
         args = [rhs]
@@ -140,6 +142,7 @@ class _Builder:
             a, b = self.expr(e.left), self.expr(e.right)
             if isinstance(a, Const) and isinstance(b, Const):
                 return Const((max if e.func == "max" else min)(a.value, b.value))
+            self.refuse_complex(e, f"{e.func}(a, b)", a, b)
             return self.emit("binary", free(e), (a, b), func=e.func)
         if isinstance(e, Add):
             terms = tuple(self.expr(t) for t in e.terms)
@@ -149,9 +152,8 @@ class _Builder:
             if isinstance(arg, Const):
                 arg = self.emit("literal", (), (), value=arg.value)
             if not FUNCTIONS[e.func].complex and not self.vars[arg.var].real:
-                raise NotationValueError(f"{e.func}() does not take complex values (torch has no "
-                                         f"complex {e.func})", self.st.text, self.st.lineno,
-                                         *(e.span or (None, None)))
+                raise self.error(e, f"{e.func}() does not take complex values (torch has no "
+                                    f"complex {e.func})")
             return self.emit("map", arg.labels, (arg,), func=e.func)
         if isinstance(e, Pow):
             base, exponent = self.expr(e.base), self.expr(e.exponent)
@@ -161,6 +163,10 @@ class _Builder:
         raise TypeError(e)
 
     def reduction(self, e):
+        empty = [i for i in e.indices if self.sizes[i] == 0]
+        if empty and e.op in ("max", "min", "mean"):
+            raise self.error(e, f"{e.op}[{','.join(e.indices)}] reduces '{empty[0]}', of size 0 here: "
+                                f"an empty {e.op} has no value (sum, prod and logsumexp give 0, 1 and -inf)")
         if e.op in ("sum", "mean"):
             total = self.expr(Sigma(e.indices, e.body))
             if e.op == "sum":
@@ -170,8 +176,20 @@ class _Builder:
                 return Const(total.value / count)
             return self.emit("scale", total.labels, (total, Const(1 / count)))
         ref = self.expr(e.body)
+        if e.op in ("max", "min"):
+            self.refuse_complex(e, f"{e.op}[{','.join(e.indices)}]", ref)
         keep = tuple(i for i in ref.labels if i not in e.indices)
         return self.emit("reduce", keep, (ref,), op=e.op, over=tuple(e.indices))
+
+    def refuse_complex(self, e, what, *args):
+        """max and min compare: complex values have no order."""
+        if any(isinstance(a, Ref) and not self.vars[a.var].real or
+               isinstance(a, Const) and isinstance(a.value, complex) for a in args):
+            raise self.error(e, f"{what} needs real values: complex numbers have no order "
+                                f"(compare abs(z) instead)")
+
+    def error(self, e, message):
+        return NotationValueError(message, self.st.text, self.st.lineno, *(e.span or (None, None)))
 
     # -- reading a tensor ------------------------------------------------------------
     def read(self, e):

@@ -97,6 +97,7 @@ class Binary:
     func: str
     left: object
     right: object
+    span: Span = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def with_children(e, kids):
     if isinstance(e, Reduce):
         return Reduce(e.op, e.indices, kids[0], e.span)
     if isinstance(e, Binary):
-        return Binary(e.func, *kids)
+        return Binary(e.func, *kids, e.span)
     if isinstance(e, Indicator):
         return Indicator(*kids)
     return e

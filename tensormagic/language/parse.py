@@ -1,5 +1,6 @@
 """Statement text → syntax trees (ir nodes without sums), through Python's ast, whitelisted."""
 import ast
+import difflib
 import math
 import re
 import sys
@@ -82,6 +83,7 @@ def parse_statement(text, lineno=None):
     """One statement `target[indices] op rhs`."""
     text = text.replace(PRIME_SIGN, PRIME)  # x[i′] is x[iʹ]: same letter, one column
     _refuse_quotes(text, lineno)
+    _refuse_semicolons(text, lineno)
     op, at = _find_operator(text, lineno)
     ctx = _Ctx(text, lineno)
     target, indices, spans = _parse_target(text[:at], ctx)
@@ -128,6 +130,16 @@ def _refuse_quotes(text, lineno):
             raise NotationSyntaxError(_QUOTE_HINT[kind].format(q=ch), text, lineno, at, at + 1)
         else:
             at += 1
+
+
+def _refuse_semicolons(text, lineno):
+    """`a; b` is two statements on one line: say so (Python would only say invalid syntax)."""
+    depth = 0
+    for at, ch in enumerate(text):
+        depth += (ch in "([{") - (ch in ")]}")
+        if ch == ";" and depth == 0:
+            raise NotationSyntaxError("one statement per line: put the statement after ';' on a "
+                                      "line of its own", text, lineno, at, at + 1)
 
 
 def _after_operand(text, at):
@@ -455,7 +467,8 @@ class _Converter:
         if node.args and all(isinstance(a, ast.Name) for a in node.args) and not node.keywords:
             indices = ",".join(a.id for a in node.args)
             return f"'{name}' is not a function: index a tensor with brackets, {name}[{indices}]"
-        return f"unknown function '{name}'; known functions: {', '.join(CALLABLE)}"
+        return f"unknown function '{name}'{_did_you_mean(name, CALLABLE)}; known functions: " \
+               f"{', '.join(CALLABLE)}"
 
     def _op_span(self, node):
         start = self.ctx.span(node.left)[1]
@@ -470,11 +483,16 @@ class _Converter:
         if isinstance(node.func, ast.Subscript) and isinstance(node.func.value, ast.Name) \
                 and (node.func.value.id in REDUCTIONS or at == start):
             return self._reduction(node)  # sum[j](...), or an unknown reduction foo[j](...)
+        if isinstance(node.func, (ast.Lambda, ast.Call)):  # (lambda t: t)(x[i]), f(x)(y)
+            what = "a lambda" if isinstance(node.func, ast.Lambda) else "what a call returns"
+            raise self.ctx.syntax(f"{what} cannot be called: the functions are "
+                                  f"{', '.join(CALLABLE)}, called as exp(x)", self.ctx.span(node.func))
         if not isinstance(node.func, ast.Name):  # x[i] (y[i]), 2 (x[i])
             raise self.ctx.syntax(MISSING_OPERATOR, (at, at + 1))
         name = node.func.id
         if name in ("max", "min") and len(node.args) == 2 and not node.keywords:
-            return Binary(name, self.convert(node.args[0]), self.convert(node.args[1]))
+            return Binary(name, self.convert(node.args[0]), self.convert(node.args[1]),
+                          self.ctx.span(node))
         if name in REDUCTIONS:
             what = "two arguments, max(a, b), or " if name in ("max", "min") else ""
             already = "; without it, every index not on the left is summed already " \
@@ -491,7 +509,8 @@ class _Converter:
         """op[j,k](body): an explicit reduction over the listed indices."""
         op = node.func.value.id
         if op not in REDUCTIONS:
-            raise self.ctx.value(f"unknown reduction '{op}'; known reductions: {', '.join(REDUCTIONS)}",
+            raise self.ctx.value(f"unknown reduction '{op}'{_did_you_mean(op, REDUCTIONS)}; known "
+                                 f"reductions: {', '.join(REDUCTIONS)}",
                                  self.ctx.span(node.func.value))
         names, spans = _index_list(node.func.slice, self.ctx, "a reduction lists plain indices, "
                                                               "like max[j,k](...)")
@@ -501,6 +520,11 @@ class _Converter:
         if len(node.args) != 1 or node.keywords:
             raise self.ctx.syntax(f"{op}[...]() takes exactly one argument", self.ctx.span(node))
         return Reduce(op, names, self.convert(node.args[0]), self.ctx.span(node))
+
+
+def _did_you_mean(name, known):
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def add(left, right, sign):

@@ -8,19 +8,26 @@ bounds (a "valid" convolution). An index alone in a shifted subscript (x[i+1],
 x[2*i]) is narrowed to stay in bounds (d[i] := x[i+1] - x[i] has n-1 entries), and
 its plain subscripts may be longer (they are read in part); any other access out of
 bounds is an error naming it.
+
+Ranges are decided by name within one statement: a statement whose sibling reductions reuse
+a bound name is read after bindings.distinct (a name per binding), and `written` maps the
+fresh names back for the messages.
 """
 from .errors import NotationValueError
+from .bindings import rename
 from .ir import Affine, Tensor, leaves
 from .printer import subscript_text
 
 
-def index_sizes(st, env, vars, given=None):
-    """{index: size} for statement st; env maps names to var ids, given is sizes=."""
+def index_sizes(st, env, vars, given=None, written=None):
+    """{index: size} for statement st; env maps names to var ids, given is sizes= (by the
+    names as written); written: {fresh name: the name as written} (bindings.distinct)."""
     sizes, where, shifted = {}, {}, []
+    written = written or {}
     alone = _alone(st)
     for name, access, span in _uses(st):
         shape = vars[env[name]].shape
-        shown = _shown(name, access)
+        shown = _shown(name, access, written)
         if len(shape) != len(access):
             what = "as a scalar" if not access else \
                 f"with {len(access)} ind{'ex' if len(access) == 1 else 'ices'}"
@@ -35,7 +42,8 @@ def index_sizes(st, env, vars, given=None):
             elif isinstance(a, str):
                 if a in sizes and sizes[a] != size:
                     first, first_dim = where[a]
-                    raise _error(st, span, f"index '{a}' has size {sizes[a]} in {first} (dim {first_dim}) "
+                    raise _error(st, span, f"index '{written.get(a, a)}' has size {sizes[a]} in {first} "
+                                           f"(dim {first_dim}) "
                                            f"but size {size} in {shown} (dim {dim})")
                 sizes.setdefault(a, size)
                 where.setdefault(a, (shown, dim))
@@ -46,16 +54,16 @@ def index_sizes(st, env, vars, given=None):
             elif isinstance(a, Affine):
                 shifted.append((a, size, shown, span))
     used = {i for a, _, _, _ in shifted for _, i in a.terms}
-    for index, size in (given or {}).items():
-        if index in used:  # only where no shape fixes it: a kernel index elsewhere keeps its size
-            sizes.setdefault(index, size)
-    _fill_unknown(st, sizes, shifted)
+    for index in used:  # only where no shape fixes it: a kernel index elsewhere keeps its size
+        if written.get(index, index) in (given or {}):
+            sizes.setdefault(index, given[written.get(index, index)])
+    _fill_unknown(st, sizes, shifted, written)
     _narrow(sizes, shifted)
-    _check(st, sizes, shifted)
+    _check(st, sizes, shifted, written)
     return sizes
 
 
-def _fill_unknown(st, sizes, shifted):
+def _fill_unknown(st, sizes, shifted, written):
     """Indices only shifted subscripts fix: the largest in-bounds range, round by round."""
     while True:
         bounds = {}
@@ -71,6 +79,7 @@ def _fill_unknown(st, sizes, shifted):
         unknown = [i for _, i in a.terms if i not in sizes]
         if unknown:  # name a reduced index (a window) before a left one
             i = sorted(unknown, key=lambda i: i in st.indices)[0]
+            i = written.get(i, i)
             raise _error(st, span, f"index '{i}' in {shown} has no size: no plain subscript fixes it; "
                                    f"give it with sizes={{'{i}': n}} (--sizes {i}=n in the magic)")
 
@@ -100,14 +109,29 @@ def _narrow(sizes, shifted):
             sizes[u] = min(sizes[u], _bound(a, u, size, sizes))
 
 
-def _check(st, sizes, shifted):
+def _check(st, sizes, shifted, written):
     for a, size, shown, span in shifted:
         top = a.offset + sum(c * (sizes[i] - 1) for c, i in a.terms)
         empty = [i for _, i in a.terms if sizes[i] < 1]
-        if empty or top >= size:
-            ranges = ", ".join(f"'{i}' of size {sizes[i]}" for i in dict.fromkeys(i for _, i in a.terms))
+        if empty:
+            raise _error(st, span, _no_range(a, size, shown, sizes, written, empty[0]))
+        if top >= size:
+            ranges = ", ".join(f"'{written.get(i, i)}' of size {sizes[i]}"
+                               for i in dict.fromkeys(i for _, i in a.terms))
             raise _error(st, span, f"{shown} does not fit: with {ranges} it reaches {top}, "
                                    f"but that dim has size {size}")
+
+
+def _no_range(a, size, shown, sizes, written, i):
+    """Why an index read at a shifted subscript has no valid position at all."""
+    others = [(c, j) for c, j in a.terms if j != i and sizes[j] >= 1]
+    if not others:
+        return (f"{shown} leaves no valid range for '{written.get(i, i)}': the shift {a.offset} "
+                f"reaches past the end of a dim of size {size}")
+    window = " and ".join(f"'{written.get(j, j)}' of size {sizes[j]}" for _, j in others)
+    shift = f" and the shift {a.offset}" if a.offset else ""
+    return (f"{shown} leaves no valid range for '{written.get(i, i)}': with {window}{shift} "
+            f"it reads more positions than a dim of size {size} holds")
 
 
 def _uses(st):
@@ -121,7 +145,10 @@ def _uses(st):
             yield leaf.name, (), leaf.span
 
 
-def _shown(name, access):
+def _shown(name, access, written=None):
+    """A read as the statement writes it."""
+    if written:
+        access = rename(Tensor(name, (), access=tuple(access)), written).access
     return f"{name}[{','.join(subscript_text(a) for a in access)}]" if access else name
 
 

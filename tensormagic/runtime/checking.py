@@ -21,6 +21,7 @@ from typing import Optional, Tuple
 
 import torch
 
+from ..language.bindings import distinct
 from ..language.errors import NotationError
 from ..language.ir import Call, Tensor, children, leaves
 from ..language.printer import as_cell
@@ -63,6 +64,7 @@ class CheckReport:
     seconds: float
     note: Optional[str] = None   # why something could not be checked
     limits: tuple = (MAX_ENTRIES, SECONDS)   # the max_entries and seconds that capped it
+    given: bool = False  # at inputs the caller gave (not random ones)
 
     @property
     def ok(self):
@@ -88,8 +90,9 @@ class CheckReport:
         if not self.results:
             return self.note
         sig = ", ".join(f"{n} {tuple(s)}" for n, s in self.shapes.items())
-        text = f"checked against central differences on random {str(self.dtype)[6:]} inputs " \
-               f"{sig} in {self.seconds:.2f} s"
+        kind = str(self.dtype)[6:]
+        where = f"at the {kind} inputs given," if self.given else f"on random {kind} inputs"
+        text = f"checked against central differences {where} {sig} in {self.seconds:.2f} s"
         if self.sampled:
             done = [r for r in self.results if r.problem is None]
             text += (f"; sampled: {sum(r.checked for r in done):,} of "
@@ -116,8 +119,10 @@ def _detail(r):
     return f"max error {r.error:.1e}{sample}"
 
 
-def check(fn, formulas=None, seed=0, shapes=None, max_entries=MAX_ENTRIES, seconds=SECONDS):
-    """Check every gradient fn derives (or, for names in formulas, the given formula text).
+def check(fn, formulas=None, seed=0, shapes=None, max_entries=MAX_ENTRIES, seconds=SECONDS,
+          values=None):
+    """Check every gradient fn derives (or, for names in formulas, the given formula text), at
+    `values` (one per input) or at small random inputs of these (or small) shapes.
     max_entries, seconds: the finite differences stop at that many entries in all, or after
     that long (each None: no such cap); at least 2 entries of each input are compared."""
     _check_caps(max_entries, seconds)
@@ -127,8 +132,13 @@ def check(fn, formulas=None, seed=0, shapes=None, max_entries=MAX_ENTRIES, secon
     try:
         generator = torch.Generator().manual_seed(seed)
         dtype = torch.complex128 if _is_complex(fn) else torch.float64
-        shapes, args = _first_that_runs(fn, [shapes] if shapes else _candidates(fn), dtype,
-                                        generator)
+        if values is not None:
+            args = _given(fn, values)
+            shapes = {n: tuple(a.shape) for n, a in zip(fn.inputs, args)}
+            dtype = next((a.dtype for a in args if a.is_complex()), torch.float64)
+        else:
+            shapes, args = _first_that_runs(fn, [shapes] if shapes else _candidates(fn), dtype,
+                                            generator)
         results = _check(fn, args, formulas or {}, generator, (max_entries, seconds))
         note = None
     except (NotationError, ValueError, TypeError, RuntimeError) as err:
@@ -137,7 +147,7 @@ def check(fn, formulas=None, seed=0, shapes=None, max_entries=MAX_ENTRIES, secon
         fn._last = last
         torch.set_num_threads(threads)
     return CheckReport(tuple(results), dict(shapes or {}), dtype, time.perf_counter() - start, note,
-                       (max_entries, seconds))
+                       (max_entries, seconds), values is not None)
 
 
 def _check_caps(max_entries, seconds):
@@ -170,7 +180,9 @@ def small_shapes(fn):
         for dim, a in enumerate(subs):
             if isinstance(a, str):
                 parent[root(a)] = root(first.setdefault((name, dim), a))
-    given = getattr(fn, "sizes", None) or {}
+    given = dict(getattr(fn, "sizes", None) or {})
+    for st in fn.cell.statements:  # a binding renamed by distinct takes the size given its name
+        given.update({fresh: given[i] for fresh, i in distinct(st)[1].items() if i in given})
     sizes = {root(i): given[i] for i in given}
     for name, subs in uses:
         for i in _mentioned(subs):
@@ -192,6 +204,7 @@ def _uses(fn):
     """(name, subscripts) of every tensor the cell reads or writes, gathers' index tensors too."""
     out = []
     for st in fn.cell.statements:
+        st, _ = distinct(st)  # sibling reductions reusing a name: a size per binding
         for leaf in leaves(st.rhs):
             if isinstance(leaf, Tensor):
                 access = getattr(leaf, "access", None)
@@ -246,6 +259,19 @@ def _first_that_runs(fn, candidates, dtype, generator):
         except (NotationError, ValueError) as err:
             error = error or err
     raise error
+
+
+def _given(fn, values):
+    """The inputs a person passed, as the check computes: CPU tensors in float64 (complex128
+    for complex values; a complex cell's real inputs stay real), index tensors as integers."""
+    out = []
+    for name, v in zip(fn.inputs, values):
+        t = torch.as_tensor(v).detach().cpu()
+        if name in fn.cell.index_inputs:
+            out.append(t)
+        else:
+            out.append(t.to(torch.complex128 if t.is_complex() else torch.float64))
+    return out
 
 
 def _is_complex(fn):

@@ -235,14 +235,31 @@ class TensorGradFunction:
             compiled = planned(self)
         return plan_diagram(compiled)
 
-    def check(self, formulas=None, seed=0, max_entries=512, seconds=2.0):
-        """Each derived gradient compared with central differences on small random float64
-        (complex128) inputs: a report with ✓ or ✗ and the max error beside each formula.
+    def check(self, *inputs, formulas=None, seed=0, max_entries=512, seconds=2.0, **named):
+        """Each derived gradient compared with central differences: a report with ✓ or ✗ and
+        the max error beside each formula. At the inputs given (all of them, positionally in
+        `inputs` order or by name, as for a call; copied to the CPU in float64, complex128 for
+        complex ones), or, given none, at small random float64 (complex128) inputs.
         formulas: {input: "ΔB[i,j] = ..."} checks that text instead of the derived gradient.
         max_entries, seconds: a large cell is sampled, the finite differences stopping at that
         many entries in all or after that long (None: no cap); the report says so."""
         from .checking import check
-        return check(self, formulas, seed, max_entries=max_entries, seconds=seconds)
+        at = self._check_point(inputs, named) if inputs or named else None
+        return check(self, formulas, seed, values=at, max_entries=max_entries, seconds=seconds)
+
+    def _check_point(self, args, kwargs):
+        """The inputs check() was given, in `inputs` order; a TypeError says what it takes."""
+        caller = f"{self.name}.check()"
+        if any(isinstance(a, dict) for a in args):
+            raise TypeError(f"{caller}: formulas are given by keyword, "
+                            f"{caller[:-1]}formulas={{'B': 'ΔB[i,j] = ...'}})")
+        values = bind_by_name(caller, self.inputs, args, kwargs, "inputs")
+        missing = [n for n in self.inputs if n not in values]
+        if missing:
+            raise TypeError(f"{caller} takes the cell's inputs ({', '.join(self.inputs)}), all of "
+                            f"them, positionally or by name, or none (small random ones); missing: "
+                            f"{', '.join(missing)}")
+        return [values[n] for n in self.inputs]
 
     def export(self, path, shapes=None, dtype=None, device=None):
         """Write a standalone module (needs only torch) with this cell's planned forward and
