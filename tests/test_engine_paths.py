@@ -259,11 +259,16 @@ def test_deep_nesting_builds_and_runs_fast():
 
 
 # -- 10. call-time limits: many indices, generated names, functions without complex -------
-def test_more_than_52_indices_in_one_product_is_a_clear_error():
+def test_an_outer_product_of_53_indices_needs_no_einsum():
+    """More indices than einsum's 52 letters: an outer product is a broadcast multiply."""
     idx = [f"i{k}" for k in range(53)]
     fn = tm.tensorgrad(f"O[{','.join(idx)}] := " + " * ".join(f"x[{i}]" for i in idx))
-    with pytest.raises(tm.NotationValueError, match="at most 52"):
-        fn(torch.rand(1, dtype=F64))
+    x = torch.full((1,), 1.01, dtype=F64, requires_grad=True)
+    out = fn(x)
+    assert out.shape == (1,) * 53
+    torch.testing.assert_close(out.reshape(()), torch.tensor(1.01, dtype=F64) ** 53)
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, 53 * torch.tensor([1.01], dtype=F64) ** 52)
 
 
 def test_many_indices_each_product_small():

@@ -61,11 +61,23 @@ class Recipe:
 
 
 def natural_labels(a, b, keep):
-    """The order a product of a and b creates its result in when nothing else is asked."""
+    """The order a product of a and b creates its result in when nothing else is asked: when
+    nothing is contracted (an elementwise or outer product, a broadcast multiply), the larger
+    operand's order with the other's indices after it."""
+    if set(a) | set(b) <= set(keep):
+        return broadcast_orders(a, b)[0]
     batch = tuple(i for i in a if i in b and i in keep)
     left = tuple(i for i in a if i not in b)
     right = tuple(i for i in b if i not in a)
     return batch + left + right
+
+
+def broadcast_orders(a, b):
+    """The orders an elementwise or outer product of a and b can be made in without moving
+    either operand's own order: one operand's, then the other's new indices."""
+    first, second = (a, b) if len(a) >= len(b) else (b, a)
+    return list(dict.fromkeys((tuple(first) + tuple(i for i in second if i not in first),
+                               tuple(second) + tuple(i for i in first if i not in second))))
 
 
 def recipe(a, b, out, sizes, wants=(True, True)):

@@ -20,7 +20,7 @@ from ..language.ir import (Add, Binary, Call, Const, Mul, Pow, Reduce, Scalar, S
 from ..language.bindings import distinct
 from ..language.ranges import index_sizes
 from . import convs, layout, search
-from .layout import natural_labels
+from .layout import broadcast_orders, natural_labels
 from .program import Op, Program, Ref, Var
 
 
@@ -44,6 +44,7 @@ class _Builder:
         self.cell, self.wants, self.given, self.complex = cell, set(wants), given, complex
         self.vars, self.ops, self.env, self.products = [], [], {}, []
         self.casts = {}  # real var id -> its complex copy
+        self.made = {}   # an op's key (_op_key) -> the value it made
 
     def run(self, shapes, complex_inputs):
         inputs = []
@@ -69,10 +70,17 @@ class _Builder:
         real = self.is_real(kind, args, info)
         if not real and kind != "gather":  # real operands of a complex op are cast (their
             args = tuple(self.cast(a) for a in args)  # gradient: its real part); not indices
+        shape = tuple(self.sizes[i] for i in labels)
+        key = _op_key(kind, labels, shape, args, info)
+        if key in self.made:  # the same op on the same values: made once (x - mu in two statements)
+            return self.made[key]
         needs = any(self.vars[a.var].needs for a in args if isinstance(a, Ref))
-        v = self.new(labels, tuple(self.sizes[i] for i in labels), needs, real=real)
+        v = self.new(labels, shape, needs, real=real)
         self.ops.append(Op(kind, v.id, tuple(args), info))
-        return Ref(v.id, v.labels)
+        ref = Ref(v.id, v.labels)
+        if key is not None:
+            self.made[key] = ref
+        return ref
 
     def is_real(self, kind, args, info):
         if kind == "map" and info["func"] in _REAL_VALUED:
@@ -419,8 +427,8 @@ def _orient(tree, out, sizes, needs, states=8, memo=None):
                 if key not in memo:
                     memo[key] = layout.candidates(oa, ob, node.keep, sizes, wants)
                 forms = memo[key]
-                if not forms:  # nothing contracted: einsum makes the natural order
-                    forms = [(natural_labels(oa, ob, node.keep), 0.0, None)]
+                if not forms:  # nothing contracted: a broadcast multiply, in either order
+                    forms = [(order, 0.0, None) for order in broadcast_orders(oa, ob)]
                 else:
                     forms = [(r.produced, r.cost, r) for r in forms]
                 for produced, cost, r in forms:
@@ -452,6 +460,16 @@ def _orient(tree, out, sizes, needs, states=8, memo=None):
     order, _ = min(options.items(), key=total)
     choose(tree, order)
     return total((order, options[order]))
+
+
+def _op_key(kind, labels, shape, args, info):
+    """What makes an op's value: equal keys, equal values (None: not comparable)."""
+    key = (kind, tuple(labels), shape, tuple(args), tuple(sorted(info.items())))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def _letters(labels):

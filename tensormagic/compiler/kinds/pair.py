@@ -15,11 +15,9 @@ class Pair(Kind):
     # -- forward -----------------------------------------------------------------------
     def forward(self, gen, op):
         r = self.recipe(gen, op)
-        if not r:
-            a = op.args
-            text = f"torch.einsum('{eq([x.labels for x in a], gen.labels(op.out))}', " \
-                   f"{', '.join(gen.name(x) for x in a)})"
-            return [(gen.name(op.out), text)]
+        if not r:  # nothing contracted: a broadcast multiply
+            out = gen.labels(op.out)
+            return [(gen.name(op.out), " * ".join(gen.align(x, out) for x in op.args))]
         sizes = gen.sizes(*op.args)
         # Operands a product must copy into matrix layout: copied once, kept for the backward.
         lines = [(f"_m{op.out}{x}", layout.copy_src(gen.name(ref), m, sizes))
@@ -73,13 +71,17 @@ class Pair(Kind):
 
     # -- forward mode ------------------------------------------------------------------
     def tangent(self, gen, op):
-        """ȧ ⊗ b + a ⊗ ḃ, each an einsum."""
+        """ȧ ⊗ b + a ⊗ ḃ, each an einsum (a broadcast multiply when nothing is contracted)."""
         a, b = op.args
-        equation = eq([a.labels, b.labels], gen.labels(op.out))
+        out = gen.labels(op.out)
+        equation = eq([a.labels, b.labels], out)
+        broadcast = not self.recipe(gen, op)
         terms = []
         for x, y, first in ((a, b, True), (b, a, False)):
             t = gen.tangent(x)
-            if t:
+            if t and broadcast:
+                terms.append(f"{gen.align(x, out, t)} * {gen.align(y, out)}")
+            elif t:
                 pair = (t, gen.name(y)) if first else (gen.name(y), t)
                 terms.append(f"torch.einsum('{equation}', {pair[0]}, {pair[1]})")
         return " + ".join(terms) or None
@@ -88,12 +90,14 @@ class Pair(Kind):
     def backward(self, gen, op, g):
         r = self.recipe(gen, op)
         x, y = op.args
-        if not r:
+        if not r:  # a broadcast multiply: Δx = Δout * conj(y), summed over what x lacks
             out = gen.labels(op.out)
-            if gen.wants(x):
-                gen.give(x, gen.spread([(g, out), (gen.cj(gen.use(y)), y.labels)], x))
-            if gen.wants(y):
-                gen.give(y, gen.spread([(g, out), (gen.cj(gen.use(x)), x.labels)], y))
+            for mine, other in ((x, y), (y, x)):
+                if gen.wants(mine):
+                    times = gen.cj(gen.align_used(other, out))
+                    gen.give(mine, gen.reduce(f"({g} * {times})", out, mine.labels)
+                             if len(set(mine.labels)) == len(mine.labels) else
+                             gen.spread([(g, out), (gen.cj(gen.use(other)), other.labels)], mine))
             return
         sizes = gen.sizes(x, y)
         if self.dot(r):  # ΔA = ΔC conj(B), ΔB = ΔC conj(A), each laid out as it is stored
