@@ -24,15 +24,15 @@ from .layout import broadcast_orders, natural_labels
 from .program import Op, Program, Ref, Var
 
 
-def build(cell, shapes, wants, sizes=None, complex=False, complex_inputs=None):
+def build(cell, shapes, wants, sizes=None, complex=False, complex_inputs=None, every=True):
     """shapes: one shape tuple per cell input; wants: input names whose gradient is needed;
     sizes: {index: size} for indices no shape fixes; complex: the program computes in a
     complex dtype; complex_inputs: per input, is it complex (default: all are when the program
     is). Real values (real inputs, abs(z)) stay real, as in torch, and are cast where they meet
-    complex ones."""
+    complex ones. every: the program returns every output (else only the last statement's)."""
     if complex_inputs is None:
         complex_inputs = (complex,) * len(shapes)
-    return _Builder(cell, wants, sizes or {}, complex).run(shapes, complex_inputs)
+    return _Builder(cell, wants, sizes or {}, complex).run(shapes, complex_inputs, every)
 
 
 # Functions whose value is real for any argument; the others are real for a real argument.
@@ -46,7 +46,7 @@ class _Builder:
         self.casts = {}  # real var id -> its complex copy
         self.made = {}   # an op's key (_op_key) -> the value it made
 
-    def run(self, shapes, complex_inputs):
+    def run(self, shapes, complex_inputs, every=True):
         inputs = []
         for name, shape, cx in zip(self.cell.inputs, shapes, complex_inputs):
             v = self.new((), tuple(shape), name in self.wants, name, real=not cx)
@@ -57,7 +57,8 @@ class _Builder:
         for st in self.cell.statements:
             starts.append(len(self.ops))
             self.statement(st)
-        outputs = tuple(self.env[name] for name in self.cell.outputs)
+        returned = self.cell.outputs if every else self.cell.outputs[-1:]
+        outputs = tuple(self.env[name] for name in returned)
         return Program(self.vars, self.ops, tuple(inputs), outputs, complex=self.complex,
                        products=tuple(self.products), starts=tuple(starts))
 

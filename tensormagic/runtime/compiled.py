@@ -91,10 +91,11 @@ def _slots(program, source, low_memory):
 
 
 def build(cell, shapes, wants, dtype, device, label, low_memory, sizes=None, complex_inputs=None,
-          wrt=None):
+          wrt=None, every=True):
     """complex_inputs: per input, is it complex (default: all are when dtype is); wrt: per
-    input, may it carry a tangent (None: all)."""
+    input, may it carry a tangent (None: all); every: every output is returned (else only the
+    last statement's)."""
     program = plan.build(cell, shapes, wants, sizes, complex=dtype.is_complex,
-                         complex_inputs=complex_inputs)
+                         complex_inputs=complex_inputs, every=every)
     comments = {start: statement_text(st) for start, st in zip(program.starts, cell.statements)}
     return compile_program(program, label, low_memory, dtype, device, comments, wrt)

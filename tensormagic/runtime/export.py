@@ -346,7 +346,7 @@ def planned(fn, shapes=None, dtype=None, device=None):
     last = fn._last
     try:
         with torch.enable_grad():
-            fn(*args)
+            fn._run(args, {}, every=True)  # every output: the module's _all function returns them
         return fn._last
     finally:
         fn._last = last

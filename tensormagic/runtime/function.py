@@ -116,29 +116,31 @@ class TensorGradFunction:
 
     # -- calling -------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        """The last statement's output."""
+        """The last statement's output (compiled with it as the only output: the other
+        statements' results are intermediates, neither returned nor differentiated into)."""
         return self._run(args, kwargs)[-1]
 
     def evaluate(self, *args, **kwargs):
         """Every output, by name (the final value of each)."""
-        return dict(zip(self.outputs, self._run(args, kwargs)))
+        return dict(zip(self.outputs, self._run(args, kwargs, len(self.outputs) > 1)))
 
-    def _run(self, args, kwargs):
+    def _run(self, args, kwargs, every=False):
+        """The outputs: the last one, or (every) all of them; every ends the cache key."""
         if not kwargs and not self.cell.index_inputs and not torch.compiler.is_compiling():
             # the common call, checked in one pass: a signature already compiled
             key = quick_signature(args, self._wrt_mask, self._complex_const)
-            compiled = self._cache.get(key)
+            compiled = self._cache.get(key + (every,)) if key else None
             if compiled is not None:
-                return self._call(key, compiled, args)
+                return self._call(key + (every,), compiled, args)
         values = self._bind(args, kwargs)
         tensors, dtype, device = prepare(values, self.inputs, self._complex_const,
                                                  self.cell.index_inputs)
         if torch.compiler.is_compiling():
             # torch.compile traces this call: plan and compile at trace time, outside the graph.
-            key = signature(tensors, dtype, device, self._wrt_mask, operator.index)
+            key = signature(tensors, dtype, device, self._wrt_mask, operator.index) + (every,)
             _ensure(self._token, key)
             return run(self._cache[key], tensors)
-        key = signature(tensors, dtype, device, self._wrt_mask)
+        key = signature(tensors, dtype, device, self._wrt_mask) + (every,)
         return self._call(key, self._cache.get(key) or self._compile(key), tensors)
 
     def _call(self, key, compiled, tensors):
@@ -170,12 +172,12 @@ class TensorGradFunction:
         return [values[n] for n in self.inputs]
 
     def _compile(self, key):
-        dtype, device, *per_input = key
+        dtype, device, *per_input, every = key
         wants = {n for n, (_, needs, _) in zip(self.inputs, per_input) if needs}
         shapes = [shape for shape, _, _ in per_input]
         complex_inputs = tuple(cx for _, _, cx in per_input)
         compiled = build(self.cell, shapes, wants, dtype, device, self.name,
-                                 self.memory == "low", self.sizes, complex_inputs, self._wrt_mask)
+                         self.memory == "low", self.sizes, complex_inputs, self._wrt_mask, every)
         self._cache[key] = compiled
         while len(self._cache) > CACHE_SIZE:  # least recently used first
             self._cache.popitem(last=False)
@@ -200,18 +202,18 @@ class TensorGradFunction:
                 shapes = [(size,) * self.cell.ndim[n] for n in self.inputs]
                 try:  # shifted subscripts may need room: a larger example
                     self._last = build(self.cell, shapes, set(self.wrt), dtype,
-                                               torch.device("cpu"), self.name, self.memory == "low",
-                                               self.sizes, (False,) * len(shapes), self._wrt_mask)
+                                       torch.device("cpu"), self.name, self.memory == "low",
+                                       self.sizes, (False,) * len(shapes), self._wrt_mask)
                     break
                 except NotationValueError:
                     if size != DEFAULT_SIZE:
                         raise
         last = next((k for k, c in self._cache.items() if c is self._last), None)
-        if last is None or tuple(entry[1] for entry in last[2:]) == self._wrt_mask:
+        if last is None or tuple(entry[1] for entry in last[2:-1]) == self._wrt_mask:
             return self._last
         # the same signature with every gradient in wrt wanted: (shape, needs, ...) per input
         key = last[:2] + tuple(entry[:1] + (w,) + entry[2:] for entry, w in
-                               zip(last[2:], self._wrt_mask))
+                               zip(last[2:-1], self._wrt_mask)) + last[-1:]
         return self._cache.get(key) or self._compile(key)
 
     @property
