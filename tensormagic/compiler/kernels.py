@@ -140,6 +140,15 @@ def pick(a, b, larger):
     return won.to(dtype) + 0.5 * (a == b).to(dtype)
 
 
+def cross_entropy_backward(g, ls, target, dim):
+    """Δz of -log_softmax(z) read at the targets: (softmax(z) - onehot(target)) · Δ, the
+    softmax taken from the log-softmax kept; in place where nothing records it."""
+    g = g.unsqueeze(dim)
+    dz = torch.exp(ls)
+    dz = dz * g if torch.is_grad_enabled() or _transformed() else dz.mul_(g)
+    return dz.scatter_add_(dim, target, -g)
+
+
 def conv_backward(g, x, w, stride, dilation, mask):
     """(Δx, Δw) of a convolution without padding or groups, by aten.convolution_backward
     (differentiable); complex tensors through their real and imaginary parts, with torch's
@@ -171,5 +180,5 @@ def conv_backward(g, x, w, stride, dilation, mask):
 
 NAMESPACE = {"_step": step, "_view": view, "_unview": unview, "_index": index,
              "_prod_others": prod_others, "_prod": prod, "_share": share, "_pick": pick,
-             "_extreme": extreme,
+             "_extreme": extreme, "_cross_entropy_backward": cross_entropy_backward,
              "_conv_backward": conv_backward}

@@ -13,13 +13,14 @@ from typing import Optional
 
 import opt_einsum
 
+from ..language.bindings import distinct
 from ..language.errors import NotationValueError
 from ..language.functions import FUNCTIONS
 from ..language.ir import (Add, Binary, Call, Const, Mul, Pow, Reduce, Scalar, Sigma, Tensor, free,
-                           unique)
-from ..language.bindings import distinct
+                           leaves, unique)
+from ..language.numbers import ConstantError, function
 from ..language.ranges import index_sizes
-from . import convs, layout, search
+from . import convs, layout, lowering, search
 from .layout import broadcast_orders, natural_labels
 from .program import Op, Program, Ref, Var
 
@@ -45,6 +46,7 @@ class _Builder:
         self.vars, self.ops, self.env, self.products = [], [], {}, []
         self.casts = {}  # real var id -> its complex copy
         self.made = {}   # an op's key (_op_key) -> the value it made
+        self.defined = {}  # name -> (indices, rhs) of the statement defining its value now
 
     def run(self, shapes, complex_inputs, every=True):
         inputs = []
@@ -59,8 +61,9 @@ class _Builder:
             self.statement(st)
         returned = self.cell.outputs if every else self.cell.outputs[-1:]
         outputs = tuple(self.env[name] for name in returned)
-        return Program(self.vars, self.ops, tuple(inputs), outputs, complex=self.complex,
-                       products=tuple(self.products), starts=tuple(starts))
+        ops, starts = _live(self.ops, outputs, starts)
+        return Program(self.vars, ops, tuple(inputs), outputs, complex=self.complex,
+                       products=tuple(self.products), starts=starts)
 
     def new(self, labels, shape, needs=False, name=None, real=True):
         v = Var(len(self.vars), tuple(labels), tuple(shape), needs, name, real)
@@ -128,11 +131,26 @@ class _Builder:
         v = self.new(st.indices, tuple(self.sizes[i] for i in st.indices), needs, st.target, real)
         self.ops.append(Op("emit", v.id, tuple(args), {"op": st.op}))
         self.env[st.target] = v.id
+        self.define(st)
+
+    def define(self, st):
+        """What a later statement may read through (lowering: a layer norm's mean and
+        variance): the definition of the name st assigns, and no definition reading its old value."""
+        for name, (_, rhs) in list(self.defined.items()):
+            if st.target in {leaf.name for leaf in leaves(rhs)}:
+                del self.defined[name]
+        self.defined.pop(st.target, None)
+        if st.op == ":=":
+            self.defined[st.target] = (st.indices, st.rhs)
 
     def expr(self, e):
         """A Ref whose labels are free(e), or a Const."""
         if isinstance(e, Const):
             return e
+        found = None if self.complex else lowering.whole(e, self.defined)
+        fused = self.lowered(found) if found is not None else None
+        if fused is not None:
+            return fused
         if isinstance(e, Scalar):
             return Ref(self.env[e.name], ())
         if isinstance(e, Tensor):
@@ -154,11 +172,13 @@ class _Builder:
             self.refuse_complex(e, f"{e.func}(a, b)", a, b)
             return self.emit("binary", free(e), (a, b), func=e.func)
         if isinstance(e, Add):
-            terms = tuple(self.expr(t) for t in e.terms)
-            return self.emit("add", free(e), terms, signs=e.signs)
+            return self.sum(e)
         if isinstance(e, Call):
             arg = self.expr(e.arg)
             if isinstance(arg, Const):
+                folded = _folded(e.func, arg.value)
+                if folded is not None:
+                    return folded
                 arg = self.emit("literal", (), (), value=arg.value)
             if not FUNCTIONS[e.func].complex and not self.vars[arg.var].real:
                 raise self.error(e, f"{e.func}() does not take complex values (torch has no "
@@ -170,6 +190,36 @@ class _Builder:
                 return self.emit("map", base.labels, (base,), func="pow", p=exponent.value)
             return self.emit("pow", free(e), (base, exponent))
         raise TypeError(e)
+
+    def sum(self, e):
+        """Signed terms; two of them may be one recognised form (a log-softmax, a cross-entropy)."""
+        found = None if self.complex else lowering.in_sum(e)
+        fused = self.lowered(found) if found is not None else None
+        if fused is None:
+            return self.emit("add", free(e), tuple(self.expr(t) for t in e.terms), signs=e.signs)
+        rest = [k for k in range(len(e.terms)) if k not in found.terms]
+        if not rest:
+            return fused
+        terms = (fused,) + tuple(self.expr(e.terms[k]) for k in rest)
+        return self.emit("add", free(e), terms, signs=(1,) + tuple(e.signs[k] for k in rest))
+
+    def lowered(self, m):
+        """The one fused op of a recognised form (lowering.Match), or None where its operands do
+        not fit it (a number, a complex value, the normalised index not last)."""
+        args = tuple(self.expr(a) for a in m.args)
+        if not all(isinstance(a, Ref) and self.vars[a.var].real for a in args):
+            return None
+        x, info, labels = args[0], dict(m.info), args[0].labels
+        if m.index is not None:
+            if m.index not in x.labels:
+                return None
+            info["dim"] = x.labels.index(m.index)
+        if m.kind == "cross_entropy":
+            labels = tuple(i for i in x.labels if i != m.index)
+            info.update(logits=m.args[0].name, targets=m.args[1].name)
+        if m.kind == "layer_norm" and x.labels[-1] != m.index:
+            return None
+        return self.emit(m.kind, labels, args, **info)
 
     def reduction(self, e):
         empty = [i for i in e.indices if self.sizes[i] == 0]
@@ -461,6 +511,30 @@ def _orient(tree, out, sizes, needs, states=8, memo=None):
     order, _ = min(options.items(), key=total)
     choose(tree, order)
     return total((order, options[order]))
+
+
+def _folded(func, value):
+    """A function of a number as a number (sqrt(2)), where Python computes it as torch would."""
+    try:
+        return Const(function(func, value))
+    except (KeyError, ConstantError):
+        return None
+
+
+def _live(ops, outputs, starts):
+    """The ops the outputs need (a recognised form leaves the ops it replaced unread), and
+    where each statement's surviving ops start (None: it has none)."""
+    live, kept = set(outputs), []
+    for k in range(len(ops) - 1, -1, -1):
+        op = ops[k]
+        if op.out in live or op.kind == "input":
+            kept.append(k)
+            live.update(a.var for a in op.args if isinstance(a, Ref))
+    kept.reverse()
+    ends = list(starts[1:]) + [len(ops)]
+    first = [next((n for n, k in enumerate(kept) if start <= k < end), None)
+             for start, end in zip(starts, ends)]
+    return [ops[k] for k in kept], tuple(first)
 
 
 def _op_key(kind, labels, shape, args, info):

@@ -9,7 +9,7 @@ used nowhere in the statement.
 """
 from dataclasses import replace
 
-from .ir import Affine, Reduce, Tensor, children, leaves, with_children
+from .ir import Affine, Reduce, Sigma, Tensor, children, leaves, with_children
 
 PRIME = "ʹ"  # U+02B9, a letter: a primed index is still an identifier
 
@@ -47,7 +47,7 @@ def rename(e, mapping):
     if isinstance(e, Tensor):
         access = None if e.access is None else tuple(_subscript(a, mapping) for a in e.access)
         return Tensor(e.name, tuple(mapping.get(i, i) for i in e.indices), e.span, access)
-    if isinstance(e, Reduce):
+    if isinstance(e, (Reduce, Sigma)):
         e = replace(e, indices=tuple(mapping.get(i, i) for i in e.indices))
     return with_children(e, tuple(rename(c, mapping) for c in children(e)))
 

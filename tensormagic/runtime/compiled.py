@@ -97,5 +97,6 @@ def build(cell, shapes, wants, dtype, device, label, low_memory, sizes=None, com
     last statement's)."""
     program = plan.build(cell, shapes, wants, sizes, complex=dtype.is_complex,
                          complex_inputs=complex_inputs, every=every)
-    comments = {start: statement_text(st) for start, st in zip(program.starts, cell.statements)}
+    comments = {start: statement_text(st) for start, st in zip(program.starts, cell.statements)
+                if start is not None}
     return compile_program(program, label, low_memory, dtype, device, comments, wrt)
