@@ -1,4 +1,5 @@
-"""Convolutions and pooling: tensormagic against torch.nn.functional + autograd.
+"""The cells an ML user writes first, and convolutions and pooling: tensormagic against
+torch.nn.functional + autograd.
 
     python benchmarks/language.py [--reps 15] [--threads N] [--clock wall|cpu] [--out benchmarks/language.md]
 
@@ -29,12 +30,61 @@ from timer import measure, paired_ratio  # noqa: E402
 class Case:
     key: str
     statement: str
-    shapes: dict
-    torch: Callable
+    shapes: dict      # float inputs (each gets a gradient)
+    torch: Callable   # the same on (*float inputs, *index tensors)
     sizes: dict = None
+    ints: dict = None  # index tensors: name -> (number of classes, shape)
+    values: dict = None  # float inputs drawn otherwise: name -> callable(shape)
 
 
-CASES = [
+LAYER_NORM = ("mu[b] := mean[i](x[b,i])\n"
+              "v[b] := mean[i]((x[b,i] - mu[b]) ** 2)\n"
+              "y[b,i] := (x[b,i] - mu[b]) / sqrt(v[b] + 0.00001) * g[i] + h[i]")
+RMS_NORM = "r[b] := sqrt(mean[i](x[b,i] ** 2) + 0.00001)\ny[b,i] := x[b,i] / r[b] * g[i]"
+ATTENTION = ("S[b,h,q,k] := Q[b,h,q,d] * K[b,h,k,d] / 8\n"
+             "P[b,h,q,k] := exp(S[b,h,q,k] - logsumexp[m](S[b,h,q,m]))\n"
+             "O[b,h,q,e] := P[b,h,q,k] * V[b,h,k,e]")
+GELU_MLP = ("H[b,o] := X[b,i] * W1[i,o] + b1[o]\n"
+            "A[b,o] := 0.5 * H[b,o] * (1 + erf(H[b,o] / sqrt(2)))\n"
+            "Y[b,p] := A[b,o] * W2[o,p]")
+SILU_MLP = ("H[b,o] := X[b,i] * W1[i,o] + b1[o]\n"
+            "A[b,o] := H[b,o] * sigmoid(H[b,o])\n"
+            "Y[b,p] := A[b,o] * W2[o,p]")
+
+
+def _mask(shape):
+    """A causal-like mask: 0 where kept, -inf elsewhere (the first column always kept)."""
+    m = torch.where(torch.rand(shape) > 0.5, 0.0, float("-inf"))
+    m[..., 0] = 0.0
+    return m
+
+
+def _rms(x, g):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * g
+
+
+MODEL = [
+    Case("softmax", "p[b,i] := exp(x[b,i] - logsumexp[j](x[b,j]))", {"x": (512, 1024)},
+         lambda x: torch.softmax(x, 1)),
+    Case("log-softmax", "p[b,i] := x[b,i] - logsumexp[j](x[b,j])", {"x": (512, 1024)},
+         lambda x: torch.log_softmax(x, 1)),
+    Case("masked softmax", "p[b,i] := exp(x[b,i] + m[b,i] - logsumexp[j](x[b,j] + m[b,j]))",
+         {"x": (512, 1024), "m": (512, 1024)}, lambda x, m: torch.softmax(x + m, 1), values={"m": _mask}),
+    Case("cross-entropy", "L := sum[n](logsumexp[c](z[n,c]) - z[n, y[n]])", {"z": (2048, 1000)},
+         lambda z, y: F.cross_entropy(z, y, reduction="sum"), ints={"y": (1000, (2048,))}),
+    Case("layer norm", LAYER_NORM, {"x": (1024, 768), "g": (768,), "h": (768,)},
+         lambda x, g, h: F.layer_norm(x, (768,), g, h, eps=1e-5)),
+    Case("RMS norm", RMS_NORM, {"x": (1024, 768), "g": (768,)},
+         lambda x, g: F.rms_norm(x, (768,), g, eps=1e-5) if hasattr(F, "rms_norm") else _rms(x, g)),
+    Case("attention", ATTENTION, {"Q": (8, 4, 128, 64), "K": (8, 4, 128, 64), "V": (8, 4, 128, 64)},
+         lambda Q, K, V: torch.softmax(Q @ K.transpose(-1, -2) / 8, -1) @ V),
+    Case("GELU MLP", GELU_MLP, {"X": (256, 512), "W1": (512, 1024), "b1": (1024,), "W2": (1024, 512)},
+         lambda X, W1, b1, W2: F.gelu(X @ W1 + b1) @ W2),
+    Case("SiLU MLP", SILU_MLP, {"X": (256, 512), "W1": (512, 1024), "b1": (1024,), "W2": (1024, 512)},
+         lambda X, W1, b1, W2: F.silu(X @ W1 + b1) @ W2),
+]
+
+CONV_POOL = [
     Case("conv1d", "y[b,o,i] := x[b,c,i+a] * w[o,c,a]",
          {"x": (32, 16, 256), "w": (32, 16, 5)}, lambda x, w: F.conv1d(x, w)),
     Case("conv1d-stride2", "y[b,o,i] := x[b,c,2*i+a] * w[o,c,a]",
@@ -47,17 +97,25 @@ CASES = [
     Case("maxpool1d-overlap", "m[b,c,i] := max[a](x[b,c,2*i+a])",
          {"x": (32, 16, 256)}, lambda x: F.max_pool1d(x, 3, 2), sizes={"a": 3}),
 ]
+CASES = MODEL + CONV_POOL
 
 
-def runner(f, xs, g):
+def runner(f, xs, g, ints=()):
     leaves = [x.detach().clone().requires_grad_() for x in xs]
 
     def fwd_bwd():
         for x in leaves:
             x.grad = None
-        f(*leaves).backward(g)
+        f(*leaves, *ints).backward(g)
 
     return fwd_bwd
+
+
+def inputs(case):
+    values = case.values or {}
+    xs = [values[n](s) if n in values else torch.randn(s) for n, s in case.shapes.items()]
+    ints = [torch.randint(0, high, shape) for high, shape in (case.ints or {}).values()]
+    return xs, ints
 
 
 def main():
@@ -67,25 +125,28 @@ def main():
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="cpu: this process's CPU time, steadier on a shared machine (use with --threads 1)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "language.md"))
+    p.add_argument("--only", nargs="*", help="run only the cases whose key contains one of these")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rows = []
     for case in CASES:
-        xs = [torch.randn(s) for s in case.shapes.values()]
+        if args.only and not any(word in case.key for word in args.only):
+            continue
+        xs, ints = inputs(case)
         fn = tm.tensorgrad(case.statement, sizes=case.sizes)
-        want = case.torch(*xs)
-        got = fn(*xs)
+        want = case.torch(*xs, *ints)
+        got = fn(*xs, *ints)
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
         g = torch.randn_like(want)
-        stats = measure({"torch": runner(case.torch, xs, g), "tensormagic": runner(fn, xs, g)},
+        stats = measure({"torch": runner(case.torch, xs, g, ints), "tensormagic": runner(fn, xs, g, ints)},
                         reps=args.reps, warmup=3, min_sample_s=0.1, clock=args.clock)
         ratio = paired_ratio(stats["tensormagic"], stats["torch"])
         rows.append((case, stats, ratio))
         print(f"{case.key:<18} torch {stats['torch'].median * 1e3:8.2f} ms  tensormagic "
               f"{stats['tensormagic'].median * 1e3:8.2f} ms  ratio {ratio:.2f}", flush=True)
-    lines = ["# Convolutions and pooling: forward + backward, float32, CPU", "",
+    lines = ["# The model cells, convolutions and pooling: forward + backward, float32, CPU", "",
              f"Command: `python benchmarks/language.py {' '.join(sys.argv[1:])}`; torch {torch.__version__}, "
              f"{torch.get_num_threads()} thread(s), {args.clock} clock, {platform.processor() or platform.machine()}, "
              f"load average at end {os.getloadavg()[0]:.2f} (a shared machine: other jobs were running).", "",
@@ -95,7 +156,8 @@ def main():
              "|---|---|---|---|---|---|"]
     for case, stats, ratio in rows:
         shapes = ", ".join(f"{n} {tuple(s)}" for n, s in case.shapes.items())
-        lines.append(f"| {case.key} | `{case.statement}` | {shapes} | {stats['torch'].median * 1e3:.2f} ms | "
+        statement = case.statement.replace("\n", "`; `")
+        lines.append(f"| {case.key} | `{statement}` | {shapes} | {stats['torch'].median * 1e3:.2f} ms | "
                      f"{stats['tensormagic'].median * 1e3:.2f} ms | {ratio:.2f}× |")
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -1,6 +1,8 @@
 """The transform matrix: every row of the language table (test_engine_language.ROWS: reductions,
-max/min, shifted, strided and pooling windows, gathers, fixed indices, ties) under every torch
-transform, against the same transform of the row's plain torch reference, in float64.
+max/min, shifted, strided and pooling windows, gathers, fixed indices, ties) and of the
+recognised forms (test_lowering.ROWS: softmax, cross-entropy, layer norm, GELU, SiLU, each run
+as its fused primitive) under every torch transform, against the same transform of the row's
+plain torch reference, in float64.
 
 Transforms: vmap over the data (in_dims 0, and in_dims 1 / the last dim), vmap over batched
 index tensors (with the data batched too), grad, jacrev, jacfwd, hessian, vmap(grad)
@@ -15,6 +17,7 @@ from torch.func import grad, hessian, jacfwd, jacrev, jvp, vmap
 
 import tensormagic as tm
 from test_engine_language import ROWS, make_inputs
+from test_lowering import ROWS as LOWERED
 
 B = 3  # samples in a batch
 
@@ -69,8 +72,8 @@ class Case:
         return v[perm].reshape(self.vals[n].shape)
 
 
-CASES = {row.id: row for row in ROWS}
-GATHERING = [row.id for row in ROWS if any(isinstance(s, tuple) and s and s[0] == "int"
+CASES = {row.id: row for row in ROWS} | {f"lowered-{row.id}": row for row in LOWERED}
+GATHERING = [key for key, row in CASES.items() if any(isinstance(s, tuple) and s and s[0] == "int"
                                            for s in row.shapes.values())]
 
 

@@ -149,6 +149,15 @@ def cross_entropy_backward(g, ls, target, dim):
     return dz.scatter_add_(dim, target, -g)
 
 
+def silu_backward(g, x):
+    """Δx of x·sigmoid(x): torch's kernel, or (where the backward is itself differentiated or
+    transformed: torch has no derivative of that kernel) the same formula in plain ops."""
+    if torch.is_grad_enabled() or _transformed():
+        s = torch.sigmoid(x)
+        return g * s * (1 + x * (1 - s))
+    return torch.ops.aten.silu_backward(g, x)
+
+
 def conv_backward(g, x, w, stride, dilation, mask):
     """(Δx, Δw) of a convolution without padding or groups, by aten.convolution_backward
     (differentiable); complex tensors through their real and imaginary parts, with torch's
@@ -181,4 +190,5 @@ def conv_backward(g, x, w, stride, dilation, mask):
 NAMESPACE = {"_step": step, "_view": view, "_unview": unview, "_index": index,
              "_prod_others": prod_others, "_prod": prod, "_share": share, "_pick": pick,
              "_extreme": extreme, "_cross_entropy_backward": cross_entropy_backward,
+             "_silu_backward": silu_backward,
              "_conv_backward": conv_backward}

@@ -166,7 +166,7 @@ class Gelu(Kind):
 
 
 class Silu(Kind):
-    """x·sigmoid(x) as torch's SiLU; Δx by torch's silu_backward."""
+    """x·sigmoid(x) as torch's SiLU; Δx by torch's silu_backward (kernels.silu_backward)."""
     name = "silu"
 
     def expr(self, gen, op):
@@ -174,8 +174,8 @@ class Silu(Kind):
 
     def backward(self, gen, op, g):
         x = op.args[0]
-        gen.give(x, f"torch.ops.aten.silu_backward({g}, {gen.use(x)})")
+        gen.give(x, f"_silu_backward({g}, {gen.use(x)})")
 
     def tangent(self, gen, op):
         t = gen.tangent(op.args[0])
-        return t and f"torch.ops.aten.silu_backward({t}, {gen.name(op.args[0])})"
+        return t and f"_silu_backward({t}, {gen.name(op.args[0])})"
