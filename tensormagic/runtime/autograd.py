@@ -112,34 +112,35 @@ def _picked(compiled, args, rest, held):
     return [pool[k] for k in compiled.pick]
 
 
-class _Held(_Apply):
+class _Held(torch.autograd.Function):
     """_Apply when nothing watches saved tensors (no saved-tensor hook, torch.func transform,
-    forward-mode level or compiler): the intermediates reach the backward in a plain list, one
-    non-tensor output, instead of as extra tensor outputs. Each extra output costs autograd
-    bookkeeping; at tiny sizes that was a third of a call. The list is the only reference the
-    backward holds, so it frees each intermediate after its last reader."""
+    forward-mode level or compiler): a Function of the old style, whose forward has the
+    context, so the intermediates reach the backward in a plain list on it rather than as extra
+    outputs (each costs autograd bookkeeping: at tiny sizes a third of a call), and no second
+    Python call sets the context up. The list is the only reference the backward holds, so it
+    frees each intermediate after its last reader."""
+
+    @classmethod
+    def apply(cls, *args):
+        """Function.apply without binding arguments through inspect.signature (as _Apply)."""
+        return super(torch.autograd.Function, cls).apply(*args)
 
     @staticmethod
-    def forward(compiled, *args):
+    def forward(ctx, compiled, *args):
         outs, saved = compiled.forward(*args)
-        held = [saved[j] for j in compiled.extras]
-        return (*_fresh_all(outs, args, held), held)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        compiled, *args = inputs
-        ctx.compiled = compiled
-        ctx.extras = output[-1] if compiled.extras else None
+        held = [saved[j] for j in compiled.extras] if compiled.extras else None
+        outs = _fresh_all(outs, args, held or ())
+        ctx.compiled, ctx.extras = compiled, held
         if compiled.n_out > 1:  # an output the loss did not use gets zeros, made here
             ctx.set_materialize_grads(False)
-            ctx.outs = _output_specs(output, compiled.n_out)
+            ctx.outs = _output_specs(outs, compiled.n_out)
         # inputs (a differentiated backward recomputes from them) and the outputs the backward
         # reads, through save_for_backward: torch checks they were not modified in place
-        ctx.save_for_backward(*args, *(output[k] for k in compiled.saved_outs))
+        ctx.save_for_backward(*args, *(outs[k] for k in compiled.saved_outs))
+        return outs
 
     @staticmethod
     def backward(ctx, *grads):
-        grads = grads[:ctx.compiled.n_out]
         return _backward(ctx, _filled(grads, ctx.outs) if ctx.compiled.n_out > 1 else grads)
 
 
@@ -179,11 +180,11 @@ def run(compiled, tensors):
     """Apply a compiled signature; through autograd only when some wanted input needs a
     gradient, or a forward-mode or torch.func transform may carry tangents."""
     if torch.compiler.is_compiling():
-        if any(compiled.wanted) and torch.is_grad_enabled():
+        if compiled.any_wanted and torch.is_grad_enabled():
             return _Traced.apply(compiled, *tensors)[:compiled.n_out]
     elif _transformed():
         return _Apply.apply(compiled, *tensors)[:compiled.n_out]
-    elif any(compiled.wanted) and torch.is_grad_enabled():
+    elif compiled.any_wanted and torch.is_grad_enabled():
         watched = torch._C._autograd._top_saved_tensors_default_hooks(False) is not None
         return (_Apply if watched else _Held).apply(compiled, *tensors)[:compiled.n_out]
     with torch.no_grad():

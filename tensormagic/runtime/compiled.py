@@ -34,6 +34,7 @@ class Compiled:
     pick: tuple = ()       # per saved value, its place in (*inputs, *saved_outs, *intermediates)
 
     def __post_init__(self):
+        self.any_wanted = any(self.wanted)
         self.extras = tuple(j for j, (kind, _) in enumerate(self.slots) if kind == "extra")
         self.saved_outs = tuple(sorted({k for kind, k in self.slots if kind == "out"}))
         n, m = len(self.wanted), len(self.saved_outs)

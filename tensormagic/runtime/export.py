@@ -192,6 +192,7 @@ class _TmPlan:
                  saved_outs, pick):
         self.forward, self.backward, self._jvp = forward, backward, jvp
         self.wanted, self.wrt, self.low_memory, self.n_out = wanted, wrt, low_memory, n_out
+        self.any_wanted = any(wanted)
         self.extras, self.saved_outs, self.pick = extras, saved_outs, pick
 
     def jvp(self, active):

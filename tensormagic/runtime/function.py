@@ -57,6 +57,7 @@ class TensorGradFunction:
             raise ValueError(f"the callable's name must be an identifier, not {self.name!r}")
         self.memory = memory
         self._wrt_mask = tuple(n in self.wrt for n in self.inputs)
+        self._all_wrt = all(self._wrt_mask)  # no input can drop a gradient: no warning to look for
         self._complex_const = any(_has_complex(st.rhs) for st in self.cell.statements)
         self._fresh_state()
         self.statement = "\n".join(statement_text(st) for st in self.cell.statements)
@@ -146,7 +147,7 @@ class TensorGradFunction:
     def _call(self, key, compiled, tensors):
         self._cache.move_to_end(key)  # least recently used is dropped first
         self._last = compiled
-        if torch.is_grad_enabled():
+        if not self._all_wrt and torch.is_grad_enabled():
             self._warn_dropped(tensors)
         return run(compiled, tensors)
 
