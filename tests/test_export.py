@@ -110,11 +110,15 @@ def test_export_checks_shapes_and_needs_a_call_or_shapes(tmp_path):
     path = fn.export(tmp_path / "mm_ops.py", shapes={"B": (2, 3), "C": (3, 4)}, dtype=torch.float64)
     mod = types.ModuleType("mm_ops")
     exec(compile(path.read_text(), str(path), "exec"), mod.__dict__)
-    B, C = torch.randn(2, 3, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
-    torch.testing.assert_close(mod.A_fn(B, C), B @ C)
-    with pytest.raises(ValueError, match=r"^inputs of shapes B \(3, 3\), C \(3, 4\) were not planned "
-                       r"for: this module was planned for B \(2, 3\), C \(3, 4\)$"):
-        mod.A_fn(torch.randn(3, 3), C)
+    for n, k in ((2, 3), (5, 3), (2, 7)):  # one plan serves any sizes that agree where they must
+        B, C = torch.randn(n, k, dtype=torch.float64), torch.randn(k, 4, dtype=torch.float64)
+        torch.testing.assert_close(mod.A_fn(B, C), B @ C)
+    with pytest.raises(ValueError, match=r"^inputs of shapes B \(3, 3\), C \(4, 4\) fit no plan of "
+                       r"this module \(planned from B \(2, 3\), C \(3, 4\)\): they need "
+                       r"B.shape\[1\] == C.shape\[0\]$"):
+        mod.A_fn(torch.randn(3, 3), torch.randn(4, 4))
+    with pytest.raises(ValueError, match="input 'B' has 3 dims; this module takes 2"):
+        mod.A_fn(torch.randn(3, 3, 1), torch.randn(3, 4))
     with pytest.raises(ValueError, match="no entry for input C"):
         fn.export(tmp_path / "y.py", shapes={"B": (2, 3)})
     assert fn._last is None  # the call export makes does not count as one seen
@@ -165,10 +169,12 @@ def test_every_set_of_shapes_seen_is_exported_and_dispatched(tmp_path):
     path = fn.export(tmp_path / "multi_ops.py")
     mod = types.ModuleType("multi_ops")
     exec(compile(path.read_text(), str(path), "exec"), mod.__dict__)
-    assert sorted(mod._TM_PLANS) == sorted(shapes)
-    with pytest.raises(ValueError, match=r"planned for B \(4, 1\), C \(1, 2\), D \(3, 3\); or "
-                       r"B \(2, 3\), C \(3, 4\), D \(5, 5\)$"):  # the last call's first
-        mod.A_fn(torch.randn(2, 3), torch.randn(3, 4), torch.randn(4, 4))
+    examples = [example for _, _, example in mod._TM_FAMILIES]
+    assert examples[0] == shapes[-1] and set(examples) <= set(shapes)  # the last call's first
+    with pytest.raises(ValueError, match=r"planned from B \(4, 1\), C \(1, 2\), D \(3, 3\)"
+                       r"(; or B \(2, 3\), C \(3, 4\), D \(5, 5\))?\): they need "
+                       r"D.shape\[0\] == D.shape\[1\]"):
+        mod.A_fn(torch.randn(2, 3), torch.randn(3, 4), torch.randn(4, 5))
     assert mod._TM_DTYPE == torch.float64
     for sb, sc, sd in shapes:
         B, C = (torch.randn(s, dtype=torch.float64, requires_grad=True) for s in (sb, sc))
@@ -274,3 +280,66 @@ def test_a_name_the_module_defines_itself_is_refused(tmp_path):
     with pytest.raises(ValueError, match="cannot be exported: the module defines 'run' itself"):
         fn.export(tmp_path / "run_ops.py")
     assert not (tmp_path / "run_ops.py").exists()
+
+
+# -- one example, any batch size: the shape-generic export ----------------------------------
+BATCHED = r"""
+import importlib.util, json, sys
+sys.modules["tensormagic"] = None          # tensormagic is not importable here
+import torch
+import torch.nn.functional as F
+job = json.loads(sys.argv[1])
+spec = importlib.util.spec_from_file_location("batched_ops", job["path"])
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+fn = getattr(mod, job["name"])
+refs = {
+    "mlp": lambda X, W, c, V, T: ((torch.tanh(X @ W + c) @ V - T) ** 2).sum(),
+    "ce": lambda z, y: F.cross_entropy(z, y, reduction="sum"),
+    "conv": lambda x, w: F.max_pool1d(torch.relu(F.conv1d(x, w)), 2),
+    "attention": lambda Q, K, V: torch.softmax(Q @ K.transpose(-1, -2) / 2, -1) @ V,
+}
+ref = refs[job["key"]]
+for batch in job["batches"]:
+    gen = torch.Generator().manual_seed(batch)
+    args = []
+    for shape in job["shapes"]:
+        shape = [batch if s == "B" else s for s in shape]
+        if str(len(args)) in job["ints"]:
+            args.append(torch.randint(0, job["ints"][str(len(args))], shape, generator=gen))
+        else:
+            args.append(torch.randn(shape, dtype=torch.float64, generator=gen).requires_grad_())
+    floats = [a for a in args if a.is_floating_point()]
+    torch.testing.assert_close(fn(*args), ref(*args), rtol=1e-10, atol=1e-10)
+    assert torch.autograd.gradcheck(lambda *xs: fn(*xs, *args[len(floats):]), floats)
+print("ok", len(job["batches"]))
+"""
+
+GENERIC = {  # key: (cell, example shapes with B the batch dim, index tensors: position -> classes)
+    "mlp": ("H[b,o] := tanh(X[b,i]*W[i,o] + c[o])\nL := (H[b,o]*V[o] - T[b])**2",
+            [("B", 4), (4, 3), (3,), (3,), ("B",)], {}),
+    "ce": ("L := sum[n](logsumexp[c](z[n,c]) - z[n, y[n]])", [("B", 5), ("B",)], {"1": 5}),
+    "conv": ("h[b,o,i] := relu(x[b,c,i+a] * w[o,c,a])\nm[b,o,i] := max[a](h[b,o,2*i+a])",
+             [("B", 2, 9), (3, 2, 3)], {}),
+    "attention": ("S[b,q,k] := Q[b,q,d] * K[b,k,d] / 2\nP[b,q,k] := exp(S[b,q,k] - logsumexp[m](S[b,q,m]))\n"
+                  "O[b,q,e] := P[b,q,k] * V[b,k,e]", [("B", 3, 4), ("B", 5, 4), ("B", 5, 2)], {}),
+}
+
+
+@pytest.mark.parametrize("key", list(GENERIC))
+def test_one_example_serves_other_batch_sizes_in_a_fresh_interpreter(tmp_path, key):
+    """Planned from one example before any call, the module runs batch sizes 1, 7 and 16 with
+    values and gradients (gradcheck) of plain torch, where tensormagic cannot be imported."""
+    text, shapes, ints = GENERIC[key]
+    fn = tm.tensorgrad(text, sizes={"a": 2} if key == "conv" else None)
+    example = [torch.randint(0, ints[str(k)], [3 if d == "B" else d for d in s]) if str(k) in ints
+               else torch.randn([3 if d == "B" else d for d in s], dtype=torch.float64)
+               for k, s in enumerate(shapes)]
+    path = fn.export(tmp_path / f"{key}_ops.py", *example)
+    assert fn._last is None  # exporting made no call
+    job = {"path": str(path), "name": fn.name, "key": key, "shapes": shapes, "ints": ints,
+           "batches": [1, 7, 16]}
+    run = subprocess.run([sys.executable, "-c", BATCHED, json.dumps(job)], capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == "ok 3"

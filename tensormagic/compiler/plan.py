@@ -23,6 +23,7 @@ from ..language.ranges import index_sizes
 from . import convs, layout, lowering, search
 from .layout import broadcast_orders, natural_labels
 from .program import Op, Program, Ref, Var
+from .sizes import plain
 
 
 def build(cell, shapes, wants, sizes=None, complex=False, complex_inputs=None, every=True):
@@ -112,6 +113,7 @@ class _Builder:
         st, written = distinct(st)  # sibling reductions that reuse a name: a name per binding
         self.st = st
         self.sizes = index_sizes(st, self.env, self.vars, self.given, written)
+        self.costs = plain(self.sizes)  # what paths and layouts are chosen by: no Size guards
         self.prefer = st.indices  # the order the statement's result is wanted in
         rhs = self.expr(st.rhs)
         args = [rhs]
@@ -338,21 +340,21 @@ class _Builder:
         if len(operands) == 1:
             return self.reshape(operands[0], out)
         path = self.path(operands, out)
-        self.products.append((tuple(operands), out, dict(self.sizes)))
+        self.products.append((tuple(operands), out, dict(self.costs)))
         tree = _tree(operands, path, out)
         # orders kept per node: a wide search for small trees, a narrow one for many operands
         states = 8 if len(operands) <= 8 else 3
         memo = {}
-        moved = _orient(tree, tuple(out), self.sizes, self.needs, states, memo)
+        moved = _orient(tree, tuple(out), self.costs, self.needs, states, memo)
         if len(operands) <= TIE_OPERANDS:
             # another path as cheap in FLOPs may need fewer copies: the layout cost decides,
             # then the elements its intermediates hold
-            best = (moved, _held(tree, self.sizes))
-            flops = _flops(tree, self.sizes)
+            best = (moved, _held(tree, self.costs))
+            flops = _flops(tree, self.costs)
             for other in _other_trees(operands, out, tree):
-                if _flops(other, self.sizes) <= flops:
-                    cost = (_orient(other, tuple(out), self.sizes, self.needs, states, memo),
-                            _held(other, self.sizes))
+                if _flops(other, self.costs) <= flops:
+                    cost = (_orient(other, tuple(out), self.costs, self.needs, states, memo),
+                            _held(other, self.costs))
                     if cost < best:
                         tree, best = other, cost
         return self.emit_tree(tree)
@@ -375,10 +377,10 @@ class _Builder:
         eq = ",".join("".join(letters[i] for i in r.labels) for r in operands)
         eq += "->" + "".join(letters[i] for i in out)
         found = search.path([[letters[i] for i in r.labels] for r in operands],
-                            [letters[i] for i in out], {letters[i]: self.sizes[i] for i in letters})
+                            [letters[i] for i in out], {letters[i]: self.costs[i] for i in letters})
         if found is not None:
             return found
-        shapes = [tuple(self.sizes[i] for i in r.labels) for r in operands]
+        shapes = [tuple(self.costs[i] for i in r.labels) for r in operands]
         strategy = "optimal" if len(operands) <= 4 else "auto-hq"
         path, _ = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize=strategy)
         return path

@@ -11,6 +11,7 @@ import torch
 
 from ..calculus import tangent
 from ..calculus.derive import derive
+from ..compiler.sizes import guarded
 from ..language.cell import analyse
 from ..language.errors import NotationValueError
 from ..language.ir import Const, children
@@ -20,6 +21,7 @@ from ..views.latex import cell_latex
 from .arguments import prepare, quick_signature, signature
 from .autograd import run
 from .compiled import DEFAULT_SIZE, build
+from .generic import Family, named_shapes
 
 MEMORY = ("high", "low")
 CACHE_SIZE = 64  # compiled signatures (shapes, dtype, device, gradients) kept per callable
@@ -264,11 +266,30 @@ class TensorGradFunction:
                             f"{', '.join(missing)}")
         return [values[n] for n in self.inputs]
 
-    def export(self, path, shapes=None, dtype=None, device=None):
+    def export(self, path, *examples, shapes=None, dtype=None, device=None):
         """Write a standalone module (needs only torch) with this cell's planned forward and
-        backward, for the last call's shapes, dtype and device (or shapes={input: shape})."""
+        backward. Planned from example inputs (fn.export(path, B, C, D)), or shapes={input:
+        shape} (a list of them for several), or the shapes of the calls made; in the examples'
+        (or the last call's) dtype and device. The module serves every shape that agrees with
+        an example wherever the plan depends on a size: other batch sizes, lengths, images."""
         from .export import export
-        return export(self, path, shapes, dtype, device)
+        if len(examples) == 1 and isinstance(examples[0], (dict, list)):  # shapes, positionally
+            shapes, examples = examples[0], ()
+        return export(self, path, examples, shapes, dtype, device)
+
+    def _family(self, shapes, dtype, device):
+        """This cell planned from example shapes ({input: shape}) for every shape that agrees
+        with them wherever the plan depends on a size (the shape-generic export): every
+        gradient in wrt wanted, every output returned, the sizes named (generic.Family)."""
+        names, symbolic = named_shapes(self.inputs, shapes)
+        complex_inputs = tuple(dtype.is_complex and n not in self.cell.index_inputs
+                               for n in self.inputs)
+        with guarded() as guards:
+            compiled = build(self.cell, symbolic, set(self.wrt), dtype, torch.device(device),
+                             self.name, self.memory == "low", self.sizes, complex_inputs,
+                             self._wrt_mask, every=True)
+        example = tuple(tuple(int(s) for s in shapes[n]) for n in self.inputs)
+        return Family(compiled, names, tuple(guards), example)
 
     def latex(self, tangents=False):
         """The statements, then each derived gradient (and with tangents=True each tangent,
