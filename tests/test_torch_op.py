@@ -355,3 +355,24 @@ def test_the_quick_cache_key_is_the_full_one(grad_enabled):
                 assert quick is None or quick == full, (text, wrt, args)
                 if all(a.dtype == torch.float32 for a in args) and not fn._complex_const:
                     assert quick == full  # the common call takes the quick path
+
+
+# -- backend="inductor": the generated code through torch.compile ----------------------------
+def test_an_inductor_backend_gives_the_eager_values_and_gradients():
+    text = "r[b] := sqrt(mean[i](x[b,i] ** 2) + 0.00001)\ny[b,i] := x[b,i] / r[b] * g[i]"
+    eager, fused = tm.tensorgrad(text), tm.tensorgrad(text, backend="inductor")
+    x, g = torch.randn(4, 6, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+    grads = []
+    for fn in (eager, fused):
+        a, b = x.clone().requires_grad_(), g.clone().requires_grad_()
+        fn(a, b).sum().backward()
+        grads.append((fn(x, g), a.grad, b.grad))
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want)
+    assert fused._through_compiler is not None and pickle.loads(pickle.dumps(fused)).backend == "inductor"
+    torch._dynamo.reset()
+
+
+def test_an_unknown_backend_names_the_known_ones():
+    with pytest.raises(ValueError, match="backend must be 'eager' or a torch.compile backend .*inductor"):
+        tm.tensorgrad("y[i] := x[i]", backend="fast")

@@ -46,6 +46,8 @@ class TensorgradMagics(Magics):
     @argument("--memory", choices=("high", "low"), default="high",
               help="keep intermediates for the backward pass (high) or recompute them (low)")
     @argument("--sizes", metavar="a=2,b=3", help="sizes of indices no shape fixes (a pooling window)")
+    @argument("--backend", default="eager", metavar="NAME",
+              help="eager (default), or a torch.compile backend (inductor) for the generated code")
     @argument("--diagram", action="store_true", help="also draw the statements as tensor networks")
     @argument("--check", action="store_true",
               help="check each derived gradient against finite differences (✓/✗ and max error)")
@@ -133,7 +135,7 @@ def _build(cell, names, args):
     """The compiled cell, or a short error."""
     try:
         fn = tensorgrad(cell, wrt=names or None, name=args.name, memory=args.memory,
-                        sizes=_sizes(args.sizes))
+                        sizes=_sizes(args.sizes), backend=args.backend)
         fn.derivation  # derived when first shown: before the namespace changes
         return fn
     except NotationError as err:

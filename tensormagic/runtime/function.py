@@ -29,25 +29,30 @@ _tokens = count()
 _LIVE = weakref.WeakValueDictionary()  # token → callable, for torch.compile's first call
 
 
-def tensorgrad(text, wrt=None, name=None, memory="high", sizes=None):
+def tensorgrad(text, wrt=None, name=None, memory="high", sizes=None, backend="eager"):
     """Compile index-notation statements into a differentiable torch callable.
 
-    text:   one statement per line, e.g. "A[i,k] := B[i,j] * C[j,k] * D[l,l]"
-    wrt:    the inputs to differentiate with respect to ("B C" or ["B", "C"]); None: all
-    name:   the callable's name (default: "<last output>_fn")
-    memory: "high" saves forward intermediates for the backward; "low" recomputes them
-    sizes:  {index: size} for indices no shape fixes, e.g. a pooling window {"a": 2}
+    text:    one statement per line, e.g. "A[i,k] := B[i,j] * C[j,k] * D[l,l]"
+    wrt:     the inputs to differentiate with respect to ("B C" or ["B", "C"]); None: all
+    name:    the callable's name (default: "<last output>_fn")
+    memory:  "high" saves forward intermediates for the backward; "low" recomputes them
+    sizes:   {index: size} for indices no shape fixes, e.g. a pooling window {"a": 2}
+    backend: "eager" runs the generated torch code as it is; a torch.compile backend
+             ("inductor") compiles each call's forward and backward through torch.compile,
+             fusing elementwise chains (the first call of each shape takes seconds)
     """
-    return TensorGradFunction(text, wrt=wrt, name=name, memory=memory, sizes=sizes)
+    return TensorGradFunction(text, wrt=wrt, name=name, memory=memory, sizes=sizes,
+                              backend=backend)
 
 
 class TensorGradFunction:
     """A compiled cell: call it with the inputs (positionally in `inputs` order, or by name)."""
 
-    def __init__(self, text, wrt=None, name=None, memory="high", sizes=None):
+    def __init__(self, text, wrt=None, name=None, memory="high", sizes=None, backend="eager"):
         _check_types(text, wrt, name)
         if memory not in MEMORY:
             raise ValueError(f"memory must be one of {MEMORY}, not {memory!r}")
+        self.backend = _check_backend(backend)
         self.sizes = _check_sizes(sizes)
         self.text = text
         self.cell = analyse(text)
@@ -71,12 +76,14 @@ class TensorGradFunction:
         self._warned = set()
         self._token = next(_tokens)
         _LIVE[self._token] = self
+        self._through_compiler = None  # torch.compile of _run, for a backend other than eager
 
     def __reduce__(self):
         """Pickled (and deep-copied) as the text and options it was made from, analysed again
         when loaded: a pickle names only the public tensormagic.tensorgrad, never a module
         inside the package, so it survives changes to the package's insides."""
-        return tensorgrad, (self.text, self.wrt, self.name, self.memory, self.sizes or None)
+        return tensorgrad, (self.text, self.wrt, self.name, self.memory, self.sizes or None,
+                            self.backend)
 
     # -- the derivation, made when first shown (calling never needs it) --------------------
     @functools.cached_property
@@ -129,6 +136,13 @@ class TensorGradFunction:
 
     def _run(self, args, kwargs, every=False):
         """The outputs: the last one, or (every) all of them; every ends the cache key."""
+        if self.backend != "eager" and not torch.compiler.is_compiling() and \
+                not torch._C._are_functorch_transforms_active() and \
+                torch.autograd.forward_ad._current_level < 0:
+            if self._through_compiler is None:
+                self._through_compiler = torch.compile(self._run, backend=self.backend,
+                                                       fullgraph=True, dynamic=False)
+            return self._through_compiler(args, kwargs, every)
         if not kwargs and not self.cell.index_inputs and not torch.compiler.is_compiling():
             # the common call, checked in one pass: a signature already compiled
             key = quick_signature(args, self._wrt_mask, self._complex_const)
@@ -344,6 +358,17 @@ def _ensure(token, key):
     if key not in fn._cache:
         fn._compile(key)
     return True
+
+
+def _check_backend(backend):
+    """"eager", or the name of a torch.compile backend."""
+    if backend == "eager":
+        return backend
+    known = torch._dynamo.list_backends()
+    if backend not in known:
+        raise ValueError(f"backend must be 'eager' or a torch.compile backend "
+                         f"({', '.join(sorted(known))}), not {backend!r}")
+    return backend
 
 
 def _check_types(text, wrt, name):
