@@ -244,6 +244,15 @@ class TensorGradFunction:
         from .checking import check
         return check(self, formulas, seed, max_entries=max_entries, seconds=seconds)
 
+    def inspector(self, code=False):
+        """The live notebook view of this cell, an ipywidgets widget: toggles for the generated
+        code (shown at once with code=True), the plan, the tangents and the diagram; a gradient
+        picker narrowing them to one input's gradient; a "Check gradients" button. Display it,
+        or place it (or its parts: .toggles, .panes, .gradient, .check_button, .report) in a
+        layout of your own. Needs ipywidgets: pip install "tensormagic[notebook]"."""
+        from .inspector import inspector
+        return inspector(self, code=code)
+
     def export(self, path, shapes=None, dtype=None, device=None):
         """Write a standalone module (needs only torch) with this cell's planned forward and
         backward, for the last call's shapes, dtype and device (or shapes={input: shape})."""
