@@ -295,6 +295,18 @@ def test_verbose_code_without_grad_and_a_16_site_mps(lab, page):
     expect(mps.locator("details.tensormagic-formulas")).to_have_count(1)
     mps.screenshot(path=ARTIFACTS / "mps16.png")
     print(f"16-site MPS typeset in {took:.2f}s")
+    # its check takes about a second: the button and a status line say it runs meanwhile
+    started = time.monotonic()
+    mps.get_by_role("button", name="Check gradients").click()
+    expect(mps.locator(".tensormagic-progress")).to_contain_text("checking each gradient")
+    expect(mps.locator(".tensormagic-inspector .fa-spinner").first).to_be_visible()
+    badges = mps.locator("table.tensormagic-check")
+    expect(badges).to_be_visible(timeout=CHECK_SECONDS * 1000)
+    took = time.monotonic() - started
+    assert badges.inner_text().count("✓") == 16 and "✗" not in badges.inner_text()
+    expect(mps.locator(".tensormagic-progress")).to_have_count(0)
+    assert took < CHECK_SECONDS, f"the 16-site check took {took:.1f}s from the click to its badges"
+    print(f"16-site MPS: badges {took:.2f}s after the click")
 
     verbose = cells.nth(1)
     code = _live_code(verbose, shown=True)
