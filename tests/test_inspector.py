@@ -251,3 +251,60 @@ def test_without_ipywidgets_the_inspector_says_what_to_install():
     assert done.returncode != 0
     assert done.stderr.strip().splitlines()[-1] == \
         "ImportError: the inspector needs ipywidgets: pip install 'tensormagic[notebook]'"
+
+
+def test_closing_an_inspector_closes_every_widget_it_is_made_of():
+    from ipywidgets.widgets.widget import _instances
+    before = set(_instances)
+    inspector = tm.tensorgrad(MLP).inspector(code=True)
+    made = set(_instances) - before
+    assert len(made) > 20  # toggles, panes, their layouts and styles, ...
+    inspector.close()
+    assert not made & set(_instances)
+
+
+# -- the magic in a kernel (a shell that says it has one: ipywidgets needs no frontend) ---------
+@pytest.fixture
+def kernel_ip(ip, monkeypatch):
+    monkeypatch.setattr(ip, "kernel", object(), raising=False)
+    return ip
+
+
+def _live(captured):
+    return [o.data for o in captured.outputs if "application/vnd.jupyter.widget-view+json" in o.data]
+
+
+def test_in_a_kernel_the_static_view_is_followed_by_the_inspector(kernel_ip):
+    from conftest import run_magic
+    captured = run_magic(kernel_ip, "B C --verbose", "A[i,k] := B[i,j] * C[j,k] * D[l,l]")
+    kinds = [o.data for o in captured.outputs]
+    at = next(k for k, d in enumerate(kinds) if 'class="tensormagic-static"' in d.get("text/html", ""))
+    static, live = kinds[at], kinds[at + 1]
+    assert "<details class=\"tensormagic-code\">" in static["text/html"]
+    assert static["text/plain"].startswith("defined A_fn(B, C, D); bound A [2×4]\ngenerated code:")
+    assert live["text/html"] == "" and "application/vnd.jupyter.widget-view+json" in live
+    assert captured.stdout == ""  # the status line is in the static view, not printed
+    inspector = kernel_ip.magics_manager.registry["TensorgradMagics"]._inspectors["A_fn"]
+    assert inspector.toggles["Code"].value and inspector.gradient.options[1] == ("ΔB", "B")
+
+
+def test_verbose_mode_sets_the_code_toggle(kernel_ip):
+    from conftest import run_magic
+    magics = kernel_ip.magics_manager.registry["TensorgradMagics"]
+    run_magic(kernel_ip, "", "A[i,k] := B[i,j] * C[j,k]")
+    assert not magics._inspectors["A_fn"].toggles["Code"].value
+    kernel_ip.run_line_magic("tensorgrad_verbose", "on")
+    run_magic(kernel_ip, "", "A[i,k] := B[i,j] * C[j,k]")
+    assert magics._inspectors["A_fn"].toggles["Code"].value
+
+
+def test_a_replaced_callable_closes_its_old_inspector(kernel_ip):
+    from conftest import run_magic
+    magics = kernel_ip.magics_manager.registry["TensorgradMagics"]
+    run_magic(kernel_ip, "", "A[i,k] := B[i,j] * C[j,k]")
+    first = magics._inspectors["A_fn"]
+    captured = run_magic(kernel_ip, "", "A[i,k] := B[i,j] * C[j,k] * 2")
+    assert first.comm is None and first.toggles["Code"].comm is None  # closed, parts and all
+    assert magics._inspectors["A_fn"] is not first and len(_live(captured)) == 1
+    run_magic(kernel_ip, "--quiet", "A[i,k] := B[i,j] * C[j,k]")
+    assert "A_fn" not in magics._inspectors  # a quiet cell shows none

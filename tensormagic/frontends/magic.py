@@ -31,6 +31,10 @@ class TensorgradMagics(Magics):
 
     verbose = False
 
+    def __init__(self, shell=None, **kwargs):
+        super().__init__(shell, **kwargs)
+        self._inspectors = {}  # callable name → its live inspector (in a kernel)
+
     @magic_arguments("%tensorgrad")  # the usage line then reads %%tensorgrad
     @argument("names", nargs="*", metavar="NAME",
               help="inputs to differentiate with respect to, separated by spaces or commas "
@@ -79,13 +83,15 @@ class TensorgradMagics(Magics):
             values = self._evaluate(fn, slot)
             outputs = {n: values[n] for n in bound_names}
         self.shell.push({fn.name: fn, **outputs})
+        shown = None
         if not args.quiet:
             stale = [n for n in bound_names if n in ns and n not in outputs]
             status = _status(fn, outputs, missing, args.no_eval, _suggestions(missing, ns), stale)
             try:
-                show(fn, status, args.verbose or self.verbose, live, slot)
+                shown = show(fn, status, args.verbose or self.verbose, live, slot)
             except NotationError as err:  # the example code of --verbose, say
                 raise TensorgradCellError(err.short()) from None
+        self._replace_inspector(fn.name, shown)
         from .extras import show_extras
         show_extras(fn, args, args.verbose or self.verbose)
 
@@ -109,6 +115,15 @@ class TensorgradMagics(Magics):
         elif word:
             raise UsageError(f"%tensorgrad_verbose takes 'on' or 'off', not {line.strip()!r}")
         print(f"tensorgrad verbose mode is {'on' if self.verbose else 'off'}")
+
+    def _replace_inspector(self, name, inspector):
+        """Close the live inspector of the callable this name held before: the kernel then
+        lets it go, and its cell falls back to its static view (the callable is replaced)."""
+        old = self._inspectors.pop(name, None)
+        if old is not None:
+            old.close()
+        if inspector is not None:
+            self._inspectors[name] = inspector
 
     def _evaluate(self, fn, slot=None):
         """Every output of the cell, computed from the namespace's inputs (slot: the planning

@@ -16,7 +16,7 @@ def show(fn, status, verbose, live=None, slot=None):
     mode) too, and the code and plan folded.  Where the math had to be shortened (a large
     network), the full text is folded below it.  live: the inspector's maker in a kernel,
     whose inspector follows the static view (and takes its place where it renders); slot: the
-    planning line, which the math replaces."""
+    planning line, which the math replaces. Returns the inspector shown, if any."""
     math, shortened = fn._math(tangents=verbose)
     full = fn.render_text(tangents=verbose)
     bundle = {"text/latex": math, "text/plain": full}
@@ -36,10 +36,12 @@ def show(fn, status, verbose, live=None, slot=None):
         print(status)
         if fold is not None:
             display(fold._repr_mimebundle_(), raw=True)
-        return
+        return None
     display(static_view(status, fold), raw=True)
+    inspector = live(fn, code=verbose, status=status)
     # no HTML of its own: exports show the static view above it
-    display({**live(fn, code=verbose, status=status)._repr_mimebundle_(), "text/html": ""}, raw=True)
+    display({**inspector._repr_mimebundle_(), "text/html": ""}, raw=True)
+    return inspector
 
 
 def planning_line(fn):

@@ -143,6 +143,14 @@ class Inspector(widgets.VBox):
                               f"cell in JupyterLab or Jupyter Notebook to use it>")
         return data
 
+    def close(self):
+        """Close every widget it is made of (a container's close leaves its children open, and
+        the kernel holds every open widget)."""
+        for widget in _descendants(self):
+            if widget is not self:
+                widget.close()
+        super().close()
+
     def check(self):
         """What the button does: fn.check(), its badges shown in `report`; returns the report."""
         self.check_button.disabled, self.check_button.icon = True, "spinner spin"
@@ -194,6 +202,16 @@ class Inspector(widgets.VBox):
             yield
         finally:
             self.progress.value = ""
+
+
+def _descendants(widget):
+    """The widget, its children, theirs, and the layout and style widgets of each."""
+    for child in getattr(widget, "children", ()):
+        yield from _descendants(child)
+    for part in ("layout", "style"):
+        if isinstance(getattr(widget, part, None), widgets.Widget):
+            yield getattr(widget, part)
+    yield widget
 
 
 def _pane_layout():
