@@ -6,7 +6,8 @@
 Each notebook runs top to bottom in a fresh python3 kernel (cwd: this folder,
 with the repository on PYTHONPATH, so an uninstalled checkout works).  The
 HTML shows the derivations as math and, where a cell was verbose, the
-generated code in a collapsed <details> block, as the notebook itself does.
+generated code in a collapsed <details> block: the static view of each cell (its live
+inspector needs a kernel, and no widget state is stored).
 """
 import argparse
 import os
@@ -21,13 +22,16 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
-def execute(path, timeout=600, allow_errors=False):
+def execute(path, timeout=600, allow_errors=False, store_widget_state=False):
     """The notebook at path, run in a fresh kernel (a failing cell raises CellExecutionError
     unless allow_errors)."""
     nb = nbformat.read(path, as_version=4)
     nb.metadata.pop("widgets", None)  # a fresh run stores its own widget state, if any
     pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    # no widget state: the live inspector needs its kernel anyway, and with saved state nbconvert
+    # would load the widget manager from a CDN (and render the dead widget over the static view)
     client = NotebookClient(nb, kernel_name="python3", timeout=timeout, allow_errors=allow_errors,
+                            store_widget_state=store_widget_state,
                             resources={"metadata": {"path": str(path.parent)}})
     client.execute(env={**os.environ, "PYTHONPATH": pythonpath})
     return nb

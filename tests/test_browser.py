@@ -2,8 +2,10 @@
 
 Runs every cell of demo_notebooks/quickstart.ipynb (outputs stripped first, so
 everything checked here was produced live), then checks that the derivation
-renders through MathJax and that the "Show code" toggle shows and hides the
-generated source.  Screenshots go to tests/artifacts/.
+renders as MathML and that each cell's live inspector works: its code toggle,
+its gradient picker, its "Check gradients" button; then that the same notebook,
+saved and reopened without its kernel, and exported by nbconvert, shows the static
+view with a working "Show code" fold.  Screenshots go to tests/artifacts/.
 """
 import json
 import os
@@ -82,6 +84,22 @@ def _checks_notebook(path):
     nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernel}), path)
 
 
+INSPECTED = [
+    "%load_ext tensormagic\nimport torch\n"
+    "X, W1, b1 = torch.randn(5, 3), torch.randn(3, 4), torch.randn(4)\nV, T = torch.randn(4), torch.randn(5)",
+    "%%tensorgrad W1 b1 --verbose\nH[n,h] := tanh(X[n,i] * W1[i,h] + b1[h])",
+    "%%tensorgrad W1 b1 V\nH[n,h] := tanh(X[n,i] * W1[i,h] + b1[h])\nL := (H[n,h]*V[h] - T[n])**2",
+]
+CHECK_SECONDS = 10  # from the click to the badges (the check itself takes well under a second)
+
+
+def _inspector_notebook(path):
+    """A verbose cell (code shown at once) and a two-statement cell that is not."""
+    cells = [nbformat.v4.new_code_cell(c) for c in INSPECTED]
+    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernel}), path)
+
+
 def _write_settings(directory):
     for name, value in LAB_SETTINGS.items():
         path = directory / name
@@ -105,10 +123,12 @@ def _wait_until_up(url, server, log, seconds=120):
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """A JupyterLab server on 127.0.0.1 serving a fresh copy of the quickstart."""
+    """A JupyterLab server on 127.0.0.1 serving a fresh copy of the quickstart: (url, token,
+    the folder it serves)."""
     root, home = tmp_path_factory.mktemp("lab_root"), tmp_path_factory.mktemp("lab_home")
     _stripped_quickstart(root / "quickstart.ipynb")
     _checks_notebook(root / "checks.ipynb")
+    _inspector_notebook(root / "inspector.ipynb")
     _write_settings(home / "settings")
     port, token = _free_port(), secrets.token_hex(16)
     pythonpath = os.pathsep.join(p for p in (str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH"))
@@ -127,7 +147,7 @@ def lab(tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_up(f"{url}/api/status?token={token}", server, home / "server.log")
-        yield url, token
+        yield url, token, root
     finally:
         server.terminate()
         try:
@@ -168,7 +188,7 @@ def _rendered(locator):
 
 
 def test_quickstart_renders_math_and_toggles_code(lab, page):
-    url, token = lab
+    url, token, _ = lab
     ARTIFACTS.mkdir(exist_ok=True)
     _offline(page, (url,))  # the lab itself, and no other network: the math must not need any
     _run_all(page, url, token, "quickstart.ipynb")
@@ -190,25 +210,31 @@ def test_quickstart_renders_math_and_toggles_code(lab, page):
     expect(drawn.locator("table.tensormagic-check")).to_contain_text("✓")
     drawn.screenshot(path=ARTIFACTS / "quickstart_diagram.png")
 
-    cell = panel.locator(".jp-CodeCell").filter(has=page.locator("details.tensormagic-code")).last
-    _open_code(cell)
+    cell = panel.locator(".jp-CodeCell").filter(has_text="%%tensorgrad W --verbose").last
+    code = _live_code(cell, shown=True)  # verbose: the code is shown at once
     cell.scroll_into_view_if_needed()
     cell.screenshot(path=ARTIFACTS / "quickstart_code_shown.png")
     page.screenshot(path=ARTIFACTS / "quickstart_lab.png")
-    cell.locator("details.tensormagic-code > summary").click()
-    expect(cell.locator("details.tensormagic-code pre").first).to_be_hidden()
-
-
-def _open_code(cell):
-    """Click "Show code" and return the code shown behind it."""
-    details = cell.locator("details.tensormagic-code")
-    summary, code = details.locator("summary"), details.locator("pre").first
-    expect(summary).to_have_text("Show code")
+    _toggle(cell, "Code")
     expect(code).to_be_hidden()
-    summary.click()
+
+
+def _live_code(cell, shown):
+    """The cell's live inspector, in place of its static view; its code pane, after a click
+    on the Code toggle if it was not shown."""
+    inspector = cell.locator(".tensormagic-inspector")
+    expect(inspector).to_be_visible()
+    expect(cell.locator(".tensormagic-static")).to_be_hidden()  # it gave way to the inspector
+    code = inspector.locator(".widget-html-content").filter(has_text="def backward(")
+    if not shown:
+        expect(code).to_have_count(0)  # made when first shown
+        _toggle(cell, "Code")
     expect(code).to_be_visible()
-    expect(code).to_contain_text("def backward(")
     return code
+
+
+def _toggle(cell, name):
+    cell.locator(".tensormagic-inspector").get_by_role("button", name=name, exact=True).click()
 
 
 def _run_all(page, url, token, name):
@@ -254,7 +280,7 @@ def _run_demo():
 
 
 def test_verbose_code_without_grad_and_a_16_site_mps(lab, page):
-    url, token = lab
+    url, token, _ = lab
     ARTIFACTS.mkdir(exist_ok=True)
     _offline(page, (url,))  # JupyterLab's own MathJax typesets the compact LaTeX: no network
     _run_all(page, url, token, "checks.ipynb")
@@ -269,13 +295,132 @@ def test_verbose_code_without_grad_and_a_16_site_mps(lab, page):
     expect(mps.locator("details.tensormagic-formulas")).to_have_count(1)
     mps.screenshot(path=ARTIFACTS / "mps16.png")
     print(f"16-site MPS typeset in {took:.2f}s")
+    # its check takes about a second: the button and a status line say it runs meanwhile
+    started = time.monotonic()
+    mps.get_by_role("button", name="Check gradients").click()
+    expect(mps.locator(".tensormagic-progress")).to_contain_text("checking each gradient")
+    expect(mps.locator(".tensormagic-inspector .fa-spinner").first).to_be_visible()
+    badges = mps.locator("table.tensormagic-check")
+    expect(badges).to_be_visible(timeout=CHECK_SECONDS * 1000)
+    took = time.monotonic() - started
+    assert badges.inner_text().count("✓") == 16 and "✗" not in badges.inner_text()
+    expect(mps.locator(".tensormagic-progress")).to_have_count(0)
+    assert took < CHECK_SECONDS, f"the 16-site check took {took:.1f}s from the click to its badges"
+    print(f"16-site MPS: badges {took:.2f}s after the click")
 
     verbose = cells.nth(1)
-    code = _open_code(verbose)
+    code = _live_code(verbose, shown=True)
     # X, W1, b1 need no gradient, yet the code shown computes the ones asked for
     expect(code).to_contain_text("# ΔW1")
     expect(code).to_contain_text("# Δb1")
     expect(code).not_to_contain_text("return (None, None")
-    expect(verbose.locator("details.tensormagic-code")).to_contain_text("backward contraction")
+    _toggle(verbose, "Plan")
+    expect(verbose.locator(".tensormagic-inspector")).to_contain_text("backward contraction")
     verbose.scroll_into_view_if_needed()
     verbose.screenshot(path=ARTIFACTS / "verbose_no_grad_code_shown.png")
+
+
+def test_the_live_inspector_toggles_picks_and_checks(lab, page):
+    url, token, _ = lab
+    ARTIFACTS.mkdir(exist_ok=True)
+    _offline(page, (url,))  # the widgets' code comes with JupyterLab: no network
+    _run_all(page, url, token, "inspector.ipynb")
+    cell = page.locator(".jp-NotebookPanel:visible .jp-CodeCell").nth(2)
+    inspector = cell.locator(".tensormagic-inspector")
+    code = _live_code(cell, shown=False)  # not verbose: hidden until the toggle is clicked
+    expect(inspector.locator(".tensormagic-status")).to_have_text(
+        "defined L_fn(X, W1, b1, V, T); bound H [5×4], L (scalar)")
+    expect(code).to_contain_text("# ΔV")
+    _toggle(cell, "Code")
+    expect(code).to_be_hidden()
+    _toggle(cell, "Code")
+    expect(code).to_be_visible()
+
+    inspector.locator("select").select_option(label="ΔW1")
+    formula = inspector.locator(".tensormagic-formula math")
+    expect(formula).to_have_count(1)
+    names = formula.locator("mi").all_text_contents()  # (MathML has no innerText)
+    assert "W1" in names and "b1" not in names and "V" not in names, names
+    picked = inspector.locator(".widget-html-content").filter(has_text="compute ΔW1")
+    expect(picked).to_contain_text("# ΔW1")
+    for other in ("# ΔV", "# Δb1", "def forward"):
+        expect(picked).not_to_contain_text(other)
+    _toggle(cell, "Plan")
+    expect(inspector).to_contain_text("ΔW1 passes through")
+
+    started = time.monotonic()
+    inspector.get_by_role("button", name="Check gradients").click()
+    badges = inspector.locator("table.tensormagic-check")
+    expect(badges).to_be_visible(timeout=CHECK_SECONDS * 1000)
+    took = time.monotonic() - started
+    assert badges.inner_text().count("✓") == 3 and "✗" not in badges.inner_text()
+    assert took < CHECK_SECONDS, f"the check took {took:.1f}s from the click to its badges"
+    print(f"Check gradients: badges {took:.2f}s after the click")
+    cell.scroll_into_view_if_needed()
+    cell.screenshot(path=ARTIFACTS / "inspector.png")
+
+    verbose = page.locator(".jp-NotebookPanel:visible .jp-CodeCell").nth(1)
+    expect(_live_code(verbose, shown=True)).to_contain_text("# ΔW1")  # verbose: shown at once
+
+
+def test_saved_and_reopened_without_its_kernel_then_exported(lab, page, tmp_path):
+    """The inspector notebook run live, saved by Lab, its kernel shut down, reopened: the static
+    view (with a working fold) in place of the dead widget; then the saved file exported by
+    nbconvert and opened offline: the same."""
+    url, token, root = lab
+    ARTIFACTS.mkdir(exist_ok=True)
+    _offline(page, (url,))
+    _run_all(page, url, token, "inspector.ipynb")
+    expect(page.locator(".jp-NotebookPanel:visible .tensormagic-inspector")).to_have_count(2)
+    page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
+    page.wait_for_function(f"() => !{NOTEBOOK}.context.model.dirty")
+    _shut_kernels_down(url, token)
+    page.goto(f"{url}/lab/tree/inspector.ipynb?reset&token={token}")
+    page.wait_for_function(KERNEL_IDLE, timeout=240_000)  # a new kernel: the widgets are gone
+    cells = page.locator(".jp-NotebookPanel:visible .jp-CodeCell")
+    dead = cells.locator(".jp-OutputArea-output.jupyter-widgets")  # Lab's placeholder for each
+    expect(dead).to_have_count(2)
+    expect(dead.first).to_have_text("Error displaying widget: model not found")
+    for k in range(2):
+        expect(dead.nth(k)).to_be_hidden()
+    _static_fold_works(cells.nth(1))
+    expect(cells.nth(2).locator(".tensormagic-static")).to_have_text(
+        "defined L_fn(X, W1, b1, V, T); bound H [5×4], L (scalar)")
+    cells.nth(1).screenshot(path=ARTIFACTS / "inspector_reopened.png")
+
+    done = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html",
+                           "--output-dir", str(tmp_path), str(root / "inspector.ipynb")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    page.unroute("**/*")
+    blocked = _offline(page, ("file:",))
+    page.goto((tmp_path / "inspector.html").as_uri())
+    exported = page.locator(".jp-Cell").nth(1)
+    _static_fold_works(exported)
+    assert "inspector of" not in page.inner_text("body")  # the dead widget shows nothing
+    exported.screenshot(path=ARTIFACTS / "inspector_exported.png")
+    # nbconvert's page itself asks a CDN for require.js and MathJax (refused here, and needed by
+    # nothing shown); no widget manager is asked for: no widget state was saved
+    assert not [u for u in blocked if "widget" in u or "unpkg" in u], blocked
+
+
+def _static_fold_works(cell):
+    static = cell.locator(".tensormagic-static")
+    expect(static).to_be_visible()
+    expect(static.locator(".tensormagic-status")).to_have_text("defined H_fn(X, W1, b1); bound H [5×4]")
+    summary, code = static.locator("details > summary"), static.locator("details pre").first
+    expect(code).to_be_hidden()
+    summary.click()
+    expect(code).to_be_visible()
+    expect(code).to_contain_text("def backward(")
+    summary.click()
+    expect(code).to_be_hidden()
+
+
+def _shut_kernels_down(url, token):
+    with urllib.request.urlopen(f"{url}/api/kernels?token={token}") as answer:
+        kernels = json.load(answer)
+    for kernel in kernels:
+        request = urllib.request.Request(f"{url}/api/kernels/{kernel['id']}?token={token}",
+                                         method="DELETE")
+        urllib.request.urlopen(request).close()

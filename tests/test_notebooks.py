@@ -90,7 +90,19 @@ def visible(fragment):
 
 
 def code_views(nb):
-    return [o for o in outputs(nb, "text/html") if o.data["text/html"].startswith("<details")]
+    return [o for o in outputs(nb, "text/html") if '<details class="tensormagic-code">' in o.data["text/html"]]
+
+
+def static_and_live(cell):
+    """A %%tensorgrad cell's static view (status line, code fold) and the live inspector's
+    output right after it."""
+    at = [k for k, o in enumerate(cell.outputs) if 'class="tensormagic-static"' in o.get("data", {}).get("text/html", "")]
+    assert len(at) == 1, cell.source
+    return cell.outputs[at[0]], cell.outputs[at[0] + 1]
+
+
+def tensorgrad_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("%%tensorgrad")]
 
 
 def test_quickstart_seed_derivation_and_toggle():
@@ -100,7 +112,13 @@ def test_quickstart_seed_derivation_and_toggle():
     views = code_views(nb)
     assert len(views) == 2 and all("def backward" in visible(v.data["text/html"]) for v in views)
     assert all("def backward" in v.data["text/plain"] for v in views)
-    assert outputs(nb, WIDGET_VIEW) == []  # no widget state that could hide the code
+    # every cell: its static view, then its live inspector (which has no HTML of its own)
+    for cell in tensorgrad_cells(nb):
+        static, live = static_and_live(cell)
+        assert static.data["text/plain"].startswith("defined ")
+        assert set(live.data) == {WIDGET_VIEW, "text/plain", "text/html"} and live.data["text/html"] == ""
+    assert len(outputs(nb, WIDGET_VIEW)) == len(tensorgrad_cells(nb))
+    assert "widgets" not in nb.metadata  # no widget state stored, none needed to read the code
 
 
 def test_neural_net_draws_the_loss_curve():
@@ -139,6 +157,79 @@ def test_nbconvert_html_shows_code_and_math_without_a_kernel(tmp_path):
     assert "# ΔW1" in shown and "# Δb1" in shown and "forward contraction" in shown
     maths = re.findall(r"<math.*?</math>", page, re.S)  # MathML: typeset by the browser itself
     assert maths and "tanh" in visible(maths[0]) and "Δ" in visible(maths[0])
+
+
+def _verbose_executed(tmp_path, store_widget_state=False):
+    path = tmp_path / "verbose.ipynb"
+    cells = VERBOSE_NOTEBOOK + ["%%tensorgrad W1\ns := X[n,i] * W1[i,h] * b1[h]"]
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), path)
+    return run_demo.execute(path, store_widget_state=store_widget_state), path
+
+
+def test_a_cell_in_a_kernel_carries_the_static_view_and_the_live_inspector(tmp_path):
+    nb, _ = _verbose_executed(tmp_path)
+    verbose, plain = nb.cells[1], nb.cells[2]
+    static, live = static_and_live(verbose)
+    shown = visible(static.data["text/html"])
+    assert shown.startswith("defined H_fn(X, W1, b1); bound H [5×4]") and "Show code" in shown
+    assert "def backward(" in shown and "forward contraction" in shown
+    assert "<style>" in static.data["text/html"]  # which of the two shows, where both could
+    assert "def backward(" in static.data["text/plain"]  # a console that shows no HTML
+    assert live.data[WIDGET_VIEW]["model_id"] and live.data["text/html"] == ""
+    assert live.data["text/plain"].startswith("<tensormagic inspector of H_fn")
+    static, live = static_and_live(plain)  # not verbose: the status line only, no code
+    assert static.data["text/plain"] == "defined s_fn(X, W1, b1); bound s (scalar)"
+    assert "<details" not in static.data["text/html"] and WIDGET_VIEW in live.data
+    assert not any(o.output_type == "stream" for c in nb.cells[1:] for o in c.outputs)
+
+
+def test_stored_widget_state_holds_the_inspector_and_the_export_still_shows_the_code(tmp_path):
+    """nbclient's default stores widget state; the inspector is then in it (its code toggle on,
+    as verbose mode says), and nbconvert still shows the static view. (It also loads the widget
+    manager from a CDN for such a notebook: why run_demo stores no state.)"""
+    nb, path = _verbose_executed(tmp_path, store_widget_state=True)
+    state = nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
+    models = [m["state"] for m in state.values()]
+    assert sum("tensormagic-inspector" in m.get("_dom_classes", ()) for m in models) == 2
+    codes = [m["value"] for m in models if m.get("description") == "Code"]
+    assert sorted(codes) == [False, True]  # the verbose cell's is on, the other's off
+    page = run_demo.to_html(nb)
+    blocks = re.findall(r'<details class="tensormagic-code">(.*?)</details>', page, re.S)
+    assert len(blocks) == 1 and "def backward(" in visible(blocks[0])
+    assert "unpkg.com" in page and "unpkg.com" not in run_demo.to_html(_verbose_executed(tmp_path)[0])
+
+
+def _messages(kernel, code):
+    """The display messages a cell sends (display_data, update_display_data), in order."""
+    sent = []
+
+    def hook(msg):
+        if msg["msg_type"] in ("display_data", "update_display_data"):
+            sent.append((msg["msg_type"], msg["content"]))
+    kernel.execute_interactive(code, output_hook=hook, timeout=120)
+    return sent
+
+
+def test_a_cell_says_it_plans_while_its_first_call_runs_and_the_math_takes_its_place():
+    from jupyter_client.manager import start_new_kernel
+    manager, kernel = start_new_kernel(kernel_name="python3")
+    try:
+        _messages(kernel, "%load_ext tensormagic\nimport torch\nB, C = torch.ones(2, 3), torch.ones(3, 4)")
+        sent = _messages(kernel, "%%tensorgrad\nA[i,k] := B[i,j] * C[j,k]")
+        (kind, first), (update, math) = sent[:2]
+        assert kind == "display_data" and update == "update_display_data"
+        assert first["data"] == {"text/plain": "A_fn: planning the contractions of its first call…"}
+        assert math["transient"]["display_id"] == first["transient"]["display_id"]
+        assert "text/latex" in math["data"] and "ΔB[i,j]" in math["data"]["text/plain"]
+        failed = _messages(kernel, "C = torch.ones(4, 4)\nget_ipython().run_cell_magic('tensorgrad', '', "
+                                   "'A[i,k] := B[i,j] * C[j,k]')")
+        assert [k for k, _ in failed] == ["display_data", "update_display_data"]
+        assert failed[1][1]["data"] == {"text/plain": ""}  # gone: the error is all the cell shows
+        quiet = _messages(kernel, "%%tensorgrad --no-eval\nA[i,k] := B[i,j] * C[j,k]")
+        assert "planning" not in quiet[0][1]["data"]["text/plain"]  # no call, no line
+    finally:
+        kernel.stop_channels()
+        manager.shutdown_kernel(now=True)
 
 
 def test_failing_cell_in_a_kernel_shows_one_short_message(tmp_path):

@@ -1,5 +1,6 @@
 """The plan as a readable table: each contraction of the forward and backward with its cost."""
 import math
+from dataclasses import dataclass
 
 import opt_einsum
 
@@ -8,7 +9,17 @@ from .plan import _cost, _letters
 from .program import Ref
 
 
-def _describe_conv(op, var, forward, backward):
+@dataclass(frozen=True)
+class _Step:
+    """One contraction of the plan: its equation, multiply-adds, result size, and the inputs
+    whose gradients pass through it (a backward step: those its result leads to)."""
+    equation: str
+    cost: int
+    size: int
+    carries: frozenset
+
+
+def _describe_conv(op, var, deps, forward, backward):
     """A convolution: each output entry takes one window of every out-channel's filter."""
     x, w = op.args
     out = var[op.out]
@@ -17,22 +28,34 @@ def _describe_conv(op, var, forward, backward):
     cost = math.prod(out.shape) * math.prod(var[w.var].shape) // filters
     xs = var[x.var]
     name = f"conv({xs.name or 'x'},{_names(w.labels)})"
-    forward.append((f"{name}->{_names(out.labels)}", cost, math.prod(out.shape)))
+    forward.append(_Step(f"{name}->{_names(out.labels)}", cost, math.prod(out.shape), deps[op.out]))
     if out.needs:
         for mine in (x, w):
             if var[mine.var].needs:
-                backward.append((f"Δ{_names(out.labels)},{name}->Δ{var[mine.var].name or 'x'}", cost,
-                                 math.prod(var[mine.var].shape)))
+                backward.append(_Step(f"Δ{_names(out.labels)},{name}->Δ{var[mine.var].name or 'x'}",
+                                      cost, math.prod(var[mine.var].shape), deps[mine.var]))
 
 
-def describe(program):
-    """Each contraction of the forward and of the backward with its multiply-adds (FLOPs/2)
-    and result size; the totals beside one full contraction per gradient (TensorGrad.jl's way)."""
+def depends(program):
+    """{var id: the names of the inputs whose gradient is wanted that the var depends on}."""
     var = program.vars
+    deps = {}
+    for op in program.ops:
+        if op.kind == "input":
+            deps[op.out] = frozenset({var[op.out].name} if var[op.out].needs else ())
+        else:
+            deps[op.out] = frozenset().union(*(deps.get(a.var, ()) for a in op.args
+                                               if isinstance(a, Ref)))
+    return deps
+
+
+def _steps(program):
+    """(forward steps, backward steps in the order the backward runs them)."""
+    var, deps = program.vars, depends(program)
     forward, backward = [], []
     for op in program.ops:
         if op.kind == "conv":
-            _describe_conv(op, var, forward, backward)
+            _describe_conv(op, var, deps, forward, backward)
         if op.kind != "pair":
             continue
         a, b = op.args
@@ -41,23 +64,42 @@ def describe(program):
         for r in (a, b, Ref(op.out, out.labels)):
             sizes.update(zip(r.labels, var[r.var].shape))
         cost = _cost(a.labels + b.labels, sizes)
-        forward.append((f"{_names(a.labels)},{_names(b.labels)}->{_names(out.labels)}", cost,
-                        math.prod(out.shape)))
+        forward.append(_Step(f"{_names(a.labels)},{_names(b.labels)}->{_names(out.labels)}", cost,
+                             math.prod(out.shape), deps[op.out]))
         if out.needs:  # ΔA = ΔC ⊗ B and ΔB = ΔC ⊗ A, each as costly as the product
             for mine, other in ((a, b), (b, a)):
                 if var[mine.var].needs:
-                    backward.append((f"Δ{_names(out.labels)},{_names(other.labels)}->Δ{_names(mine.labels)}",
-                                     cost, math.prod(var[mine.var].shape[:len(mine.labels)])))
+                    backward.append(_Step(
+                        f"Δ{_names(out.labels)},{_names(other.labels)}->Δ{_names(mine.labels)}",
+                        cost, math.prod(var[mine.var].shape[:len(mine.labels)]), deps[mine.var]))
     backward.reverse()
-    fwd, bwd = sum(r[1] for r in forward), sum(r[1] for r in backward)
+    return forward, backward
+
+
+def _table(forward, backward):
     lines = [f"{'forward contraction':<44} {'multiply-adds':>14} {'result size':>12}"]
-    lines += [f"{eq:<44} {cost:>14,} {size:>12,}" for eq, cost, size in forward]
+    lines += [f"{s.equation:<44} {s.cost:>14,} {s.size:>12,}" for s in forward]
     if backward:
         lines.append(f"{'backward contraction':<44} {'multiply-adds':>14} {'result size':>12}")
-        lines += [f"{eq:<44} {cost:>14,} {size:>12,}" for eq, cost, size in backward]
-    largest = max((r[2] for r in forward), default=0)
+        lines += [f"{s.equation:<44} {s.cost:>14,} {s.size:>12,}" for s in backward]
+    return lines
+
+
+def describe(program, gradient=None):
+    """Each contraction of the forward and of the backward with its multiply-adds (FLOPs/2)
+    and result size; the totals beside one full contraction per gradient (TensorGrad.jl's way).
+    gradient: an input's name: only the contractions its gradient passes through (the forward
+    ones whose results depend on it, the backward ones that lead to it)."""
+    forward, backward = _steps(program)
+    if gradient is not None:
+        _check_gradient(program, gradient)
+        return _describe_gradient(gradient, forward, backward)
+    fwd, bwd = sum(s.cost for s in forward), sum(s.cost for s in backward)
+    lines = _table(forward, backward)
+    largest = max((s.size for s in forward), default=0)
     lines.append(f"forward {fwd:,} + backward {bwd:,} = {fwd + bwd:,} multiply-adds; "
                  f"largest intermediate {largest:,} elements")
+    var = program.vars
     naive = 0
     for operands, out, sizes in program.products:
         naive += _path_cost(operands, out, sizes)
@@ -67,6 +109,27 @@ def describe(program):
         lines.append(f"one full contraction per gradient would take {naive:,} "
                      f"({naive / max(fwd + bwd, 1):.2f}x this plan)")
     return "\n".join(lines)
+
+
+def _check_gradient(program, name):
+    inputs = [program.vars[v] for v in program.inputs]
+    if name not in [v.name for v in inputs]:
+        raise ValueError(f"{name!r} is no input of this plan (inputs: "
+                         f"{', '.join(v.name for v in inputs)})")
+    if not any(v.needs for v in inputs if v.name == name):
+        raise ValueError(f"this plan computes no gradient of {name}")
+
+
+def _describe_gradient(name, forward, backward):
+    mine = [s for s in forward if name in s.carries], [s for s in backward if name in s.carries]
+    every = len(forward) + len(backward)
+    if not any(mine):
+        return f"Δ{name} passes through none of the plan's {every} contractions"
+    cost = sum(s.cost for s in mine[1])
+    return "\n".join(_table(*mine) + [
+        f"Δ{name} passes through {len(mine[0]) + len(mine[1])} of the plan's {every} contractions; "
+        f"its backward ones take {cost:,} of the backward's {sum(s.cost for s in backward):,} "
+        f"multiply-adds"])
 
 
 def _path_cost(operands, out, sizes):

@@ -12,12 +12,10 @@ import types
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from IPython.display import display
 
 from ..language.errors import NotationError, NotationValueError
 from ..runtime.function import TensorGradFunction, tensorgrad
-from ..views.codeview import Folded, code_view, preformatted
-from ..views.mathml import cell_html
+from .outputs import live_inspector, planning_line, show
 
 
 class TensorgradCellError(Exception):
@@ -32,6 +30,10 @@ class TensorgradMagics(Magics):
     """``%%tensorgrad`` and ``%tensorgrad_verbose``; holds the verbose default."""
 
     verbose = False
+
+    def __init__(self, shell=None, **kwargs):
+        super().__init__(shell, **kwargs)
+        self._inspectors = {}  # callable name → its live inspector (in a kernel)
 
     @magic_arguments("%tensorgrad")  # the usage line then reads %%tensorgrad
     @argument("names", nargs="*", metavar="NAME",
@@ -75,18 +77,23 @@ class TensorgradMagics(Magics):
             _check_updates_exist(fn, missing)
         bound_names = fn.outputs if args.bind == "all" else fn.outputs[-1:]
         _check_outputs(bound_names, ns)
+        live = None if args.quiet else live_inspector(self.shell)
+        evaluated = not args.no_eval and not missing
+        slot = planning_line(fn) if live and evaluated else None
         outputs = {}
-        if not args.no_eval and not missing:
-            values = self._evaluate(fn)
+        if evaluated:
+            values = self._evaluate(fn, slot)
             outputs = {n: values[n] for n in bound_names}
         self.shell.push({fn.name: fn, **outputs})
+        shown = None
         if not args.quiet:
             stale = [n for n in bound_names if n in ns and n not in outputs]
             status = _status(fn, outputs, missing, args.no_eval, _suggestions(missing, ns), stale)
             try:
-                _show(fn, status, args.verbose or self.verbose)
+                shown = show(fn, status, args.verbose or self.verbose, live, slot)
             except NotationError as err:  # the example code of --verbose, say
                 raise TensorgradCellError(err.short()) from None
+        self._replace_inspector(fn.name, shown)
         from .extras import show_extras
         show_extras(fn, args, args.verbose or self.verbose)
 
@@ -111,14 +118,26 @@ class TensorgradMagics(Magics):
             raise UsageError(f"%tensorgrad_verbose takes 'on' or 'off', not {line.strip()!r}")
         print(f"tensorgrad verbose mode is {'on' if self.verbose else 'off'}")
 
-    def _evaluate(self, fn):
-        """Every output of the cell, computed from the namespace's inputs."""
+    def _replace_inspector(self, name, inspector):
+        """Close the live inspector of the callable this name held before: the kernel then
+        lets it go, and its cell falls back to its static view (the callable is replaced)."""
+        old = self._inspectors.pop(name, None)
+        if old is not None:
+            old.close()
+        if inspector is not None:
+            self._inspectors[name] = inspector
+
+    def _evaluate(self, fn, slot=None):
+        """Every output of the cell, computed from the namespace's inputs (slot: the planning
+        line, emptied if the call fails: the error is all the cell shows)."""
         inputs = {n: self.shell.user_ns[n] for n in fn.inputs}
         try:
             return fn.evaluate(**inputs)
-        except NotationError as err:
-            raise TensorgradCellError(err.short()) from None
-        except (TypeError, ValueError, RuntimeError) as err:
+        except (NotationError, TypeError, ValueError, RuntimeError) as err:
+            if slot is not None:  # (empty text: Lab calls a bundle with no type unrenderable)
+                slot.update({"text/plain": ""}, raw=True)
+            if isinstance(err, NotationError):
+                raise TensorgradCellError(err.short()) from None
             raise TensorgradCellError(f"{fn.name}: {type(err).__name__}: {err}") from None
 
 
@@ -223,26 +242,6 @@ def _status(fn, outputs, missing, no_eval, suggestions, stale):
 
 def _shape(tensor):
     return "[" + "×".join(str(s) for s in tensor.shape) + "]" if tensor.dim() else "(scalar)"
-
-
-def _show(fn, status, verbose):
-    """The derivation as math, a status line, and in verbose mode the tangents (forward
-    mode) too, and the code and plan folded.  Where the math had to be shortened (a large
-    network), the full text is folded below it."""
-    math, shortened = fn._math(tangents=verbose)
-    full = fn.render_text(tangents=verbose)
-    bundle = {"text/latex": math, "text/plain": full}
-    if not shortened:  # MathML, which a browser typesets offline; a long cell's compact LaTeX
-        bundle["text/html"] = cell_html(fn, tangents=verbose)  # (MathJax) reads better
-    display(bundle, raw=True)
-    if shortened:
-        # (no text/plain: a terminal has printed the full text already)
-        folded = Folded("Show the full formulas", preformatted(full), "",
-                        css_class="tensormagic-formulas")
-        display(folded._repr_mimebundle_(), raw=True)
-    print(status)
-    if verbose:
-        display(code_view(fn.code, fn.plan, fn.wrt)._repr_mimebundle_(), raw=True)
 
 
 def load_ipython_extension(ip):

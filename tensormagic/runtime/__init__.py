@@ -4,7 +4,8 @@ compiled.py runs a program's source once per signature (Compiled); arguments.py 
 call's arguments into tensors and a cache key; autograd.py wraps the compiled functions as
 torch autograd Functions (which one runs under hooks, transforms and compilers);
 function.py is the callable itself (tensorgrad, TensorGradFunction: caches, views, inspection);
-export.py writes a standalone module; checking.py is fn.check().
+export.py writes a standalone module; checking.py is fn.check(); inspector.py is
+fn.inspector(), the live notebook view (ipywidgets, imported there only).
 
 May import: language, calculus, compiler, views.
 """

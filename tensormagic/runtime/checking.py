@@ -25,8 +25,7 @@ from ..language.bindings import distinct
 from ..language.errors import NotationError
 from ..language.ir import Call, Tensor, children, leaves
 from ..language.printer import as_cell
-from ..views.mathml import formula_math
-from ..views.readable import cell_names
+from ..views.mathml import gradient_math
 
 SIZES = (3, 2, 4)
 EPS = 1e-6
@@ -340,7 +339,7 @@ def _check(fn, args, formulas, generator, caps):
         got = grad.detach().reshape(-1)[at]
         error = (got - reference).abs().max().item() if reference.numel() else 0.0
         scale = reference.abs().max().item() if reference.numel() else 0.0
-        math = _math(fn, name) if name not in formulas else None
+        math = gradient_math(fn, name) if name not in formulas else None
         results.append(GradientCheck(name, formula, error, scale, error <= ATOL + RTOL * scale,
                                      math=math, checked=len(at), entries=args[k].numel()))
     return results
@@ -431,7 +430,3 @@ def _evaluate_formula(text, fn, args, outs, cotangents):
         return formula(**{n: env[n] for n in formula.inputs})
 
 
-def _math(fn, name):
-    shown = [f for f in fn._shown.formulas if f.of_input and f.name == name]  # a long cell's: short
-    return formula_math(shown[0], cell_names(fn.cell.statements), fn._shown.used_by(shown[0])) \
-        if shown else None

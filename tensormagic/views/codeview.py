@@ -1,11 +1,20 @@
-"""The verbose view's toggle: generated code and contraction plan behind a "Show code" click.
+"""The static verbose view: generated code and contraction plan behind a "Show code" click.
 
 A `Folded` block displays as an HTML ``<details>`` element.  The browser opens and closes it
-by itself, with no kernel round trip and no widget state, so the same output works in a live
-JupyterLab, in a saved notebook reopened without a kernel, in an nbconvert HTML export and on
-GitHub.  (An ipywidgets toggle was tried first: a saved notebook's widget state then wins over
-any static fallback, and without a kernel its button does nothing.)  Its ``text/plain`` form,
-which terminal IPython prints, is the content as text.
+by itself, with no kernel round trip and no widget state, so the same output works in a saved
+notebook reopened without a kernel, in an nbconvert HTML export and on GitHub.  Its
+``text/plain`` form, which terminal IPython prints, is the content as text.
+
+In a kernel the magic shows two outputs: this static view (its status line and, verbose, the
+fold: `static_view`) and, right after it, the live inspector (runtime/inspector.py). One
+output cannot be both: JupyterLab renders a bundle's widget whenever it holds one, and shows
+"Error displaying widget: model not found" in place of the HTML beside it once the kernel
+that made the widget is gone. So each output says, in CSS the browser reads (no script), which
+of the two shows: the static view gives way when the live inspector beside it has rendered
+(the inspector shows all of it), and the output after it is hidden while it holds no element:
+the inspector's, showing only Lab's placeholder text ("Loading widget...", or "Error displaying
+widget: model not found" without its kernel), or nothing (its empty HTML in an export). nbconvert, GitHub and a terminal
+never render the inspector and show the static view.
 """
 import html
 
@@ -14,8 +23,16 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 SHOW = "Show code"
-_FORMATTER = HtmlFormatter(noclasses=True, nobackground=True,
-                           prestyles="font-family: var(--jp-code-font-family, monospace)")
+INSPECTOR_CLASS = "tensormagic-inspector"  # the live inspector's outermost element
+STATIC_CLASS = "tensormagic-static"
+# JupyterLab's and Notebook 7's output area: one .jp-OutputArea-child per output, in order
+_GIVE_WAY = (
+    f".jp-OutputArea-child:has(.{STATIC_CLASS}):has(+ .jp-OutputArea-child .{INSPECTOR_CLASS})"
+    f" {{display: none}}\n"
+    f".jp-OutputArea-child:has(.{STATIC_CLASS}) + .jp-OutputArea-child > .jp-OutputArea-output:not(:has(*))"
+    f" {{display: none}}")
+_MONO = "font-family: var(--jp-code-font-family, monospace)"
+_FORMATTER = HtmlFormatter(noclasses=True, nobackground=True, prestyles=_MONO)
 
 
 def highlight_python(source):
@@ -52,3 +69,15 @@ def code_view(code, plan, wrt):
     body = highlight_python(wanted + code) + preformatted(f"contraction plan:\n{plan}")
     text = f"generated code:\n{wanted}{code}\ncontraction plan:\n{plan}"
     return Folded(SHOW, body, text)
+
+
+def static_view(status, fold=None):
+    """A cell's static output in a kernel: its status line and, in verbose mode, the fold (a
+    Folded); the live inspector displayed right after it takes its place where it renders."""
+    body = f'<pre class="tensormagic-status" style="{_MONO}">{html.escape(status)}</pre>'
+    text = status
+    if fold is not None:
+        body += fold._repr_mimebundle_()["text/html"]
+        text += "\n" + fold.text
+    return {"text/html": f'<div class="{STATIC_CLASS}">{body}<style>{_GIVE_WAY}</style></div>',
+            "text/plain": text}

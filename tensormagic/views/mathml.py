@@ -39,6 +39,20 @@ def cell_html(fn, tangents=False):
             f'{body}</mtable></math></div>')
 
 
+def gradient_math(fn, name):
+    """The derived gradient of one input as <math> (a long cell's in its short form, with the
+    definitions it uses below it); None when the input has no derived formula."""
+    shown = [f for f in fn._shown.formulas if f.of_input and f.name == name]
+    return formula_math(shown[0], cell_names(fn.cell.statements), fn._shown.used_by(shown[0])) \
+        if shown else None
+
+
+def tangents_html(fn):
+    """The derived tangents (forward mode), one row each, aligned at the signs."""
+    rows = "".join(_row(_expr(f.target)[0], "=", _expr(f.rhs)[0]) for f in fn.tangent_derivation)
+    return f'<math><mtable columnspacing="0.3em">{rows}</mtable></math>'
+
+
 def _where(k):
     return '<mtext>where</mtext><mspace width="1em"></mspace>' if k == 0 else ""
 
