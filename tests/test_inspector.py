@@ -308,3 +308,19 @@ def test_a_replaced_callable_closes_its_old_inspector(kernel_ip):
     assert magics._inspectors["A_fn"] is not first and len(_live(captured)) == 1
     run_magic(kernel_ip, "--quiet", "A[i,k] := B[i,j] * C[j,k]")
     assert "A_fn" not in magics._inspectors  # a quiet cell shows none
+
+
+def test_check_gradients_checks_at_the_notebooks_current_inputs(kernel_ip):
+    """The button reads the namespace when pressed: a relu checked at the notebook's own
+    (negative) inputs, then at the new values a later cell gave them."""
+    from conftest import run_magic
+    magics = kernel_ip.magics_manager.registry["TensorgradMagics"]
+    kernel_ip.user_ns.update(x=-torch.rand(3) - 0.5, w=torch.randn(3))
+    run_magic(kernel_ip, "", "y[i] := relu(x[i]) * w[i]")
+    inspector = magics._inspectors["y_fn"]
+    report = inspector.check()
+    assert report.ok and report.given and report.shapes == {"x": (3,), "w": (3,)}
+    kernel_ip.user_ns.update(x=torch.randn(5), w=torch.randn(5))
+    assert inspector.check().shapes == {"x": (5,), "w": (5,)}
+    del kernel_ip.user_ns["w"]  # an input gone: small random inputs
+    assert not inspector.check().given

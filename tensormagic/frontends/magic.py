@@ -90,7 +90,8 @@ class TensorgradMagics(Magics):
             stale = [n for n in bound_names if n in ns and n not in outputs]
             status = _status(fn, outputs, missing, args.no_eval, _suggestions(missing, ns), stale)
             try:
-                shown = show(fn, status, args.verbose or self.verbose, live, slot)
+                shown = show(fn, status, args.verbose or self.verbose, live, slot,
+                             inputs=lambda: _current_inputs(fn, self.shell.user_ns))
             except NotationError as err:  # the example code of --verbose, say
                 raise TensorgradCellError(err.short()) from None
         self._replace_inspector(fn.name, shown)
@@ -242,6 +243,15 @@ def _status(fn, outputs, missing, no_eval, suggestions, stale):
 
 def _shape(tensor):
     return "[" + "×".join(str(s) for s in tensor.shape) + "]" if tensor.dim() else "(scalar)"
+
+
+def _current_inputs(fn, ns):
+    """The cell's inputs as the notebook holds them now (what "Check gradients" checks at), or
+    None where one is missing or is not a tensor, an array or a number: then small random ones."""
+    values = [ns.get(n) for n in fn.inputs]
+    if all(hasattr(v, "shape") or isinstance(v, (int, float, complex)) for v in values):
+        return values
+    return None
 
 
 def load_ipython_extension(ip):

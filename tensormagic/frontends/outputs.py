@@ -11,7 +11,7 @@ from ..views.codeview import Folded, code_view, preformatted, static_view
 from ..views.mathml import cell_html
 
 
-def show(fn, status, verbose, live=None, slot=None):
+def show(fn, status, verbose, live=None, slot=None, inputs=None):
     """The derivation as math, a status line, and in verbose mode the tangents (forward
     mode) too, and the code and plan folded.  Where the math had to be shortened (a large
     network), the full text is folded below it.  live: the inspector's maker in a kernel,
@@ -38,7 +38,7 @@ def show(fn, status, verbose, live=None, slot=None):
             display(fold._repr_mimebundle_(), raw=True)
         return None
     display(static_view(status, fold), raw=True)
-    inspector = live(fn, code=verbose, status=status)
+    inspector = live(fn, code=verbose, status=status, inputs=inputs)
     # no HTML of its own: exports show the static view above it
     display({**inspector._repr_mimebundle_(), "text/html": ""}, raw=True)
     return inspector

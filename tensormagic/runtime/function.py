@@ -280,14 +280,16 @@ class TensorGradFunction:
                             f"{', '.join(missing)}")
         return [values[n] for n in self.inputs]
 
-    def inspector(self, code=False):
+    def inspector(self, code=False, inputs=None):
         """The live notebook view of this cell, an ipywidgets widget: toggles for the generated
         code (shown at once with code=True), the plan, the tangents and the diagram; a gradient
-        picker narrowing them to one input's gradient; a "Check gradients" button. Display it,
-        or place it (or its parts: .toggles, .panes, .gradient, .check_button, .report) in a
-        layout of your own. Needs ipywidgets: pip install "tensormagic[notebook]"."""
+        picker narrowing them to one input's gradient; a "Check gradients" button, which checks
+        at `inputs` (one value per input, or a function giving them when pressed) or at small
+        random inputs. Display it, or place it (or its parts: .toggles, .panes, .gradient,
+        .check_button, .report) in a layout of your own. Needs ipywidgets:
+        pip install "tensormagic[notebook]"."""
         from .inspector import inspector
-        return inspector(self, code=code)
+        return inspector(self, code=code, inputs=inputs)
 
     def export(self, path, *examples, shapes=None, dtype=None, device=None):
         """Write a standalone module (needs only torch) with this cell's planned forward and

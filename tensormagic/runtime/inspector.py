@@ -99,9 +99,10 @@ def _note(text):
 
 
 # -- the widget ---------------------------------------------------------------------------------
-def inspector(fn, code=False, status=None):
-    """The inspector of fn; code: show the code at once; status: the magic's status line."""
-    return Inspector(fn, code, status)
+def inspector(fn, code=False, status=None, inputs=None):
+    """The inspector of fn; code: show the code at once; status: the magic's status line;
+    inputs: the values its check runs at (or a function giving them when it runs)."""
+    return Inspector(fn, code, status, inputs)
 
 
 class Inspector(widgets.VBox):
@@ -110,8 +111,8 @@ class Inspector(widgets.VBox):
     "Tangents": ..., "Diagram": ...}), `gradient` (the picker), `formula`, `check_button`,
     `report` (the check's badges) and `progress` (the status line)."""
 
-    def __init__(self, fn, code=False, status=None):
-        self.fn, self._made = fn, {}
+    def __init__(self, fn, code=False, status=None, inputs=None):
+        self.fn, self._made, self._inputs = fn, {}, inputs
         self.toggles = {name: widgets.ToggleButton(description=name, tooltip=TIPS[name],
                                                    value=code and name == "Code",
                                                    layout=widgets.Layout(width="auto"))
@@ -152,11 +153,13 @@ class Inspector(widgets.VBox):
         super().close()
 
     def check(self):
-        """What the button does: fn.check(), its badges shown in `report`; returns the report."""
+        """What the button does: fn.check() at the inputs it was given (the cell's current
+        ones, in the magic), or at small random ones; its badges shown in `report`."""
         self.check_button.disabled, self.check_button.icon = True, "spinner spin"
         try:
+            at = self._inputs() if callable(self._inputs) else self._inputs
             with self._busy("checking each gradient against central differences"):
-                report = self.fn.check()
+                report = self.fn.check(*at) if at is not None else self.fn.check()
             self.report.value = report._repr_html_()
             return report
         finally:
