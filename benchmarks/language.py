@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensormagic as tm  # noqa: E402
-from timer import measure, paired_ratio  # noqa: E402
+from timer import measure, paired_ratio, peak_bytes  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -111,10 +111,11 @@ def runner(f, xs, g, ints=()):
     return fwd_bwd
 
 
-def inputs(case):
+def inputs(case, device="cpu", dtype=torch.float32):
     values = case.values or {}
-    xs = [values[n](s) if n in values else torch.randn(s) for n, s in case.shapes.items()]
-    ints = [torch.randint(0, high, shape) for high, shape in (case.ints or {}).values()]
+    xs = [(values[n](s) if n in values else torch.randn(s)).to(device=device, dtype=dtype)
+          for n, s in case.shapes.items()]
+    ints = [torch.randint(0, high, shape).to(device) for high, shape in (case.ints or {}).values()]
     return xs, ints
 
 
@@ -126,39 +127,49 @@ def main():
                    help="cpu: this process's CPU time, steadier on a shared machine (use with --threads 1)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "language.md"))
     p.add_argument("--only", nargs="*", help="run only the cases whose key contains one of these")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:n]")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float64"))
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    dtype = getattr(torch, args.dtype)
+    sync = torch.cuda.synchronize if args.device != "cpu" else (lambda: None)
     rows = []
     for case in CASES:
         if args.only and not any(word in case.key for word in args.only):
             continue
-        xs, ints = inputs(case)
+        xs, ints = inputs(case, args.device, dtype)
         fn = tm.tensorgrad(case.statement, sizes=case.sizes)
         want = case.torch(*xs, *ints)
         got = fn(*xs, *ints)
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+        tol = 3e-2 if dtype == torch.bfloat16 else 1e-4
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
         g = torch.randn_like(want)
-        stats = measure({"torch": runner(case.torch, xs, g, ints), "tensormagic": runner(fn, xs, g, ints)},
-                        reps=args.reps, warmup=3, min_sample_s=0.1, clock=args.clock)
+        runners = {"torch": runner(case.torch, xs, g, ints), "tensormagic": runner(fn, xs, g, ints)}
+        stats = measure(runners, reps=args.reps, warmup=3, min_sample_s=0.1, clock=args.clock, sync=sync)
         ratio = paired_ratio(stats["tensormagic"], stats["torch"])
-        rows.append((case, stats, ratio))
+        peaks = {k: peak_bytes(r, args.device) for k, r in runners.items()}
+        rows.append((case, stats, ratio, peaks["tensormagic"] / max(peaks["torch"], 1)))
         print(f"{case.key:<18} torch {stats['torch'].median * 1e3:8.2f} ms  tensormagic "
-              f"{stats['tensormagic'].median * 1e3:8.2f} ms  ratio {ratio:.2f}", flush=True)
-    lines = ["# The model cells, convolutions and pooling: forward + backward, float32, CPU", "",
+              f"{stats['tensormagic'].median * 1e3:8.2f} ms  ratio {ratio:.2f}  peak memory "
+              f"{rows[-1][3]:.2f}", flush=True)
+    where = "CPU" if args.device == "cpu" else f"CUDA ({torch.cuda.get_device_name(args.device)})"
+    lines = [f"# The model cells, convolutions and pooling: forward + backward, {args.dtype}, {where}", "",
              f"Command: `python benchmarks/language.py {' '.join(sys.argv[1:])}`; torch {torch.__version__}, "
              f"{torch.get_num_threads()} thread(s), {args.clock} clock, {platform.processor() or platform.machine()}, "
              f"load average at end {os.getloadavg()[0]:.2f} (a shared machine: other jobs were running).", "",
              "Forward plus the gradients of every input, methods interleaved round-robin, median of "
              f"{args.reps} rounds; ratio: the median of per-round tensormagic / torch times (lower is better).", "",
-             "| case | statement | shapes | torch.nn.functional | tensormagic | ratio |",
-             "|---|---|---|---|---|---|"]
-    for case, stats, ratio in rows:
+             "Peak memory: one more call of each, its peak above what was allocated before it (CPU: the "
+             "profiler's memory events; CUDA: max_memory_allocated), tensormagic / torch.", "",
+             "| case | statement | shapes | torch.nn.functional | tensormagic | ratio | peak memory |",
+             "|---|---|---|---|---|---|---|"]
+    for case, stats, ratio, memory in rows:
         shapes = ", ".join(f"{n} {tuple(s)}" for n, s in case.shapes.items())
         statement = case.statement.replace("\n", "`; `")
         lines.append(f"| {case.key} | `{statement}` | {shapes} | {stats['torch'].median * 1e3:.2f} ms | "
-                     f"{stats['tensormagic'].median * 1e3:.2f} ms | {ratio:.2f}× |")
+                     f"{stats['tensormagic'].median * 1e3:.2f} ms | {ratio:.2f}× | {memory:.2f}× |")
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
 
