@@ -425,3 +425,9 @@ def test_bad_sizes_are_usage_errors(ip, line):
         run(ip, line, "m[i] := max[a](x[2*i+a])")
     assert "m_fn" not in ip.user_ns
 
+
+
+def test_a_bad_backend_is_a_usage_error(ip):
+    with pytest.raises(UsageError, match="backend must be 'eager' or a torch.compile backend"):
+        run(ip, "--backend fastest", "A[i,k] := B[i,j] * C[j,k]")
+    assert "A_fn" not in ip.user_ns

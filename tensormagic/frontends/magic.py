@@ -160,6 +160,8 @@ def _build(cell, names, args):
         return fn
     except NotationError as err:
         raise TensorgradCellError(err.short()) from None
+    except ValueError as err:  # an option's value (--backend)
+        raise UsageError(str(err)) from None
 
 
 def _sizes(text):
