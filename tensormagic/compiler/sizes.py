@@ -37,13 +37,8 @@ def _symbolic(x):
     return isinstance(x, (Size, SizeRatio))
 
 
-class Size(int):
-    """An int that prints as the expression computing it from the input sizes."""
-
-    def __new__(cls, value, text):
-        obj = super().__new__(cls, value)
-        obj.text = text
-        return obj
+class _Printed:
+    """A number that writes itself as its expression (`text`); pickled as the plain number."""
 
     def __repr__(self):
         return self.text
@@ -51,13 +46,23 @@ class Size(int):
     __str__ = __repr__
 
     def __format__(self, spec):
-        return self.text if not spec else format(int(self), spec)
+        return self.text if not spec else format(self._plain(self), spec)
+
+    def __reduce__(self):
+        return self._plain, (self._plain(self),)
+
+
+class Size(_Printed, int):
+    """An int that prints as the expression computing it from the input sizes."""
+    _plain = int
+
+    def __new__(cls, value, text):
+        obj = super().__new__(cls, value)
+        obj.text = text
+        return obj
 
     def __hash__(self):
         return int.__hash__(self)
-
-    def __reduce__(self):
-        return int, (int(self),)
 
     # -- arithmetic keeps the expression -------------------------------------------------
     def _op(self, other, op, fn, reflected=False):
@@ -107,21 +112,14 @@ class Size(int):
     def __ge__(self, o): return self._cmp(o, ">=", lambda a, b: a >= b)  # noqa: E704
 
 
-class SizeRatio(float):
+class SizeRatio(_Printed, float):
     """A float made of sizes (a mean's 1/|j|), printing as its expression."""
+    _plain = float
 
     def __new__(cls, value, text):
         obj = super().__new__(cls, value)
         obj.text = text
         return obj
 
-    def __repr__(self):
-        return self.text
-
-    __str__ = __repr__
-
     def __hash__(self):
         return float.__hash__(self)
-
-    def __reduce__(self):
-        return float, (float(self),)

@@ -13,16 +13,22 @@ def _dim(op):
     return op.info["dim"]
 
 
-class Softmax(Kind):
-    """torch.softmax along one index; Δx = y (Δy - Σ y Δy), by torch's own kernel."""
-    name = "softmax"
+class _Normalised(Kind):
+    """A torch primitive along one index (op.info["dim"]) whose backward is torch's own kernel
+    reading the output: softmax, log-softmax."""
+    call = backward_call = None
 
     def expr(self, gen, op):
-        return f"torch.softmax({gen.name(op.args[0])}, {_dim(op)})"
+        return f"{self.call}({gen.name(op.args[0])}, {_dim(op)})"
 
     def backward(self, gen, op, g):
         y = gen.use(op.out)
-        gen.give(op.args[0], f"torch._softmax_backward_data({g}, {y}, {_dim(op)}, {y}.dtype)")
+        gen.give(op.args[0], f"{self.backward_call}({g}, {y}, {_dim(op)}, {y}.dtype)")
+
+
+class Softmax(_Normalised):
+    """torch.softmax along one index; Δx = y (Δy - Σ y Δy), by torch's own kernel."""
+    name, call, backward_call = "softmax", "torch.softmax", "torch._softmax_backward_data"
 
     def tangent(self, gen, op):
         t = gen.tangent(op.args[0])
@@ -30,16 +36,9 @@ class Softmax(Kind):
         return t and f"{y} * ({t} - ({y} * {t}).sum({_dim(op)}, keepdim=True))"
 
 
-class LogSoftmax(Kind):
+class LogSoftmax(_Normalised):
     """torch.log_softmax along one index; Δx = Δy - softmax Σ Δy, by torch's own kernel."""
-    name = "log_softmax"
-
-    def expr(self, gen, op):
-        return f"torch.log_softmax({gen.name(op.args[0])}, {_dim(op)})"
-
-    def backward(self, gen, op, g):
-        y = gen.use(op.out)
-        gen.give(op.args[0], f"torch._log_softmax_backward_data({g}, {y}, {_dim(op)}, {y}.dtype)")
+    name, call, backward_call = "log_softmax", "torch.log_softmax", "torch._log_softmax_backward_data"
 
     def tangent(self, gen, op):
         t = gen.tangent(op.args[0])
