@@ -10,7 +10,8 @@ from .errors import NotationSyntaxError, NotationValueError
 from .functions import CALLABLE
 from .ir import (REDUCTIONS, Add, Affine, Binary, Call, Const, Mul, Pow, Reduce, Scalar, Statement,
                  Tensor, unique)
-from .numbers import ConstantError, bounded, fold, power
+from .algebra import add_all, multiply, multiply_all, reciprocal
+from .numbers import ConstantError, bounded, power
 
 _EMPTY_BRACKETS = re.compile(r"(?<=\w)(\s*\[\s*\])")
 _NAMES = {
@@ -525,72 +526,3 @@ class _Converter:
 def _did_you_mean(name, known):
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else ""
-
-
-def add(left, right, sign):
-    """left ± right, flattening nested sums (parentheses around a sum never matter)."""
-    return add_all([(left, 1), (right, sign)])
-
-
-def add_all(pieces):
-    """Σ sign·expr over (expr, sign) pieces, flattened, numbers folded into one."""
-    flat = []
-    for e, sign in pieces:
-        flat.extend(zip(e.terms, (sign * s for s in e.signs)) if isinstance(e, Add) else [(e, sign)])
-    terms, signs, number = [], [], 0
-    for t, s in flat:
-        if isinstance(t, Const):  # numbers fold into one
-            number = fold(lambda a, b: a + s * b, number, t.value)
-            continue
-        if _is_negated(t):  # a + -b is a - b
-            t, s = negate(t), -s
-        terms.append(t)
-        signs.append(s)
-    if not terms:
-        return Const(number)
-    if number != 0:
-        terms.append(Const(abs(number)) if not isinstance(number, complex) else Const(number))
-        signs.append(-1 if not isinstance(number, complex) and number < 0 else 1)
-    return Add(tuple(terms), tuple(signs))
-
-
-def _is_negated(e):
-    lead = e.factors[0] if isinstance(e, Mul) else e
-    return isinstance(lead, Const) and not isinstance(lead.value, complex) and lead.value < 0
-
-
-def multiply(left, right):
-    """left * right, flattened, with numeric factors folded into one leading constant."""
-    return multiply_all([left, right])
-
-
-def multiply_all(sides):
-    factors = []
-    for side in sides:
-        factors.extend(side.factors if isinstance(side, Mul) else (side,))
-    value = 1
-    rest = []
-    for f in factors:
-        if isinstance(f, Const):
-            value = fold(lambda a, b: a * b, value, f.value)
-        else:
-            rest.append(f)
-    if not rest:
-        return Const(value)
-    if value == 1 and len(rest) == 1 and not isinstance(rest[0], Add):
-        return rest[0]  # (a sum stays wrapped: a product around a sum is one term)
-    return Mul(((Const(value),) if value != 1 else ()) + tuple(rest))
-
-
-def negate(e):
-    if isinstance(e, Const):
-        return Const(-e.value)
-    return multiply(Const(-1), e)
-
-
-def reciprocal(e):
-    if isinstance(e, Const):
-        if e.value == 0:
-            return Call("recip", e)
-        return Const(fold(lambda a: 1 / a, e.value))
-    return Call("recip", e)
