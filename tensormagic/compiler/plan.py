@@ -8,7 +8,7 @@ private to one operand are taken first. The program is data: codegen turns it in
 `describe` turns it into a readable table.
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import opt_einsum
@@ -16,8 +16,8 @@ import opt_einsum
 from ..language.bindings import distinct
 from ..language.errors import NotationValueError
 from ..language.functions import FUNCTIONS
-from ..language.ir import (Add, Binary, Call, Const, Mul, Pow, Reduce, Scalar, Sigma, Tensor, free,
-                           leaves, unique)
+from ..language.ir import (Add, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma,
+                           Tensor, children, free, leaves, unique, with_children)
 from ..language.numbers import ConstantError, function
 from ..language.ranges import index_sizes
 from . import convs, layout, lowering, search
@@ -47,6 +47,7 @@ class _Builder:
         self.casts = {}  # real var id -> its complex copy
         self.made = {}   # an op's key (_op_key) -> the value it made
         self.defined = {}  # name -> (indices, rhs) of the statement defining its value now
+        self.sized = {}    # target -> the index sizes of the statement assigning it
 
     def run(self, shapes, complex_inputs, every=True):
         inputs = []
@@ -110,8 +111,11 @@ class _Builder:
     # -- one statement -------------------------------------------------------------
     def statement(self, st):
         st, written = distinct(st)  # sibling reductions that reuse a name: a name per binding
+        known = self.target_sizes(st)
+        st = self.identities(st, known)
         self.st = st
-        self.sizes = index_sizes(st, self.env, self.vars, self.given, written)
+        self.sizes = index_sizes(st, self.env, self.vars, self.given, written, known)
+        self.sized[st.target] = self.sizes
         self.prefer = st.indices  # the order the statement's result is wanted in
         rhs = self.expr(st.rhs)
         args = [rhs]
@@ -133,6 +137,35 @@ class _Builder:
         self.env[st.target] = v.id
         self.define(st)
 
+    def target_sizes(self, st):
+        """A derived formula's left side has the dims of the names cell.like gives it (ΔW
+        those of W): its indices' sizes before anything on the right is read."""
+        like = self.cell.like.get(st.target)
+        if like is None:
+            return {}
+        dims = [n for name in like for n in self.vars[self.env[name]].shape]
+        return dict(zip(st.indices, dims))
+
+    def identities(self, st, known):
+        """Each δ a derived formula reads (cell.identity) becomes an identity matrix as long as
+        its first index, a left index: one var per size, made once."""
+        name = self.cell.identity
+        if name is None:
+            return st
+
+        def visit(e):
+            if isinstance(e, Tensor) and e.name == name:
+                n = known[(e.access or e.indices)[0]]
+                key = f"{name}:{n}"
+                if key not in self.env:
+                    v = self.new((), (n, n))
+                    self.ops.append(Op("eye", v.id, (), {"n": n}))
+                    self.env[key] = v.id
+                return replace(e, name=key)
+            return with_children(e, tuple(visit(c) for c in children(e)))
+
+        return replace(st, rhs=visit(st.rhs))
+
     def define(self, st):
         """What a later statement may read through (lowering: a layer norm's mean and
         variance): the definition of the name st assigns, and no definition reading its old value."""
@@ -151,12 +184,18 @@ class _Builder:
         fused = self.lowered(found) if found is not None else None
         if fused is not None:
             return fused
+        if isinstance(e, Scalar) and e.name.startswith("|"):  # an index's size, |j|
+            return Const(self.sizes[e.name[1:-1]])
         if isinstance(e, Scalar):
             return Ref(self.env[e.name], ())
         if isinstance(e, Tensor):
             return self.reshape(self.read(e), unique(e.indices))
         if isinstance(e, Mul):
             return self.contract(e.factors, free(e))
+        if isinstance(e, Indicator):
+            return self.emit("indicator", free(e), (self.expr(e.left), self.expr(e.right)))
+        if isinstance(e, Sigma) and not set(e.indices) <= set(free(e.body)):
+            return self.broadcast_sum(e)
         if isinstance(e, Sigma):
             if isinstance(e.body, Mul):
                 return self.contract(e.body.factors, free(e))
@@ -190,6 +229,29 @@ class _Builder:
                 return self.emit("map", base.labels, (base,), func="pow", p=exponent.value)
             return self.emit("pow", free(e), (base, exponent))
         raise TypeError(e)
+
+    def broadcast_sum(self, e):
+        """Σ over indices its body does not carry (a derived formula's: the term was broadcast
+        along them): the body times their sizes."""
+        inner = free(e.body)
+        rest = tuple(i for i in e.indices if i in inner)
+        value = self.expr(Sigma(rest, e.body) if rest else e.body)
+        count = math.prod(self.broadcast_size(i) for i in e.indices if i not in inner)
+        if isinstance(value, Const):
+            return Const(value.value * count)
+        return self.emit("scale", value.labels, (value, Const(count)))
+
+    def broadcast_size(self, index):
+        """The size of an index only a Σ names: the statement's, or (a tangent's) that of the
+        statement it is the tangent of (cell.source), where it may be written unprimed."""
+        if index in self.sizes:
+            return self.sizes[index]
+        source = self.sized.get(self.cell.source.get(self.st.target), {})
+        plain = index.rstrip("ʹ")
+        if index in source or plain in source:
+            return source.get(index, source.get(plain))
+        raise NotationValueError(f"index '{index}' has no size in the derived statement "
+                                 f"{self.st.text}")
 
     def sum(self, e):
         """Signed terms; two of them may be one recognised form (a log-softmax, a cross-entropy)."""

@@ -1,5 +1,5 @@
 """A whole cell: its statements with sums placed, its inputs and outputs, checked for meaning."""
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Dict, Tuple
 
 from .errors import NotationValueError
@@ -18,6 +18,12 @@ class Cell:
     ndim: Dict[str, int]                # every name's number of dimensions
     shape_only: Tuple[str, ...]         # inputs read only for their shape (targets of '=')
     index_inputs: Tuple[str, ...] = ()  # integer tensors that gather (tok in W[tok[b],d])
+    # Cells made of derived formulas (second order, calculus/second.py) say more than text can:
+    like: Dict[str, Tuple[str, ...]] = field(default_factory=dict)  # a target's dims: those
+    #   of these names, one after the other (ΔW like W; a Hessian block like W then W)
+    identity: str = None  # the name read as the identity δ (sized by its first index)
+    source: Dict[str, str] = field(default_factory=dict)  # a tangent's target → the target of
+    #   the statement it is the tangent of: an index only a Σ names has the size it has there
 
 
 def analyse(text):

@@ -19,10 +19,12 @@ from .ir import Affine, Tensor, leaves
 from .printer import subscript_text
 
 
-def index_sizes(st, env, vars, given=None, written=None):
+def index_sizes(st, env, vars, given=None, written=None, known=None):
     """{index: size} for statement st; env maps names to var ids, given is sizes= (by the
-    names as written); written: {fresh name: the name as written} (bindings.distinct)."""
-    sizes, where, shifted = {}, {}, []
+    names as written); written: {fresh name: the name as written} (bindings.distinct);
+    known: sizes the statement's left side has already (a derived formula's target)."""
+    sizes, shifted = dict(known or {}), []
+    where = {i: (_shown(st.target, st.indices), st.indices.index(i)) for i in sizes if i in st.indices}
     written = written or {}
     alone = _alone(st)
     for name, access, span in _uses(st):
@@ -141,7 +143,7 @@ def _uses(st):
     for leaf in leaves(st.rhs):
         if isinstance(leaf, Tensor):
             yield leaf.name, leaf.access if leaf.access is not None else leaf.indices, leaf.span
-        else:
+        elif not leaf.name.startswith("|"):  # (an index's size |j|, in a derived formula)
             yield leaf.name, (), leaf.span
 
 

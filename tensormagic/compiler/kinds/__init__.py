@@ -6,6 +6,7 @@ module here and list it below; nothing else dispatches on kinds.
 """
 from .basic import AddTerms, Cast, Einsum1, Emit, Input, Literal, Map, Power, Scale
 from .conv import Convolution
+from .formula import Eye, IndicatorOf
 from .fused import CrossEntropy, Gelu, LayerNorm, LogSoftmax, Silu, Softmax
 from .index import Gather, View
 from .pair import Pair
@@ -15,4 +16,5 @@ KINDS = {kind.name: kind() for kind in (
     Input, Literal, Cast, Einsum1, Scale, AddTerms, Map, Power, Emit,  # basic
     Pair, ReduceOver, Extreme, View, Gather, Convolution,
     Softmax, LogSoftmax, CrossEntropy, LayerNorm, Gelu, Silu,  # recognised forms (lowering.py)
+    Eye, IndicatorOf,  # read by derived formulas only (second order)
 )}
