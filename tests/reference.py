@@ -40,6 +40,7 @@ FUNCTIONS = {
     "softplus": torch.nn.functional.softplus,
     "sgn": torch.sgn,
     "erf": torch.erf,
+    "step": lambda t: (t > 0).to(t.dtype),  # relu's derivative, in derived formulas
 }
 
 CONSTANTS = {"pi": math.pi, "π": math.pi}  # the language's named numbers
@@ -54,9 +55,9 @@ DRAW = {
     "exp": "growing", "log": "positive", "sqrt": "positive", "sin": "bounded", "cos": "bounded",
     "tan": "pole", "tanh": "bounded", "sigmoid": "bounded", "relu": "kinked", "abs": "kinked",
     "conj": "complex", "sinh": "growing", "cosh": "growing", "log1p": "positive",
-    "expm1": "growing", "softplus": "growing", "sgn": "flat", "erf": "bounded",
+    "expm1": "growing", "softplus": "growing", "sgn": "flat", "erf": "bounded", "step": "flat",
 }
-REAL_ONLY = {"relu", "softplus", "erf"}  # torch has no complex version
+REAL_ONLY = {"relu", "softplus", "erf", "step"}  # torch has no complex version
 POSITIVE_RESULT = {"exp", "sigmoid", "cosh", "softplus", "sqrt"}
 
 _ASSIGN = re.compile(r"^(?P<lhs>.*?)(?P<op>:=|\+=|=)(?P<rhs>.*)$", re.S)
@@ -328,6 +329,8 @@ def _grid(e, ctx, size):
         return torch.tensor(size - e.operand.value)
     if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Add):
         return _grid(e.left, ctx, size) + _grid(e.right, ctx, size)
+    if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Sub):  # a padded read: i+a-1
+        return _grid(e.left, ctx, size) - _grid(e.right, ctx, size)
     if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Mult):
         return _grid(e.left, ctx, size) * _grid(e.right, ctx, size)
     if isinstance(e, ast.Subscript):  # an integer index tensor, read at plain indices
@@ -336,7 +339,12 @@ def _grid(e, ctx, size):
 
 
 def _tensor(node, ctx):
-    """t[subscripts] over the statement's index space (size 1 where it does not depend)."""
+    """t[subscripts] over the statement's index space (size 1 where it does not depend).
+    δ, unless the values name a tensor so, is Kronecker's: 1 where its two subscripts read the
+    same position (derived formulas use it; a shifted subscript may reach outside any range)."""
+    if node.value.id == "δ" and "δ" not in ctx.env:
+        first, second = (_grid(e, ctx, None) for e in _elts(node))
+        return (first == second).to(torch.float64)
     t = torch.as_tensor(ctx.env[node.value.id])
     elts = _elts(node)
     if t.dim() != len(elts):
@@ -432,17 +440,21 @@ def _linear(e):
     raise SyntaxError(f"not a shifted subscript: {ast.unparse(e)!r}")
 
 
-def index_sizes(st, env, given=None):
+def index_sizes(st, env, given=None, known=None):
     """{index: size} from the shapes in ``env`` and ``given`` (sizes=); ValueError when they
     disagree.  Plain subscripts fix an index (all must agree, except an index that stands alone
     in some shifted subscript: the smallest is kept); shifted ones give every index they leave
     unknown its largest in-bounds range; an index alone in a shifted subscript is cut to fit."""
-    plain, shifted = [], []
+    plain, shifted, deltas = [], [], []
     reads = [(st.name, [ast.Name(i) for i in st.indices])] if st.op != ":=" else []
     for node, _ in _reads_of(st.rhs):
         reads.append((node.value.id, _elts(node)))
         reads += [(e.value.id, _elts(e)) for e in _elts(node) if isinstance(e, ast.Subscript)]
     for name, elts in reads:
+        if name == "δ" and "δ" not in env:  # Kronecker's: square, its plain indices alike
+            if all(isinstance(e, ast.Name) for e in elts):
+                deltas.append(tuple(e.id for e in elts))
+            continue
         shape = tuple(torch.as_tensor(env[name]).shape)
         if len(shape) != len(elts):
             raise ValueError(f"{name} has {len(shape)} dims, indexed with {len(elts)}")
@@ -452,12 +464,17 @@ def index_sizes(st, env, given=None):
             elif isinstance(e, ast.BinOp):
                 shifted.append((*_linear(e), n))
     alone = {next(iter(c)) for c, _, _ in shifted if len(c) == 1}
-    sizes = {}
+    sizes = dict(known or {})
     for i, n, name in plain:
         if i in alone:
             sizes[i] = min(sizes.get(i, n), n)
         elif sizes.setdefault(i, n) != n:
             raise ValueError(f"index {i}: sizes {sizes[i]} and {n} (tensor {name})")
+    for _ in deltas:
+        for a, b in deltas:
+            if (a in sizes) != (b in sizes):
+                sizes.setdefault(a, sizes.get(b))
+                sizes.setdefault(b, sizes.get(a))
     for i, n in (given or {}).items():
         if i not in sizes and any(i in c for c, _, _ in shifted):
             sizes.setdefault(i, n)
@@ -521,15 +538,16 @@ def _one_name_per_binding(st, given):
     return Statement(st.name, st.indices, st.op, rhs, st.text), given
 
 
-def evaluate_statement(st, env, given=None):
-    """Value of one statement's right-hand side, shaped like its left-hand side."""
+def evaluate_statement(st, env, given=None, shape=None):
+    """Value of one statement's right-hand side, shaped like its left-hand side. shape: the
+    left side's shape, for a derived formula constant along a left index it does not read."""
     st, given = _one_name_per_binding(st, given)
     rhs_indices = _all_indices(st.rhs)
     missing = [i for i in st.indices if i not in rhs_indices]
-    if missing:
+    if missing and shape is None:
         raise ValueError(f"left index {missing[0]} not on the right")
     order = list(st.indices) + [i for i in rhs_indices if i not in st.indices]
-    sizes = index_sizes(st, env, given)
+    sizes = index_sizes(st, env, given, dict(zip(st.indices, shape or ())))
     ctx = _Ctx(env, order, sizes, place_sums(st.rhs, st.indices))
     value = _as_tensor(_eval(st.rhs, ctx), _any_tensor(env))
     if value.dim() == 0:
@@ -545,13 +563,14 @@ def _any_tensor(env):
     return next((v for v in env.values() if isinstance(v, torch.Tensor)), None)
 
 
-def evaluate(text, values, sizes=None):
+def evaluate(text, values, sizes=None, shapes=None):
     """Run every statement of ``text``; return {output name: final value}.
-    sizes: {index: size} for indices no shape fixes (the API's sizes=)."""
+    sizes: {index: size} for indices no shape fixes (the API's sizes=); shapes: {output:
+    shape} for derived formulas constant along a left index."""
     env = {k: (torch.as_tensor(v) if not isinstance(v, (int, float, complex)) else v) for k, v in values.items()}
     outs = {}
     for st in statements(text):
-        value = evaluate_statement(st, env, sizes)
+        value = evaluate_statement(st, env, sizes, (shapes or {}).get(st.name))
         if st.op != ":=":
             old = env[st.name]
             if tuple(old.shape) != tuple(value.shape):

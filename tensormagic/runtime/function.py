@@ -9,6 +9,7 @@ from itertools import count
 
 import torch
 
+from ..calculus import second as second_formulas
 from ..calculus import tangent
 from ..calculus.derive import derive
 from ..language.cell import analyse
@@ -18,6 +19,7 @@ from ..language.printer import formula_text, statement_text, where_text
 from ..views import naming, readable
 from ..views.latex import cell_latex
 from .arguments import prepare, quick_signature, signature
+from . import second as second_order
 from .autograd import run
 from .compiled import DEFAULT_SIZE, build
 
@@ -67,6 +69,7 @@ class TensorGradFunction:
         self._cache = collections.OrderedDict()  # signature -> Compiled, least recent first
         self._last = None
         self._warned = set()
+        self._second = {}  # second order: compiled per signature (runtime/second.py)
         self._token = next(_tokens)
         _LIVE[self._token] = self
 
@@ -108,6 +111,38 @@ class TensorGradFunction:
     @functools.cached_property
     def tangents(self):
         return {f.name: tangent.tangent_text(f) for f in self.tangent_derivation}
+
+    @functools.cached_property
+    def hvp_formulas(self):
+        """{input: HvW[...] = ...} the Hessian-vector product of the last output (a scalar) in
+        the direction v (vW for W), with the tangents and gradients it reads above it."""
+        chain, results = second_formulas.hvp_formulas(self.cell, self.wrt)
+        head = [second_formulas.shown_text(f) for f in chain]
+        return {n: "\n".join(head + [second_formulas.shown_text(f)]) for n, f in results.items()}
+
+    @functools.cached_property
+    def hessian_formulas(self):
+        """{(a, b): ∂²L/∂a[...]∂b[...] = ...} every block of the Hessian of the last output,
+        as statements with two sets of indices (the ones they read above them)."""
+        return {k: block.text() for k, block in self.hessian_blocks.items()}
+
+    @functools.cached_property
+    def hessian_blocks(self):
+        """The Hessian's blocks as calculus.second.Block objects (for the views)."""
+        second_order._check_scalar(self, "hessian")
+        return second_formulas.hessian(self.cell, self.wrt).blocks
+
+    def hvp(self, *inputs, v, **named):
+        """The Hessian-vector product of the last output (a scalar): {name: H·v} for the
+        names v gives directions for (all in wrt), at the inputs given as for a call.
+        Derived symbolically (the gradient formulas' tangents), compiled per signature."""
+        return second_order.hvp(self, inputs, named, v)
+
+    def hessian(self, *inputs, **named):
+        """The Hessian of the last output (a scalar) at the inputs given as for a call: a
+        tensor of shape x.shape + x.shape for a one-name wrt, else {(a, b): block} over the
+        names of wrt. Derived symbolically, δs summed away; compiled per signature."""
+        return second_order.hessian(self, inputs, named)
 
     @property
     def __signature__(self):
