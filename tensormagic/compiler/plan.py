@@ -7,6 +7,7 @@ cotengra's path when it is installed); traces, diagonals and indices
 private to one operand are taken first. The program is data: codegen turns it into source,
 `describe` turns it into a readable table.
 """
+import dataclasses
 import math
 from dataclasses import dataclass, replace
 from typing import Optional
@@ -77,8 +78,8 @@ class _Builder:
             args = tuple(self.cast(a) for a in args)  # gradient: its real part); not indices
         shape = tuple(self.sizes[i] for i in labels)
         key = _op_key(kind, labels, shape, args, info)
-        if key in self.made:  # the same op on the same values: made once (x - mu in two statements)
-            return self.made[key]
+        if key in self.made:  # the same op on the same values: made once (x - mu in two
+            return Ref(self.made[key].var, tuple(labels))  # statements, under any index names)
         needs = any(self.vars[a.var].needs for a in args if isinstance(a, Ref))
         v = self.new(labels, shape, needs, real=real)
         self.ops.append(Op(kind, v.id, tuple(args), info))
@@ -600,13 +601,34 @@ def _live(ops, outputs, starts):
 
 
 def _op_key(kind, labels, shape, args, info):
-    """What makes an op's value: equal keys, equal values (None: not comparable)."""
-    key = (kind, tuple(labels), shape, tuple(args), tuple(sorted(info.items())))
+    """What makes an op's value: equal keys, equal values (None: not comparable). Index names
+    are the op's own: they are numbered in order of appearance, so that Σ_h H[b,h] W[h,o] and
+    Σ_hʹ H[b,hʹ] W[hʹ,o] (a forward sum a gradient reads again) are one op."""
+    names = {}
+    for i in list(labels) + [i for a in args if isinstance(a, Ref) for i in a.labels]:
+        names.setdefault(i, f"#{len(names)}")
+    key = (kind, _numbered(tuple(labels), names), shape, _numbered(tuple(args), names),
+           _numbered(tuple(sorted(info.items())), names))
     try:
         hash(key)
     except TypeError:
         return None
     return key
+
+
+def _numbered(x, names):
+    """x with every index name replaced by its number (through tuples and dataclasses)."""
+    if isinstance(x, str):
+        return names.get(x, x)
+    if isinstance(x, Ref):
+        return ("ref", x.var, _numbered(x.labels, names))
+    if isinstance(x, (tuple, list)):
+        return tuple(_numbered(y, names) for y in x)
+    if isinstance(x, (set, frozenset)):
+        return frozenset(_numbered(y, names) for y in x)
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return (type(x).__name__,) + tuple(_numbered(getattr(x, f.name), names) for f in dataclasses.fields(x))
+    return x
 
 
 def _letters(labels):

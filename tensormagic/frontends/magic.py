@@ -49,6 +49,8 @@ class TensorgradMagics(Magics):
     @argument("--diagram", action="store_true", help="also draw the statements as tensor networks")
     @argument("--check", action="store_true",
               help="check each derived gradient against finite differences (✓/✗ and max error)")
+    @argument("--hessian", metavar="W,V", help="also show the Hessian of the last output (a scalar) "
+                                                "with respect to these inputs (all: every input in wrt)")
     @argument("--bind", choices=("all", "last"), default="all",
               help="bind every output of the cell (all) or only the last statement's (last)")
     @cell_magic
@@ -87,6 +89,8 @@ class TensorgradMagics(Magics):
                 raise TensorgradCellError(err.short()) from None
         from .extras import show_extras
         show_extras(fn, args, args.verbose or self.verbose)
+        if args.hessian and not args.quiet:
+            display(fn.hessian_view(None if args.hessian == "all" else args.hessian))
 
     @line_magic
     def tensorgrad_export(self, line):
@@ -135,6 +139,8 @@ def _build(cell, names, args):
         fn = tensorgrad(cell, wrt=names or None, name=args.name, memory=args.memory,
                         sizes=_sizes(args.sizes))
         fn.derivation  # derived when first shown: before the namespace changes
+        if args.hessian:
+            fn.hessian_view(None if args.hessian == "all" else args.hessian)
         return fn
     except NotationError as err:
         raise TensorgradCellError(err.short()) from None

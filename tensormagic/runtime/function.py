@@ -132,6 +132,14 @@ class TensorGradFunction:
         second_order._check_scalar(self, "hessian")
         return second_formulas.hessian(self.cell, self.wrt).blocks
 
+    def hessian_view(self, names=None):
+        """The Hessian's blocks among `names` (default: wrt) as math: text, LaTeX and MathML
+        (what `--hessian W` shows in the magic)."""
+        from ..views.second import HessianView
+        names = _names_in(names, self.wrt, "hessian")
+        blocks = self.hessian_blocks
+        return HessianView(blocks[(a, b)] for a in names for b in names)
+
     def hvp(self, *inputs, v, **named):
         """The Hessian-vector product of the last output (a scalar): {name: H·v} for the
         names v gives directions for (all in wrt), at the inputs given as for a call.
@@ -391,6 +399,18 @@ def bind_by_name(caller, names, args, kwargs, what):
             raise TypeError(f"{caller} got input '{key}' twice")
         values[key] = value
     return values
+
+def _names_in(names, wrt, what):
+    """Names (a str of names or a sequence; None: all of wrt), each in wrt."""
+    if names is None:
+        return tuple(wrt)
+    names = names.replace(",", " ").split() if isinstance(names, str) else list(names)
+    for n in names:
+        if n not in wrt:
+            raise NotationValueError(f"{what} names '{n}', which is not in wrt "
+                                     f"({', '.join(wrt) or 'none'})")
+    return tuple(names)
+
 
 def _resolve_wrt(wrt, cell):
     if wrt is None:

@@ -259,3 +259,19 @@ def _factor_name(f):
     if isinstance(f, Call) and f.func != "recip":
         return _latex_call(f.func, "\\ldots")
     return "\\left(\\ldots\\right)"
+
+
+# -- second order ------------------------------------------------------------------------
+def hessian_latex(blocks):
+    """Hessian blocks (calculus.second.Block) as one aligned display: for each, the gradients
+    and tangents it reads, then ∂²L/∂a∂b."""
+    lines = []
+    for block in blocks:
+        for f in block.chain:
+            line = formula_latex(f) if f.target.name.startswith("Δ") else \
+                f"{_tensor_latex(f.target)} = {latex(f.rhs)}"
+            lines.append(_align(line))
+        lhs = (f"\\frac{{\\partial^2 {_ident(block.loss)}}}{{\\partial {_tensor_latex(block.a)}\\, "
+               f"\\partial {_tensor_latex(block.b)}}}")
+        lines.append(f"{lhs} &= {latex(block.rhs)}")
+    return "$$\\begin{aligned}" + " \\\\ ".join(lines) + "\\end{aligned}$$"

@@ -214,3 +214,21 @@ def _factors(factors, in_fraction=False):
                 piece = _paren(piece)
         parts.append(piece)
     return _THIN.join(parts)
+
+
+# -- second order ------------------------------------------------------------------------
+def hessian_html(blocks):
+    """Hessian blocks (calculus.second.Block) as one MathML table: for each, the gradients and
+    tangents it reads, then ∂²L/∂a∂b, as views.latex.hessian_latex."""
+    rows = []
+    for block in blocks:
+        for f in block.chain:
+            lhs = _tensor(f.target.name, f.target.indices)
+            rhs = _formula_rhs(f, ()) if f.target.name.startswith("Δ") else _expr(f.rhs)[0]
+            rows.append(_row(lhs, "=", rhs))
+        top = f"<mrow><msup><mo>∂</mo><mn>2</mn></msup>{_mi(block.loss)}</mrow>"
+        bottom = (f"<mrow><mo>∂</mo>{_tensor(block.a.name, block.a.indices)}{_THIN}<mo>∂</mo>"
+                  f"{_tensor(block.b.name, block.b.indices)}</mrow>")
+        rows.append(_row(f"<mfrac>{top}{bottom}</mfrac>", "=", _expr(block.rhs)[0]))
+    return (f'<div class="tensormagic-math" style="padding:0.3em 0"><math><mtable columnspacing="0.3em">'
+            f'{"".join(rows)}</mtable></math></div>')

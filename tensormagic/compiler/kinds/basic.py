@@ -221,6 +221,8 @@ class Map(Kind):
         deriv = _derivative(op)
         if isinstance(deriv, Const) and deriv.value == 0:
             return None
+        if func in ("tanh", "sigmoid") and not gen.conj:  # f′ from the value: one fused kernel
+            return f"torch.ops.aten.{func}_backward({t}, {gen.name(op.out)})"
         return f"{t} * {gen.elementwise(deriv, {'@x': src.var, '@y': op.out})}"
 
 
