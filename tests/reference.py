@@ -308,9 +308,10 @@ def place_sums(rhs, lhs_indices):
 
 
 class _Ctx:
-    def __init__(self, env, index_order, sizes, placed):
+    def __init__(self, env, index_order, sizes, placed, pad=None):
         self.env, self.order, self.sizes, self.placed = env, index_order, sizes, placed
         self.pos = {i: d for d, i in enumerate(index_order)}
+        self.pad = pad or {}
 
 
 def _letters(names):
@@ -350,6 +351,11 @@ def _tensor(node, ctx):
     if t.dim() != len(elts):
         raise ValueError(f"{node.value.id} has {t.dim()} dims, indexed with {len(elts)}")
     grids = [_grid(e, ctx, n) for e, n in zip(elts, t.shape)]
+    p = ctx.pad.get(node.value.id, 0)
+    if p:  # padded: zeros p places on either side of each dim read at a shifted subscript
+        shifted = [isinstance(e, ast.BinOp) for e in elts]
+        t = torch.nn.functional.pad(t, [q for s in reversed(shifted) for q in ((p, p) if s else (0, 0))])
+        grids = [g + p if s else g for g, s in zip(grids, shifted)]
     if not grids:
         return t
     shape = torch.broadcast_shapes(*[g.shape for g in grids], (1,) * len(ctx.order))
@@ -437,10 +443,13 @@ def _linear(e):
     if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Add):
         (ca, oa), (cb, ob) = _linear(e.left), _linear(e.right)
         return {i: ca.get(i, 0) + cb.get(i, 0) for i in {**ca, **cb}}, oa + ob
+    if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Sub) and isinstance(e.right, ast.Constant):
+        c, o = _linear(e.left)
+        return c, o - e.right.value
     raise SyntaxError(f"not a shifted subscript: {ast.unparse(e)!r}")
 
 
-def index_sizes(st, env, given=None, known=None):
+def index_sizes(st, env, given=None, known=None, pad=None):
     """{index: size} from the shapes in ``env`` and ``given`` (sizes=); ValueError when they
     disagree.  Plain subscripts fix an index (all must agree, except an index that stands alone
     in some shifted subscript: the smallest is kept); shifted ones give every index they leave
@@ -461,8 +470,10 @@ def index_sizes(st, env, given=None, known=None):
         for e, n in zip(elts, shape):
             if isinstance(e, ast.Name):
                 plain.append((e.id, n, name))
-            elif isinstance(e, ast.BinOp):
-                shifted.append((*_linear(e), n))
+            elif isinstance(e, ast.BinOp):  # (a padded tensor: n + 2p places, from -p)
+                coef, off = _linear(e)
+                p = (pad or {}).get(name, 0)
+                shifted.append((coef, off + p, n + 2 * p))
     alone = {next(iter(c)) for c, _, _ in shifted if len(c) == 1}
     sizes = dict(known or {})
     for i, n, name in plain:
@@ -538,7 +549,7 @@ def _one_name_per_binding(st, given):
     return Statement(st.name, st.indices, st.op, rhs, st.text), given
 
 
-def evaluate_statement(st, env, given=None, shape=None):
+def evaluate_statement(st, env, given=None, shape=None, pad=None):
     """Value of one statement's right-hand side, shaped like its left-hand side. shape: the
     left side's shape, for a derived formula constant along a left index it does not read."""
     st, given = _one_name_per_binding(st, given)
@@ -547,8 +558,8 @@ def evaluate_statement(st, env, given=None, shape=None):
     if missing and shape is None:
         raise ValueError(f"left index {missing[0]} not on the right")
     order = list(st.indices) + [i for i in rhs_indices if i not in st.indices]
-    sizes = index_sizes(st, env, given, dict(zip(st.indices, shape or ())))
-    ctx = _Ctx(env, order, sizes, place_sums(st.rhs, st.indices))
+    sizes = index_sizes(st, env, given, dict(zip(st.indices, shape or ())), pad)
+    ctx = _Ctx(env, order, sizes, place_sums(st.rhs, st.indices), pad)
     value = _as_tensor(_eval(st.rhs, ctx), _any_tensor(env))
     if value.dim() == 0:
         value = value.reshape([1] * len(order))
@@ -563,14 +574,15 @@ def _any_tensor(env):
     return next((v for v in env.values() if isinstance(v, torch.Tensor)), None)
 
 
-def evaluate(text, values, sizes=None, shapes=None):
+def evaluate(text, values, sizes=None, shapes=None, pad=None):
     """Run every statement of ``text``; return {output name: final value}.
     sizes: {index: size} for indices no shape fixes (the API's sizes=); shapes: {output:
-    shape} for derived formulas constant along a left index."""
+    shape} for derived formulas constant along a left index; pad: {tensor: p}, read as zero
+    p places outside its bounds at its shifted subscripts (the API's pad=)."""
     env = {k: (torch.as_tensor(v) if not isinstance(v, (int, float, complex)) else v) for k, v in values.items()}
     outs = {}
     for st in statements(text):
-        value = evaluate_statement(st, env, sizes, (shapes or {}).get(st.name))
+        value = evaluate_statement(st, env, sizes, (shapes or {}).get(st.name), pad)
         if st.op != ":=":
             old = env[st.name]
             if tuple(old.shape) != tuple(value.shape):

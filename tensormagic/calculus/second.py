@@ -42,7 +42,7 @@ def gradient_cell(cell, wrt, conj=False, shapes=None, given=None):
     """The gradient cell of `cell`'s last output with respect to `wrt`. shapes (one per input)
     and given (sizes=): made to be compiled at those shapes (see the module docstring)."""
     statements, loss = _single_assignment(cell, compiled=shapes is not None)
-    sizes = _statement_sizes(statements, cell.inputs, shapes, given) if shapes is not None else None
+    sizes = _statement_sizes(statements, cell.inputs, shapes, given, cell.pad) if shapes is not None else None
     forward = _cell(cell, statements, (loss,))
     formulas = derive(forward, wrt, conj=conj, sizes=sizes)
     names = set(cell.inputs) | {st.target for st in statements}
@@ -121,7 +121,7 @@ def hessian(cell, wrt, shapes=None, given=None):
     g = gradient_cell(cell, wrt, shapes=shapes, given=given)
     names = _names(g.cell)
     base = _prefix(names, "d")
-    statements, like, keys, blocks, outputs, sources = [], dict(g.cell.like), [], {}, [], {}
+    statements, like, keys, blocks, outputs, sources, pad = [], dict(g.cell.like), [], {}, [], {}, {}
     for k, b in enumerate(wrt):
         prefix = base if len(wrt) == 1 else f"{base}{k}_"  # one run of names per direction
         batched, extra = _batched_tangents(g, b, prefix, names)
@@ -130,6 +130,7 @@ def hessian(cell, wrt, shapes=None, given=None):
             like[f.target.name] = g.cell.like.get(source, (source,)) + (b,)
             sources[f.target.name] = source
             statements.append(_statement(f.target, f.rhs))
+        pad.update({prefix + n: p for n, p in cell.pad.items()})  # dx read where x is
         for a in wrt:
             f = _tangent_of(batched, prefix + g.grads[a], g, a, extra)
             if f not in batched:  # ∂L/∂a does not depend on b: a block of zeros
@@ -138,7 +139,7 @@ def hessian(cell, wrt, shapes=None, given=None):
             keys.append((a, b))
             outputs.append(f.target.name)
             blocks[(a, b)] = _block(g, a, b, f, batched, extra, prefix)
-    out = _cell(cell, list(g.cell.statements) + statements, tuple(outputs), like, g.cell.identity)
+    out = _cell(cell, list(g.cell.statements) + statements, tuple(outputs), like, g.cell.identity, pad)
     return Hessian(replace(out, source=sources), tuple(keys), blocks)
 
 
@@ -194,13 +195,13 @@ class _Shape:
         self.shape = tuple(shape)
 
 
-def _statement_sizes(statements, inputs, shapes, given):
+def _statement_sizes(statements, inputs, shapes, given, pad):
     """{index: size} of each statement at these input shapes (as the plan decides them)."""
     env = {n: n for n in inputs}
     vars = {n: _Shape(s) for n, s in zip(inputs, shapes)}
     out = []
     for st in statements:
-        sizes = index_sizes(st, env, vars, given)
+        sizes = index_sizes(st, env, vars, given, pad=pad)
         out.append(sizes)
         env[st.target] = st.target
         vars[st.target] = _Shape(sizes[i] for i in st.indices)
@@ -208,11 +209,16 @@ def _statement_sizes(statements, inputs, shapes, given):
 
 
 # -- cells and statements ----------------------------------------------------------------
-def _cell(cell, statements, outputs, like=None, identity=None):
+def _cell(cell, statements, outputs, like=None, identity=None, pad=None):
+    """A cell of derived statements. A padded tensor's δ is read where it is (padded by the
+    most any tensor is), as are the tangents `pad` names."""
     ndim = dict(cell.ndim)
     ndim.update({st.target: len(st.indices) for st in statements})
+    padded = {**cell.pad, **(pad or {})}
+    if padded and identity:
+        padded[identity] = max(padded.values())
     return Cell(tuple(statements), cell.inputs, tuple(outputs), ndim, cell.shape_only,
-                cell.index_inputs, dict(like or {}), identity)
+                cell.index_inputs, dict(like or {}), identity, pad=padded)
 
 
 def _statement(target, rhs):

@@ -17,8 +17,8 @@ import opt_einsum
 from ..language.bindings import distinct
 from ..language.errors import NotationValueError
 from ..language.functions import FUNCTIONS
-from ..language.ir import (Add, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma,
-                           Tensor, children, free, leaves, unique, with_children)
+from ..language.ir import (Add, Affine, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar,
+                           Sigma, Tensor, children, free, leaves, unique, with_children)
 from ..language.numbers import ConstantError, function
 from ..language.ranges import index_sizes
 from . import convs, layout, lowering, search
@@ -49,6 +49,8 @@ class _Builder:
         self.made = {}   # an op's key (_op_key) -> the value it made
         self.defined = {}  # name -> (indices, rhs) of the statement defining its value now
         self.sized = {}    # target -> the index sizes of the statement assigning it
+        self.pad = dict(cell.pad)  # name -> places read as zero outside at shifted subscripts
+        self.padded = {}   # (var id, padded dims) -> the padded var
 
     def run(self, shapes, complex_inputs, every=True):
         inputs = []
@@ -115,7 +117,7 @@ class _Builder:
         known = self.target_sizes(st)
         st = self.identities(st, known)
         self.st = st
-        self.sizes = index_sizes(st, self.env, self.vars, self.given, written, known)
+        self.sizes = index_sizes(st, self.env, self.vars, self.given, written, known, self.pad)
         self.sized[st.target] = self.sizes
         self.prefer = st.indices  # the order the statement's result is wanted in
         rhs = self.expr(st.rhs)
@@ -162,6 +164,8 @@ class _Builder:
                     v = self.new((), (n, n))
                     self.ops.append(Op("eye", v.id, (), {"n": n}))
                     self.env[key] = v.id
+                    if name in self.pad:  # read where a padded tensor is
+                        self.pad[key] = self.pad[name]
                 return replace(e, name=key)
             return with_children(e, tuple(visit(c) for c in children(e)))
 
@@ -314,10 +318,28 @@ class _Builder:
         return NotationValueError(message, self.st.text, self.st.lineno, *(e.span or (None, None)))
 
     # -- reading a tensor ------------------------------------------------------------
+    def source(self, e):
+        """(the var a read reads, the read): a padded tensor read at a shifted subscript is
+        its padded copy, read p places further on."""
+        var = self.vars[self.env[e.name]]
+        p = self.pad.get(e.name)
+        dims = tuple(d for d, a in enumerate(e.access or ()) if isinstance(a, Affine) and a.terms)
+        if not p or not dims:
+            return var, e
+        key = (var.id, dims, p)
+        if key not in self.padded:
+            shape = tuple(n + 2 * p if d in dims else n for d, n in enumerate(var.shape))
+            v = self.new((), shape, var.needs, real=var.real)
+            self.ops.append(Op("pad", v.id, (Ref(var.id, ()),), {"pads": tuple(p if d in dims else 0
+                                                                           for d in range(len(shape)))}))
+            self.padded[key] = v
+        access = tuple(Affine(a.terms, a.offset + p) if d in dims else a for d, a in enumerate(e.access))
+        return self.padded[key], replace(e, access=access)
+
     def read(self, e):
         """A tensor's values at its subscripts: the var itself (labels may repeat: a diagonal),
         a strided view (shifted, fixed or narrowed subscripts), or a gather."""
-        var = self.vars[self.env[e.name]]
+        var, e = self.source(e)
         access = e.access if e.access is not None else e.indices
         if e.access is None and all(var.shape[d] == self.sizes[i] for d, i in enumerate(e.indices)):
             return Ref(var.id, e.indices)
@@ -380,7 +402,7 @@ class _Builder:
         if len(tensors) != 2 or any(not isinstance(f, (Const, Scalar)) for f in rest):
             return None
         for x, w in (tensors, tensors[::-1]):
-            xv, wv = self.vars[self.env[x.name]], self.vars[self.env[w.name]]
+            (xv, x), wv = self.source(x), self.vars[self.env[w.name]]
             found = convs.match(x, xv.shape, w, wv.shape, out, self.sizes)
             if found is not None:
                 result = self.emit("conv", out, (Ref(xv.id, ()), Ref(wv.id, w.indices)), conv=found)

@@ -2,9 +2,10 @@
 from dataclasses import dataclass, field, replace
 from typing import Dict, Tuple
 
-from .errors import NotationValueError
-from .ir import Reduce, Statement, Tensor, children, leaves
+from .errors import NotationSyntaxError, NotationValueError
+from .ir import Affine, Reduce, Statement, Tensor, children, leaves
 from .parse import parse
+from .printer import subscript_text
 from .sums import place_sums
 
 RESERVED = ("torch",)
@@ -24,11 +25,16 @@ class Cell:
     identity: str = None  # the name read as the identity δ (sized by its first index)
     source: Dict[str, str] = field(default_factory=dict)  # a tangent's target → the target of
     #   the statement it is the tangent of: an index only a Σ names has the size it has there
+    pad: Dict[str, int] = field(default_factory=dict)  # tensors read as zero up to p places
+    #   outside their bounds at shifted subscripts (pad={"x": 1})
 
 
-def analyse(text):
-    """Parse a cell and check that it means something."""
+def analyse(text, pad=None):
+    """Parse a cell and check that it means something. pad: {tensor: places} read as zero
+    outside its bounds at its shifted subscripts."""
     statements = parse(text)
+    pad = dict(pad or {})
+    _check_padding(statements, pad)
     inputs, outputs, ndim, shape_only, assigned = [], [], {}, [], set()
 
     def read(name, dims, st, span, for_shape=False):
@@ -79,7 +85,42 @@ def analyse(text):
                 raise _error(st, leaf.span, f"'{leaf.name}' indexes another tensor, so it holds "
                                             f"integers: it cannot also be used as a value")
     return Cell(tuple(placed), tuple(inputs), tuple(outputs), ndim, tuple(shape_only),
-                tuple(index_inputs))
+                tuple(index_inputs), pad=pad)
+
+
+def _check_padding(statements, pad):
+    """A subscript reaching before the start (x[i+a-1]) reads a padded tensor, within its
+    padding; a padded tensor is read at a shifted subscript somewhere."""
+    shifted = set()
+    for st in statements:
+        for leaf in leaves(st.rhs):
+            for a in getattr(leaf, "access", None) or ():
+                if not isinstance(a, Affine) or not a.terms:
+                    continue
+                shifted.add(leaf.name)
+                if a.offset >= 0:
+                    continue
+                if leaf.name not in pad:
+                    raise NotationSyntaxError(
+                        f"a subscript may only add: {subscript_text(a)} reads before the start of "
+                        f"'{leaf.name}'; pad it to read zeros there, pad={{'{leaf.name}': {-a.offset}}} "
+                        f"(--pad {leaf.name}={-a.offset} in the magic)", st.text, st.lineno, *_span(a, leaf))
+                if a.offset + pad[leaf.name] < 0:
+                    raise _error(st, _span(a, leaf), f"{subscript_text(a)} reaches {-a.offset} places before "
+                                                     f"the start of '{leaf.name}', padded by {pad[leaf.name]}")
+    for name in pad:
+        if name not in shifted:
+            where = next(((st, leaf.span) for st in statements for leaf in leaves(st.rhs)
+                          if leaf.name == name), None)
+            if where is None:
+                raise NotationValueError(f"pad names '{name}', which the cell does not read")
+            raise _error(where[0], where[1], f"pad names '{name}', which is read at no shifted subscript: "
+                                             f"padding applies to shifted ones (x[i+a-1]); a plain "
+                                             f"subscript reads the tensor as it is")
+
+
+def _span(a, leaf):
+    return a.span or leaf.span or (None, None)
 
 
 def _valued_leaves(e):

@@ -7,10 +7,12 @@ Span = Tuple[int, int]
 
 @dataclass(frozen=True)
 class Affine:
-    """A shifted subscript: Σ coef·index + offset (x[2*i+a+1]); with no terms, a fixed
-    position (x[b,0]; a negative offset counts from the end, x[b,-1])."""
+    """A shifted subscript: Σ coef·index + offset (x[2*i+a+1]; a negative offset, x[i+a-1],
+    reads before the start of a padded tensor); with no terms, a fixed position (x[b,0]; a
+    negative offset counts from the end, x[b,-1])."""
     terms: Tuple[Tuple[int, str], ...]
     offset: int = 0
+    span: Span = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -369,16 +369,22 @@ class _Converter:
                     raise self.ctx.syntax("an index tensor's indices must differ", spans[k])
             return Tensor(node.value.id, names, self.ctx.span(node))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and _is_int(node.operand):
-            return Affine((), -node.operand.value)
+            return Affine((), -node.operand.value, self.ctx.span(node))
         terms, offset = self._affine(node)
-        return Affine(tuple(terms), offset)
+        return Affine(tuple(terms), offset, self.ctx.span(node))
 
     def _affine(self, node):
-        """(terms, offset) of c*i + ... + constant, every c a positive integer, the constant ≥ 0."""
+        """(terms, offset) of c*i + ... ± constant, every c a positive integer (a constant
+        subtracted last, i+a-1, reads before the start: only a padded tensor allows it)."""
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
             lt, lo = self._affine(node.left)
             rt, ro = self._affine(node.right)
             return lt + rt, lo + ro
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub) and _is_int(node.right) \
+                and not isinstance(node.left, ast.Constant):
+            terms, offset = self._affine(node.left)
+            if terms:
+                return terms, offset - node.right.value
         if isinstance(node, ast.Name):
             return [(1, node.id)], 0
         if _is_int(node):
@@ -394,8 +400,8 @@ class _Converter:
                 raise self.ctx.syntax("a product of indices is not allowed in a subscript",
                                       self.ctx.span(node))
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub):
-            raise self.ctx.syntax("a subscript may only add: write x[i+1] (every index runs from 0)",
-                                  self.ctx.span(node))
+            raise self.ctx.syntax("a subscript may only add indices: write x[i+1] (every index runs "
+                                  "from 0), or x[i+a-1] for a padded x", self.ctx.span(node))
         if isinstance(node, ast.Call):
             raise self.ctx.syntax("a call is not allowed in a subscript", self.ctx.span(node))
         if isinstance(node, ast.Attribute):

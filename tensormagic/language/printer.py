@@ -24,6 +24,8 @@ def subscript_text(a):
     if isinstance(a, Tensor):
         return text(a)
     parts = [i if c == 1 else f"{c}*{i}" for c, i in a.terms]
+    if a.offset < 0 and parts:  # reads before the start: x[i+a-1] (a padded x)
+        return "+".join(parts) + str(a.offset)
     if a.offset or not parts:
         parts.append(str(a.offset))
     return "+".join(parts)

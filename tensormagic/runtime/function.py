@@ -29,7 +29,7 @@ _tokens = count()
 _LIVE = weakref.WeakValueDictionary()  # token → callable, for torch.compile's first call
 
 
-def tensorgrad(text, wrt=None, name=None, memory="high", sizes=None):
+def tensorgrad(text, wrt=None, name=None, memory="high", sizes=None, pad=None):
     """Compile index-notation statements into a differentiable torch callable.
 
     text:   one statement per line, e.g. "A[i,k] := B[i,j] * C[j,k] * D[l,l]"
@@ -37,20 +37,24 @@ def tensorgrad(text, wrt=None, name=None, memory="high", sizes=None):
     name:   the callable's name (default: "<last output>_fn")
     memory: "high" saves forward intermediates for the backward; "low" recomputes them
     sizes:  {index: size} for indices no shape fixes, e.g. a pooling window {"a": 2}
+    pad:    {tensor: p}: read as zero up to p places outside its bounds at its shifted
+            subscripts, which may then subtract: x[b,c,i+a-1] with pad={"x": 1} is a "same"
+            convolution
     """
-    return TensorGradFunction(text, wrt=wrt, name=name, memory=memory, sizes=sizes)
+    return TensorGradFunction(text, wrt=wrt, name=name, memory=memory, sizes=sizes, pad=pad)
 
 
 class TensorGradFunction:
     """A compiled cell: call it with the inputs (positionally in `inputs` order, or by name)."""
 
-    def __init__(self, text, wrt=None, name=None, memory="high", sizes=None):
+    def __init__(self, text, wrt=None, name=None, memory="high", sizes=None, pad=None):
         _check_types(text, wrt, name)
         if memory not in MEMORY:
             raise ValueError(f"memory must be one of {MEMORY}, not {memory!r}")
         self.sizes = _check_sizes(sizes)
+        self.pad = _check_sizes(pad, "pad", "tensor names to numbers of places, like {'x': 1}")
         self.text = text
-        self.cell = analyse(text)
+        self.cell = analyse(text, self.pad)
         self.inputs = self.cell.inputs
         self.outputs = self.cell.outputs
         self.wrt = _resolve_wrt(wrt, self.cell)
@@ -77,7 +81,8 @@ class TensorGradFunction:
         """Pickled (and deep-copied) as the text and options it was made from, analysed again
         when loaded: a pickle names only the public tensormagic.tensorgrad, never a module
         inside the package, so it survives changes to the package's insides."""
-        return tensorgrad, (self.text, self.wrt, self.name, self.memory, self.sizes or None)
+        return tensorgrad, (self.text, self.wrt, self.name, self.memory, self.sizes or None,
+                            self.pad or None)
 
     # -- the derivation, made when first shown (calling never needs it) --------------------
     @functools.cached_property
@@ -337,24 +342,31 @@ class TensorGradFunction:
 
     def render_text(self, tangents=False):
         """The statements, the gradients and (tangents=True) the tangents, as plain text."""
-        lines = [self.statement, ""] + [formula_text(f) for f in self._shown.formulas] \
-            + where_text(self._shown.definitions)
+        lines = [self.statement] + self._padding_note() + [""] + \
+            [formula_text(f) for f in self._shown.formulas] + where_text(self._shown.definitions)
         if tangents and self.tangents:
             lines += [""] + list(self.tangents.values())
         return "\n".join(lines)
+
+    def _padding_note(self):
+        """What pad= means for the statements and the formulas' δ, one line (or none)."""
+        if not self.pad:
+            return []
+        each = ", ".join(f"{n} padded by {p}" for n, p in self.pad.items())
+        return [f"({each}: zero outside its bounds at shifted subscripts, as δ is in the formulas)"]
 
     def __repr__(self):
         return f"<tensorgrad {self.name}({', '.join(self.inputs)}) -> {', '.join(self.outputs)}>"
 
 
-def _check_sizes(sizes):
+def _check_sizes(sizes, what="sizes", maps="index names to positive integers"):
     if sizes is None:
         return {}
     if not isinstance(sizes, dict):
-        raise TypeError(f"sizes must be a dict like {{'a': 2}}, not {type(sizes).__name__}")
+        raise TypeError(f"{what} must be a dict like {{'a': 2}}, not {type(sizes).__name__}")
     for index, size in sizes.items():
         if not isinstance(index, str) or type(size) is not int or size < 1:
-            raise ValueError(f"sizes maps index names to positive integers; got {index!r}: {size!r}")
+            raise ValueError(f"{what} maps {maps}; got {index!r}: {size!r}")
     return dict(sizes)
 
 

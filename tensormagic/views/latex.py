@@ -46,6 +46,8 @@ def _subscript_latex(a):
     if isinstance(a, Tensor):
         return _tensor_latex(a)
     parts = [_ident(i) if c == 1 else f"{c}{_ident(i)}" for c, i in a.terms]
+    if a.offset < 0 and parts:
+        return "+".join(parts) + str(a.offset)
     if a.offset or not parts:
         parts.append(str(a.offset))
     return "+".join(parts)

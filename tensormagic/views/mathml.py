@@ -106,6 +106,8 @@ def _subscript(a):
     if isinstance(a, Tensor):
         return _tensor(a.name, a.access if a.access is not None else a.indices)
     parts = [_mi(i) if c == 1 else f"<mn>{c}</mn>{_mi(i)}" for c, i in a.terms]
+    if a.offset < 0 and parts:
+        return "<mo>+</mo>".join(parts) + f"<mo>−</mo><mn>{-a.offset}</mn>"
     if a.offset or not parts:
         parts.append(f"<mn>{a.offset}</mn>")
     return "<mo>+</mo>".join(parts)

@@ -30,6 +30,28 @@ class View(Kind):
         return f"_view({t}, {shape!r}, {op.info['coefs']!r}, {op.info['offsets']!r})"
 
 
+class Pad(Kind):
+    """A tensor with zeros p places on either side of some dims (a padded tensor, read at
+    shifted subscripts); its gradient is the middle of the incoming one."""
+    name = "pad"
+
+    def expr(self, gen, op, text=None):
+        pads = [p for k in reversed(op.info["pads"]) for p in (k, k)]
+        while pads and not pads[-1]:
+            pads = pads[:-2]
+        return f"torch.nn.functional.pad({text or gen.name(op.args[0])}, {pads})"
+
+    def backward(self, gen, op, g):
+        x = op.args[0]
+        if gen.wants(x):
+            cut = ", ".join(f"{p}:-{p}" if p else ":" for p in op.info["pads"])
+            gen.give(x, f"{g}[{cut}]")
+
+    def tangent(self, gen, op):
+        t = gen.tangent(op.args[0])
+        return t and self.expr(gen, op, t)
+
+
 class Gather(Kind):
     name = "gather"
 
