@@ -67,10 +67,11 @@ _LHS = re.compile(r"^\s*(?P<name>\w+)\s*(?:\[(?P<idx>[^\]]*)\])?\s*$")
 @dataclass(frozen=True)
 class Statement:
     name: str
-    indices: tuple  # left-hand indices ('' for a scalar)
+    indices: tuple  # left-hand indices ('' for a scalar); a scatter's, those of its index tensors too
     op: str  # ':=', '=' or '+='
     rhs: ast.expr
     text: str
+    target: tuple = None  # a scatter on the left (H[tok[b], d]): its subscripts, as ast nodes
 
 
 def statements(text):
@@ -85,7 +86,8 @@ def statements(text):
             raise SyntaxError(f"no assignment in {line!r}")
         lhs = _LHS.match(m["lhs"])
         if not lhs:
-            raise SyntaxError(f"bad left-hand side in {line!r}")
+            out.append(_scatter_statement(m, line))
+            continue
         idx = tuple(s.strip() for s in (lhs["idx"] or "").split(",") if s.strip())
         # Python identifiers are NFKC-normalised by ast; do the same here.
         name = ast.parse(lhs["name"], mode="eval").body.id
@@ -97,6 +99,28 @@ def statements(text):
     if not out:
         raise SyntaxError("empty text")
     return out
+
+
+def _scatter_statement(m, line):
+    """H[tok[b], d] op rhs: the left side's subscripts are indices or integer tensors."""
+    try:
+        node = ast.parse(m["lhs"].strip(), mode="eval").body
+    except SyntaxError:
+        raise SyntaxError(f"bad left-hand side in {line!r}") from None
+    if not (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)):
+        raise SyntaxError(f"bad left-hand side in {line!r}")
+    elts = tuple(_elts(node))
+    idx = []
+    for e in elts:
+        for n in ([e.id] if isinstance(e, ast.Name) else [x.id for x in _elts(e)]):
+            if n not in idx:
+                idx.append(n)
+    rhs = ast.parse(m["rhs"].strip(), mode="eval").body
+    return Statement(node.value.id, tuple(idx), m["op"], rhs, line, elts)
+
+
+def _left_index_tensors(st):
+    return [e.value.id for e in st.target or () if isinstance(e, ast.Subscript)]
 
 
 def _reads(expr):
@@ -131,7 +155,7 @@ def inputs(text):
     """Names read before they are assigned, in order of first appearance."""
     assigned, result = set(), []
     for st in statements(text):
-        reads = ([st.name] if st.op != ":=" else []) + _reads(st.rhs)
+        reads = ([st.name] if st.op != ":=" else []) + _left_index_tensors(st) + _reads(st.rhs)
         for n in reads:
             if n not in assigned and n not in result:
                 result.append(n)
@@ -455,7 +479,8 @@ def index_sizes(st, env, given=None, known=None, pad=None):
     in some shifted subscript: the smallest is kept); shifted ones give every index they leave
     unknown its largest in-bounds range; an index alone in a shifted subscript is cut to fit."""
     plain, shifted, deltas = [], [], []
-    reads = [(st.name, [ast.Name(i) for i in st.indices])] if st.op != ":=" else []
+    reads = [(st.name, [ast.Name(i) for i in st.indices])] if st.op != ":=" and st.target is None else []
+    reads += [(e.value.id, _elts(e)) for e in st.target or () if isinstance(e, ast.Subscript)]
     for node, _ in _reads_of(st.rhs):
         reads.append((node.value.id, _elts(node)))
         reads += [(e.value.id, _elts(e)) for e in _elts(node) if isinstance(e, ast.Subscript)]
@@ -546,7 +571,7 @@ def _one_name_per_binding(st, given):
             visit(child)
 
     visit(rhs)
-    return Statement(st.name, st.indices, st.op, rhs, st.text), given
+    return Statement(st.name, st.indices, st.op, rhs, st.text, st.target), given
 
 
 def evaluate_statement(st, env, given=None, shape=None, pad=None):
@@ -554,11 +579,13 @@ def evaluate_statement(st, env, given=None, shape=None, pad=None):
     left side's shape, for a derived formula constant along a left index it does not read."""
     st, given = _one_name_per_binding(st, given)
     rhs_indices = _all_indices(st.rhs)
-    missing = [i for i in st.indices if i not in rhs_indices]
+    scattered = {x.id for e in st.target or () if isinstance(e, ast.Subscript) for x in _elts(e)}
+    missing = [i for i in st.indices if i not in rhs_indices and i not in scattered]
     if missing and shape is None:
         raise ValueError(f"left index {missing[0]} not on the right")
     order = list(st.indices) + [i for i in rhs_indices if i not in st.indices]
-    sizes = index_sizes(st, env, given, dict(zip(st.indices, shape or ())), pad)
+    known = dict(zip(st.indices, shape or ())) if st.target is None else {}
+    sizes = index_sizes(st, env, given, known, pad)
     ctx = _Ctx(env, order, sizes, place_sums(st.rhs, st.indices), pad)
     value = _as_tensor(_eval(st.rhs, ctx), _any_tensor(env))
     if value.dim() == 0:
@@ -567,7 +594,26 @@ def evaluate_statement(st, env, given=None, shape=None, pad=None):
     assert all(value.shape[d] == 1 for d in extra), "an index was left unsummed"
     if extra:
         value = value.sum(dim=extra)
-    return value.expand([sizes[i] for i in st.indices])
+    value = value.expand([sizes[i] for i in st.indices])
+    return _scatter(st, value, env, sizes, given, shape) if st.target is not None else value
+
+
+def _scatter(st, value, env, sizes, given, shape=None):
+    """A scatter on the left: value (over the left indices) added at the positions the
+    subscripts give, repeated ones accumulating, into zeros (:=) or the old value (+=)."""
+    ctx = _Ctx(env, list(st.indices), sizes, {})
+    grids, dims = [], []
+    for d, e in enumerate(st.target):
+        grids.append(_grid(e, ctx, None) if isinstance(e, ast.Name) else _tensor(e, ctx).long())
+        if isinstance(e, ast.Name):
+            dims.append(sizes[e.id])
+        elif st.op == "+=":
+            dims.append(env[st.name].shape[d])
+        else:
+            dims.append(shape[d] if shape else given[e.value.id])
+    out = env[st.name].clone() if st.op == "+=" else torch.zeros(dims, dtype=value.dtype)
+    full = value.shape
+    return out.index_put((*(g.expand(full) for g in grids),), value, accumulate=True)
 
 
 def _any_tensor(env):
@@ -583,7 +629,7 @@ def evaluate(text, values, sizes=None, shapes=None, pad=None):
     outs = {}
     for st in statements(text):
         value = evaluate_statement(st, env, sizes, (shapes or {}).get(st.name), pad)
-        if st.op != ":=":
+        if st.op != ":=" and st.target is None:
             old = env[st.name]
             if tuple(old.shape) != tuple(value.shape):
                 raise ValueError(f"{st.name}: shape {tuple(old.shape)} != {tuple(value.shape)}")

@@ -204,3 +204,17 @@ def test_pickle_keeps_the_padding():
     again = pickle.loads(pickle.dumps(fn))
     x, w = make_tensor((5,)), make_tensor((3,))
     close(again(x, w), fn(x, w))
+
+
+def test_check_and_export(tmp_path):
+    import importlib.util
+    fn = tm.tensorgrad("y[b,o,i] := x[b,c,i+a-1] * w[o,c,a]", pad={"x": 1})
+    assert fn.check().ok
+    x, w = make_tensor((2, 3, 6)), make_tensor((4, 3, 3))
+    want = fn(x, w)
+    path = tmp_path / "padded_ops.py"
+    fn.export(str(path))
+    spec = importlib.util.spec_from_file_location("padded_ops", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    close(module.y_fn(x, w), want)

@@ -26,6 +26,7 @@ class Formula:
     target: Tensor          # ΔB[i,j]
     rhs: object             # an expression, Const(0) when the gradient vanishes
     of_input: bool = False  # the gradient of a cell input (not of an intermediate)
+    op: str = "="           # "+=": a tangent a scatter adds onto the old one's
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def derive(cell, wrt, conj=False, sizes=None):
         me = (st.target, k)
         if me not in terms:
             continue
-        upstream = Tensor(_delta(versions, me), st.indices)
+        upstream = replace(st.target_read, name=_delta(versions, me))  # (a scatter's: gathered)
         if me not in sinks:
             formulas.append(_formula(versions, me, shown[me], terms[me]))
         narrow = _narrowable(st)
@@ -80,8 +81,8 @@ def derive(cell, wrt, conj=False, sizes=None):
         if st.op == "+=":
             v = versions["old"][k]
             if v in relevant:
-                shown.setdefault(v, st.indices)
-                terms.setdefault(v, []).append(Mul((upstream,)))
+                shown.setdefault(v, _target_dims(st))
+                terms.setdefault(v, []).append(Mul((Tensor(upstream.name, shown[v]),)))
     for name in wrt:
         v = (name, -1)
         indices = shown.get(v) or _lhs(_first_indices(cell, name))
@@ -101,11 +102,16 @@ def _rename_identity(e, name):
     return with_children(e, tuple(_rename_identity(c, name) for c in children(e)))
 
 
+def _target_dims(st):
+    """An index per dim of a statement's target: its own, or (a scatter's) fresh ones."""
+    return st.indices if st.target_access is None else _lhs(st.target_access, set(st.indices))
+
+
 def _first_indices(cell, name):
     """The subscripts a name is first read with (for a gradient nothing flows into)."""
     for st in cell.statements:
         if st.target == name and st.op != ":=":
-            return st.indices
+            return _target_dims(st)
         for leaf in leaves(st.rhs):
             if leaf.name == name:
                 return _dims(leaf, _narrowable(st))
@@ -293,7 +299,7 @@ def _paths(e, st, chain, bound=(), opts=_Options()):
     elif isinstance(e, Sigma):
         yield from _paths(e.body, st, chain, bound + e.indices, opts)
     elif isinstance(e, Reduce):
-        value = Tensor(st.target, st.indices) if e is st.rhs else e
+        value = Tensor(st.target, st.indices) if e is st.rhs and st.target_access is None else e
         partial = tuple(cj(f) for f in _reduction_partial(e, value, opts.sizes))
         yield from _paths(e.body, st, chain + partial, bound + e.indices, opts)
     elif isinstance(e, Binary):
@@ -302,7 +308,7 @@ def _paths(e, st, chain, bound=(), opts=_Options()):
             gap = add(mine, other, -1) if e.func == "max" else add(other, mine, -1)
             yield from _paths(mine, st, chain + (Call("step", gap),), bound, opts)
     elif isinstance(e, Call):
-        value = Tensor(st.target, st.indices) if e is st.rhs else e
+        value = Tensor(st.target, st.indices) if e is st.rhs and st.target_access is None else e
         rule = FUNCTIONS[e.func].derivative
         if opts.conj and e.func == "abs":  # |z| is real: its gradient is the real part
             chain = (_real_part(Mul(chain)),)
@@ -316,7 +322,7 @@ def _paths(e, st, chain, bound=(), opts=_Options()):
         base, exponent = e.base, e.exponent
         yield from _paths(base, st, chain + (cj(Mul((exponent, _power(base, _minus_one(exponent))))),),
                           bound, opts)
-        value = Tensor(st.target, st.indices) if e is st.rhs else e
+        value = Tensor(st.target, st.indices) if e is st.rhs and st.target_access is None else e
         yield from _paths(exponent, st, chain + (cj(Mul((value, Call("log", base)))),), bound, opts)
 
 

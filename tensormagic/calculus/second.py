@@ -22,7 +22,7 @@ from ..language.printer import formula_text, text
 from ..language.ranges import index_sizes
 from ..language.sums import place_sums
 from . import simplify
-from .derive import DELTA, PRIME, Formula, _flat, _outer_indices, _without_sums, derive
+from .derive import DELTA, PRIME, Formula, _flat, _outer_indices, _target_dims, _without_sums, derive
 from .tangent import tangents
 
 HVP, DIRECTION = "Hv", "v"
@@ -41,14 +41,15 @@ class Gradients:
 def gradient_cell(cell, wrt, conj=False, shapes=None, given=None):
     """The gradient cell of `cell`'s last output with respect to `wrt`. shapes (one per input)
     and given (sizes=): made to be compiled at those shapes (see the module docstring)."""
-    statements, loss = _single_assignment(cell, compiled=shapes is not None)
-    sizes = _statement_sizes(statements, cell.inputs, shapes, given, cell.pad) if shapes is not None else None
+    statements, loss, scattered = _single_assignment(cell, compiled=shapes is not None)
+    sizes = None if shapes is None else \
+        _statement_sizes(statements, cell.inputs, shapes, given, cell.pad, scattered)
     forward = _cell(cell, statements, (loss,))
     formulas = derive(forward, wrt, conj=conj, sizes=sizes)
     names = set(cell.inputs) | {st.target for st in statements}
     upstream = _prefix(names, "Δ") + loss
     identity = _identity(names)
-    derived, like = [], {}
+    derived, like = [], dict(scattered)
     for f in formulas:
         rhs = _flat(_one(f.rhs, upstream))
         derived.append(Formula(f.name, f.target, rhs, f.of_input))
@@ -104,7 +105,7 @@ def shown_text(f):
     if f.target.name.startswith("Δ"):
         return formula_text(f)
     same = place_sums(_without_sums(f.rhs), f.target.indices) == f.rhs
-    return f"{text(f.target)} = {text(f.rhs, sums=False if same else 'reduce')}"
+    return f"{text(f.target)} {f.op} {text(f.rhs, sums=False if same else 'reduce')}"
 
 
 @dataclass(frozen=True)
@@ -146,27 +147,39 @@ def hessian(cell, wrt, shapes=None, given=None):
 # -- the forward statements, once each -----------------------------------------------------
 def _single_assignment(cell, compiled=False):
     """The statements the last output reads, each name assigned once: an earlier value of a
-    name (and a new value of an input) takes a fresh name, `+=` adds the old value as a term,
-    `=` becomes `:=`. compiled: sibling reductions that reuse a name get one per binding."""
+    name (and a new value of an input) takes a fresh name, `+=` adds the old value as a term
+    (a scatter's, H[tok[b],d] += ..., scatters into zeros first), `=` becomes `:=`.
+    compiled: sibling reductions that reuse a name get one per binding. Returns the
+    statements, the loss's name, and the shapes the scatters take (like)."""
     taken = _names(cell)
     last = {st.target: k for k, st in enumerate(cell.statements)}
     current = {n: n for n in cell.inputs}
-    out = []
+    out, like = [], {}
+
+    def fresh(name):
+        name = _free_name(name + PRIME, taken)
+        taken.add(name)
+        return name
+
     for k, st in enumerate(cell.statements):
         if compiled:
             st = distinct(st)[0]
         rhs = _reads_renamed(st.rhs, current)
-        if st.op == "+=":
+        name = fresh(st.target) if last[st.target] != k or st.target in cell.inputs else st.target
+        if st.op == "+=" and st.target_access is not None:
+            old, scattered = current[st.target], fresh(st.target)
+            out.append(replace(st, target=scattered, op=":=", rhs=rhs))
+            like[scattered] = (old,)
+            dims = _target_dims(st)
+            rhs = Add((Tensor(old, dims), Tensor(scattered, dims)), (1, 1))
+            st = Statement(st.target, dims, ":=", rhs, st.text, st.lineno)
+        elif st.op == "+=":
             old = Tensor(current[st.target], st.indices)
             terms, signs = (rhs.terms, rhs.signs) if isinstance(rhs, Add) else ((rhs,), (1,))
             rhs = Add((old,) + terms, (1,) + signs)
-        name = st.target
-        if last[name] != k or name in cell.inputs:
-            name = _free_name(name + PRIME, taken)
-            taken.add(name)
         current[st.target] = name
         out.append(replace(st, target=name, op=":=", rhs=rhs))
-    return _read_by_last(out), current[cell.statements[-1].target]
+    return _read_by_last(out), current[cell.statements[-1].target], like
 
 
 def _read_by_last(statements):
@@ -195,8 +208,9 @@ class _Shape:
         self.shape = tuple(shape)
 
 
-def _statement_sizes(statements, inputs, shapes, given, pad):
-    """{index: size} of each statement at these input shapes (as the plan decides them)."""
+def _statement_sizes(statements, inputs, shapes, given, pad, like):
+    """{index: size} of each statement at these input shapes (as the plan decides them);
+    like: {a scatter's target: the name whose shape it has}."""
     env = {n: n for n in inputs}
     vars = {n: _Shape(s) for n, s in zip(inputs, shapes)}
     out = []
@@ -204,7 +218,12 @@ def _statement_sizes(statements, inputs, shapes, given, pad):
         sizes = index_sizes(st, env, vars, given, pad=pad)
         out.append(sizes)
         env[st.target] = st.target
-        vars[st.target] = _Shape(sizes[i] for i in st.indices)
+        if st.target_access is None:
+            vars[st.target] = _Shape(sizes[i] for i in st.indices)
+        else:  # a scatter: its scattered dims as the tensor it adds into, or sizes= gives
+            shape = vars[like[st.target][0]].shape if st.target in like else None
+            vars[st.target] = _Shape(sizes[a] if isinstance(a, str) else shape[d] if shape else given[a.name]
+                                     for d, a in enumerate(st.target_access))
     return out
 
 
@@ -232,7 +251,7 @@ def _statement(target, rhs):
                       and i not in explicit)
         placed.append(Sigma(explicit + outer, body) if explicit + outer else body)
     rhs = placed[0] if len(placed) == 1 and signs[0] > 0 else Add(tuple(placed), signs)
-    st = Statement(target.name, target.indices, ":=", rhs, "", None)
+    st = Statement(target.name, target.indices, ":=", rhs, "", None, target_access=target.access)
     return replace(st, text=f"{text(target)} := {text(rhs, sums=True)}")
 
 
@@ -318,7 +337,8 @@ def _batched_tangents(g, b, prefix, names):
     out = []
     for f in found:
         rhs = simplify.batched(f.rhs, direction, batched, extra, g.cell.identity)
-        target = Tensor(f.target.name, f.target.indices + extra)
+        target = Tensor(f.target.name, f.target.indices + extra) if f.target.access is None else \
+            Tensor(f.target.name, unique(f.target.indices + extra), None, f.target.access + extra)
         out.append(replace(f, target=target, rhs=rhs))
     return out, extra
 

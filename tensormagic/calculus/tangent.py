@@ -35,12 +35,15 @@ def tangents(cell, wrt, prefix=PREFIX):
             continue
         d = _Differential(st, k, versions, relevant, prefix)
         rhs = d(st.rhs)
-        if st.op == "+=":
+        op = "="
+        if st.op == "+=" and st.target_access is not None:  # dH[tok[b],d] += dX[b,d] (onto dH_in)
+            op = "+="
+        elif st.op == "+=":
             rhs = _add([d.leaf(versions["old"][k], lambda n: Tensor(n, st.indices)), rhs], [1, 1])
-        target = Tensor(_delta(versions, me, prefix), st.indices)
+        target = replace(st.target_read, name=_delta(versions, me, prefix))
         rhs = _unshadow(_flat(rhs), set(st.indices)) if rhs is not None else Const(0)
         out.append(Formula(st.target if versions["final"][st.target] == me else target.name[len(prefix):],
-                           target, rhs))
+                           target, rhs, op=op))
     return out
 
 
@@ -111,7 +114,7 @@ class _Differential:
     def value(self, e):
         """e's value: the statement's target when e is the whole right side."""
         st = self.st
-        return Tensor(st.target, st.indices) if e is st.rhs and st.op != "+=" else e
+        return Tensor(st.target, st.indices) if e is st.rhs and st.op != "+=" and st.target_access is None else e
 
 
 def _add(terms, signs):
@@ -152,4 +155,4 @@ def tangent_text(f):
         same = place_sums(st.rhs, st.indices) == f.rhs
     except Exception:  # noqa: BLE001  (a form the parser refuses: write every Σ)
         same = False
-    return f"{lhs} = {implicit if same else text(f.rhs, sums=True)}"
+    return f"{lhs} {f.op} {implicit if same else text(f.rhs, sums=True)}"

@@ -121,6 +121,8 @@ class _Builder:
         self.sized[st.target] = self.sizes
         self.prefer = st.indices  # the order the statement's result is wanted in
         rhs = self.expr(st.rhs)
+        if st.target_access is not None:
+            return self.scatter(st, rhs)
         args = [rhs]
         if st.op != ":=":
             old = self.vars[self.env[st.target]].shape
@@ -143,11 +145,60 @@ class _Builder:
     def target_sizes(self, st):
         """A derived formula's left side has the dims of the names cell.like gives it (ΔW
         those of W): its indices' sizes before anything on the right is read."""
-        like = self.cell.like.get(st.target)
-        if like is None:
+        dims = self.like_shape(st.target)
+        if dims is None:
             return {}
-        dims = [n for name in like for n in self.vars[self.env[name]].shape]
+        if st.target_access is not None:  # a scatter: its plain subscripts
+            return {a: n for a, n in zip(st.target_access, dims) if isinstance(a, str)}
         return dict(zip(st.indices, dims))
+
+    def like_shape(self, target):
+        like = self.cell.like.get(target)
+        return None if like is None else [n for name in like for n in self.vars[self.env[name]].shape]
+
+    # -- a scatter on the left -------------------------------------------------------
+    def scatter(self, st, rhs):
+        """H[tok[b], d] := / += rhs: the right side added at the positions the index tensors
+        give (repeated ones accumulate), into zeros or into the old value."""
+        old = Ref(self.env[st.target], ()) if st.op == "+=" else None
+        shape = self.scatter_shape(st, old)
+        args, dims = [rhs], []
+        for a in st.target_access:
+            if isinstance(a, Tensor):
+                dims.append(("gather", len(args), a.name))
+                args.append(Ref(self.env[a.name], a.indices))
+            else:
+                dims.append(("plain", a))
+        real = self.is_real("scatter", [rhs] + ([old] if old else []), {})
+        if not real:
+            args[0] = self.cast(rhs)
+            old = old and self.cast(old)
+        args += [old] if old else []
+        needs = any(self.vars[a.var].needs for a in (args[0], old) if isinstance(a, Ref))
+        v = self.new((), shape, needs, st.target, real)
+        info = {"dims": tuple(dims), "labels": st.indices, "sizes": tuple(self.sizes[i] for i in st.indices),
+                "of": st.target, "add": old is not None}
+        self.ops.append(Op("scatter", v.id, tuple(args), info))
+        self.env[st.target] = v.id
+        self.defined.pop(st.target, None)
+
+    def scatter_shape(self, st, old):
+        """Plain subscripts have their index's size; a scattered dim the old value's (+=), the
+        formula's (a derived cell) or sizes= gives under the index tensor's name (:=)."""
+        like = self.like_shape(st.target)
+        shape = []
+        for d, a in enumerate(st.target_access):
+            if isinstance(a, str):
+                shape.append(self.sizes[a])
+            elif old is not None or like is not None:
+                shape.append((self.vars[old.var].shape if old is not None else like)[d])
+            elif a.name in self.given:
+                shape.append(self.given[a.name])
+            else:
+                raise self.error(a, f"{st.target}[...] := scatters by '{a.name}' into a dim no shape "
+                                    f"fixes: give its size, sizes={{'{a.name}': n}} (--sizes "
+                                    f"{a.name}=n in the magic), or add into an existing {st.target} (+=)")
+        return tuple(shape)
 
     def identities(self, st, known):
         """Each δ a derived formula reads (cell.identity) becomes an identity matrix as long as

@@ -46,6 +46,8 @@ class TensorgradMagics(Magics):
     @argument("--memory", choices=("high", "low"), default="high",
               help="keep intermediates for the backward pass (high) or recompute them (low)")
     @argument("--sizes", metavar="a=2,b=3", help="sizes of indices no shape fixes (a pooling window)")
+    @argument("--pad", metavar="x=1", help="tensors read as zero up to p places outside their bounds "
+                                           "at shifted subscripts (x[i+a-1]: a 'same' convolution)")
     @argument("--diagram", action="store_true", help="also draw the statements as tensor networks")
     @argument("--check", action="store_true",
               help="check each derived gradient against finite differences (✓/✗ and max error)")
@@ -137,7 +139,7 @@ def _build(cell, names, args):
     """The compiled cell, or a short error."""
     try:
         fn = tensorgrad(cell, wrt=names or None, name=args.name, memory=args.memory,
-                        sizes=_sizes(args.sizes))
+                        sizes=_sizes(args.sizes), pad=_sizes(args.pad, "--pad", "tensor=places like x=1"))
         fn.derivation  # derived when first shown: before the namespace changes
         if args.hessian:
             fn.hessian_view(None if args.hessian == "all" else args.hessian)
@@ -146,15 +148,15 @@ def _build(cell, names, args):
         raise TensorgradCellError(err.short()) from None
 
 
-def _sizes(text):
-    """--sizes a=2,b=3 → {"a": 2, "b": 3}."""
+def _sizes(text, flag="--sizes", what="index=size pairs like a=2,b=3"):
+    """--sizes a=2,b=3 → {"a": 2, "b": 3} (and --pad x=1 alike)."""
     sizes = {}
     for item in (text or "").replace(" ", ",").split(","):
         if not item:
             continue
         name, _, value = item.partition("=")
         if not name.isidentifier() or not value.isdigit() or int(value) < 1:
-            raise UsageError(f"--sizes takes index=size pairs like a=2,b=3, not {item!r}")
+            raise UsageError(f"{flag} takes {what}, not {item!r}")
         sizes[name] = int(value)
     return sizes
 

@@ -55,7 +55,12 @@ def analyse(text, pad=None):
         _check_left(st)
         _check_reductions(st, st.rhs, ())
         if st.op != ":=":
-            read(st.target, len(st.indices), st, st.target_span, for_shape=st.op == "=")
+            read(st.target, st.ndim, st, st.target_span, for_shape=st.op == "=")
+        for index in _scatters(st):
+            _check_scatter_index(st, index, assigned)
+            read(index.name, len(index.indices), st, index.span)
+            if index.name not in index_inputs:
+                index_inputs.append(index.name)
         for leaf in leaves(st.rhs):
             dims = leaf.ndim if isinstance(leaf, Tensor) else 0
             read(leaf.name, dims, st, leaf.span)
@@ -73,7 +78,7 @@ def analyse(text, pad=None):
             if st.target in inputs:
                 raise _error(st, st.target_span, f"'{st.target}' is read before it is assigned: "
                                                  f"use '=' or '+=' to update an existing tensor")
-            ndim[st.target] = len(st.indices)
+            ndim[st.target] = st.ndim
         if st.target in outputs:
             outputs.remove(st.target)
         outputs.append(st.target)
@@ -170,9 +175,26 @@ def _check_left(st):
             raise _error(st, span, f"index '{index}' is repeated on the left side")
         seen[index] = span
     on_right = set(free_all(st.rhs))
+    scattered = {i for index in _scatters(st) for i in index.indices}  # their tensor sizes them
     for index, span in zip(st.indices, st.index_spans):
-        if index not in on_right:
+        if index not in on_right and index not in scattered:
             raise _error(st, span, f"index '{index}' is on the left side but on no tensor on the right")
+
+
+def _scatters(st):
+    """The index tensors a scatter on the left scatters by (H[tok[b], d]: tok)."""
+    return [a for a in st.target_access or () if isinstance(a, Tensor)]
+
+
+def _check_scatter_index(st, index, assigned):
+    """A scatter's index tensor is an input, and its own statement does not read it."""
+    if index.name in assigned:
+        raise _error(st, index.span, f"the index tensor '{index.name}' must be an input of the cell "
+                                     f"(integers, not computed here)")
+    for leaf in leaves(st.rhs):
+        if leaf.name == index.name:
+            raise _error(st, leaf.span, f"'{index.name}' scatters on the left of this statement: its "
+                                        f"right side cannot read it too (use another name for a copy)")
 
 
 def free_all(e):

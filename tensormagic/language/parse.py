@@ -87,13 +87,16 @@ def parse_statement(text, lineno=None):
     _refuse_semicolons(text, lineno)
     op, at = _find_operator(text, lineno)
     ctx = _Ctx(text, lineno)
-    target, indices, spans = _parse_target(text[:at], ctx)
+    target, indices, spans, access = _parse_target(text[:at], ctx)
+    if access is not None and op == "=":
+        raise NotationSyntaxError("a scatter on the left adds: use := (into zeros) or += (into the "
+                                  "old value)", text, lineno, at, at + 1)
     rhs_start = at + len(op)
     rhs_ctx = _Ctx(text, lineno, rhs_start)
     tree = _parse_expr(text[rhs_start:], rhs_ctx)
     _check_depth(tree, rhs_ctx)
     rhs = _Converter(rhs_ctx).convert(tree)
-    return Statement(target, indices, op, rhs, text, lineno, spans[0], spans[1:])
+    return Statement(target, indices, op, rhs, text, lineno, spans[0], spans[1:], access)
 
 
 class _Ctx:
@@ -296,16 +299,43 @@ def _syntax_error(text):
 
 
 def _parse_target(fragment, ctx):
+    """(name, indices, spans, access): access is None, or for a scatter (H[tok[b], d]) one
+    entry per dim, an index name or the integer Tensor it scatters by."""
     lead = len(fragment) - len(fragment.lstrip())
     stripped = fragment.strip()
     node = _parse_expr(fragment, ctx)
     if isinstance(node, ast.Name):
-        return node.id, (), (ctx.span(node),)
+        return node.id, (), (ctx.span(node),), None
     if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
-        names, spans = _index_list(node.slice, ctx)
-        return node.value.id, names, (ctx.span(node.value),) + spans
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if not any(isinstance(item, ast.Subscript) for item in items):
+            names, spans = _index_list(node.slice, ctx)
+            return node.value.id, names, (ctx.span(node.value),) + spans, None
+        return _scatter_target(node, items, ctx)
     span = (ctx.start + lead, ctx.start + lead + len(stripped))
     raise ctx.syntax("the left side must be a tensor like A[i,k], or a scalar name", span)
+
+
+def _scatter_target(node, items, ctx):
+    """H[tok[b], d]: each subscript a plain index or an integer tensor at plain indices."""
+    access, names, spans = [], [], []
+    for item in items:
+        if isinstance(item, ast.Name):
+            access.append(item.id)
+            found = [(item.id, ctx.span(item))]
+        elif isinstance(item, ast.Subscript) and isinstance(item.value, ast.Name):
+            inner, inner_spans = _index_list(item.slice, ctx, "a scatter's index tensor takes plain "
+                                                              "indices, like tok[b]")
+            access.append(Tensor(item.value.id, inner, ctx.span(item)))
+            found = list(zip(inner, inner_spans))
+        else:
+            raise ctx.syntax("a subscript on the left is an index (i) or an integer tensor that "
+                             "scatters (tok[b])", ctx.span(item))
+        for name, span in found:
+            if name not in names:
+                names.append(name)
+                spans.append(span)
+    return node.value.id, tuple(names), (ctx.span(node.value),) + tuple(spans), tuple(access)
 
 
 def _index_list(node, ctx, message="an index must be a plain name like i or α"):

@@ -118,8 +118,7 @@ def _subscript(indices):
 
 
 def statement_text(st, sums=True):
-    target = f"{st.target}[{','.join(st.indices)}]" if st.indices else st.target
-    return f"{target} {st.op} {text(st.rhs, sums)}"
+    return f"{text(st.target_read)} {st.op} {text(st.rhs, sums)}"
 
 
 def formula_text(f):

@@ -143,7 +143,10 @@ def _no_range(a, size, shown, sizes, written, i):
 def _uses(st):
     """(name, subscripts, span) of every tensor a statement reads, its old target included."""
     if st.op != ":=":
-        yield st.target, st.indices, st.target_span
+        yield st.target, st.target_access or st.indices, st.target_span
+    for index in st.target_access or ():  # a scatter's index tensors (tok in H[tok[b], d])
+        if isinstance(index, Tensor):
+            yield index.name, index.indices, index.span
     for leaf in leaves(st.rhs):
         if isinstance(leaf, Tensor):
             yield leaf.name, leaf.access if leaf.access is not None else leaf.indices, leaf.span

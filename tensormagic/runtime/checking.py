@@ -209,7 +209,8 @@ def _uses(fn):
             if isinstance(leaf, Tensor):
                 access = getattr(leaf, "access", None)
                 out.append((leaf.name, tuple(access if access is not None else leaf.indices)))
-        out.append((st.target, tuple(st.indices)))
+        out.append((st.target, tuple(st.target_access or st.indices)))
+        out += [(a.name, a.indices) for a in st.target_access or () if isinstance(a, Tensor)]
     return out
 
 
@@ -237,8 +238,8 @@ def _index_bounds(fn, shapes):
     bounds = {}
     for name, subs in _uses(fn):
         for dim, a in enumerate(subs):
-            if isinstance(a, Tensor) and name in shapes:
-                bound = shapes[name][dim]
+            if isinstance(a, Tensor) and (name in shapes or a.name in fn.sizes):
+                bound = shapes[name][dim] if name in shapes else fn.sizes[a.name]  # (a scatter's)
                 bounds[a.name] = min(bounds.get(a.name, bound), bound)
     return bounds
 

@@ -152,7 +152,7 @@ def _latex_factors(factors, in_fraction=False):
 
 
 def statement_latex(st):
-    target = _tensor_latex(Tensor(st.target, st.indices))
+    target = _tensor_latex(st.target_read)
     return f"{target} {_OPS[st.op]} {latex(st.rhs)}"
 
 
@@ -177,7 +177,7 @@ def cell_latex(statements, formulas, tangents=(), definitions=()):
     (in plain text) shows its sums as a count and its product by tensor names only; past
     LATEX_CAP the rest is left out with a note.  The full text is str(fn) and fn.formulas."""
     lines = [(statement_text(st), lambda st=st: statement_latex(st),
-              lambda st=st: _compact_line(Tensor(st.target, st.indices), _OPS[st.op], st.rhs,
+              lambda st=st: _compact_line(st.target_read, _OPS[st.op], st.rhs,
                                            st.indices))
              for st in statements]
     names = cell_names(statements) | {d.target.name for d in definitions}

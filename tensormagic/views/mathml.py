@@ -21,7 +21,7 @@ _THIN = '<mspace width="0.17em"></mspace>'
 def cell_html(fn, tangents=False):
     """The statements, then each derived gradient (and with tangents=True each tangent,
     forward mode), as one MathML table aligned at the signs."""
-    rows = [_row(_tensor(st.target, st.indices), {":=": ":=", "=": "=", "+=": "+="}[st.op],
+    rows = [_row(_tensor(st.target, st.target_access or st.indices), {":=": ":=", "=": "=", "+=": "+="}[st.op],
                  _expr(st.rhs)[0]) for st in fn.cell.statements]
     shown = fn._shown
     names = cell_names(fn.cell.statements) | {d.target.name for d in shown.definitions}
