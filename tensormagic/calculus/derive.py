@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, replace
 
 from ..language.algebra import add
+from ..language.bindings import rename
 from ..language.functions import FUNCTIONS, X, Y
 from ..language.ir import (Add, Affine, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar,
                            Sigma, Tensor, children, leaves, unique, with_children)
@@ -93,6 +94,25 @@ def derive(cell, wrt, conj=False, sizes=None):
             identity += PRIME
         formulas = [replace(f, rhs=_rename_identity(f.rhs, identity)) for f in formulas]
     return formulas
+
+
+def symmetrised(f):
+    """The gradient of a symmetric matrix W (W[i,j] = W[j,i]): the symmetric part of the
+    formula G it would have, ΔW[i,j] = 0.5 * (G[i,j] + G[j,i]) (each term kept as it is, so
+    the text shows both halves; the code takes ½(G + Gᴴ) for a complex, Hermitian W)."""
+    i, j = f.target.indices
+    if isinstance(f.rhs, Const):
+        return f
+    terms, signs = (f.rhs.terms, f.rhs.signs) if isinstance(f.rhs, Add) else ((f.rhs,), (1,))
+    halves = tuple(_half(t) for t in terms)
+    swapped = tuple(rename(t, {i: j, j: i}) for t in halves)
+    return replace(f, rhs=Add(halves + swapped, signs + signs))
+
+
+def _half(term):
+    if isinstance(term, Sigma):
+        return Sigma(term.indices, _half(term.body))
+    return _simplify(Mul((Const(0.5), term))) or Const(0)
 
 
 def _rename_identity(e, name):

@@ -55,6 +55,9 @@ class _Builder:
     def run(self, shapes, complex_inputs, every=True):
         inputs = []
         for name, shape, cx in zip(self.cell.inputs, shapes, complex_inputs):
+            if name in self.cell.symmetric and (len(shape) != 2 or shape[0] != shape[1]):
+                raise NotationValueError(f"'{name}' is declared symmetric but has shape {tuple(shape)}: "
+                                         f"a symmetric matrix is square")
             v = self.new((), tuple(shape), name in self.wants, name, real=not cx)
             self.ops.append(Op("input", v.id, (name,)))
             self.env[name] = v.id
@@ -66,8 +69,9 @@ class _Builder:
         returned = self.cell.outputs if every else self.cell.outputs[-1:]
         outputs = tuple(self.env[name] for name in returned)
         ops, starts = _live(self.ops, outputs, starts)
+        symmetric = tuple(v for n, v in zip(self.cell.inputs, inputs) if n in self.cell.symmetric)
         return Program(self.vars, ops, tuple(inputs), outputs, complex=self.complex,
-                       products=tuple(self.products), starts=starts)
+                       products=tuple(self.products), starts=starts, symmetric=symmetric)
 
     def new(self, labels, shape, needs=False, name=None, real=True):
         v = Var(len(self.vars), tuple(labels), tuple(shape), needs, name, real)

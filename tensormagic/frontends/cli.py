@@ -22,7 +22,8 @@ def main(argv=None):
     text = "\n".join(args.statements)
     try:
         fn = tensorgrad(text, wrt=args.wrt, name=args.name, memory=args.memory,
-                        sizes=_pairs(parser, args.sizes, "--sizes"), pad=_pairs(parser, args.pad, "--pad"))
+                        sizes=_pairs(parser, args.sizes, "--sizes"), pad=_pairs(parser, args.pad, "--pad"),
+                        symmetric=args.symmetric)
         print(_report(fn, args.code, args.plan, args.hessian))
     except NotationError as err:
         print(err.short(), file=sys.stderr)
@@ -44,6 +45,8 @@ def _parser():
     parser.add_argument("--sizes", metavar="a=2,b=3", help="sizes of indices no shape fixes")
     parser.add_argument("--pad", metavar="x=1", help="tensors read as zero outside their bounds at "
                                                      "shifted subscripts, by so many places")
+    parser.add_argument("--symmetric", metavar="W,V", help="inputs that are symmetric matrices: "
+                                                           "their gradient is the symmetric part")
     parser.add_argument("--hessian", metavar="W,V", help="also print the Hessian of the last output "
                                                          "(a scalar) with respect to these inputs (all: wrt)")
     parser.add_argument("--code", action="store_true", help="also print the generated source")

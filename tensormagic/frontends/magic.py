@@ -51,6 +51,8 @@ class TensorgradMagics(Magics):
     @argument("--diagram", action="store_true", help="also draw the statements as tensor networks")
     @argument("--check", action="store_true",
               help="check each derived gradient against finite differences (✓/✗ and max error)")
+    @argument("--symmetric", metavar="W,V", help="inputs that are symmetric matrices (Hermitian if "
+                                                  "complex): their gradient is the symmetric part")
     @argument("--hessian", metavar="W,V", help="also show the Hessian of the last output (a scalar) "
                                                 "with respect to these inputs (all: every input in wrt)")
     @argument("--bind", choices=("all", "last"), default="all",
@@ -139,7 +141,8 @@ def _build(cell, names, args):
     """The compiled cell, or a short error."""
     try:
         fn = tensorgrad(cell, wrt=names or None, name=args.name, memory=args.memory,
-                        sizes=_sizes(args.sizes), pad=_sizes(args.pad, "--pad", "tensor=places like x=1"))
+                        sizes=_sizes(args.sizes), pad=_sizes(args.pad, "--pad", "tensor=places like x=1"),
+                        symmetric=args.symmetric)
         fn.derivation  # derived when first shown: before the namespace changes
         if args.hessian:
             fn.hessian_view(None if args.hessian == "all" else args.hessian)

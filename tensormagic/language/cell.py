@@ -27,11 +27,13 @@ class Cell:
     #   the statement it is the tangent of: an index only a Σ names has the size it has there
     pad: Dict[str, int] = field(default_factory=dict)  # tensors read as zero up to p places
     #   outside their bounds at shifted subscripts (pad={"x": 1})
+    symmetric: Tuple[str, ...] = ()  # square matrices known symmetric (Hermitian if complex)
 
 
-def analyse(text, pad=None):
+def analyse(text, pad=None, symmetric=()):
     """Parse a cell and check that it means something. pad: {tensor: places} read as zero
-    outside its bounds at its shifted subscripts."""
+    outside its bounds at its shifted subscripts; symmetric: inputs that are symmetric
+    (Hermitian) matrices."""
     statements = parse(text)
     pad = dict(pad or {})
     _check_padding(statements, pad)
@@ -89,8 +91,9 @@ def analyse(text, pad=None):
             if leaf.name in index_inputs and leaf.name in valued | assigned:
                 raise _error(st, leaf.span, f"'{leaf.name}' indexes another tensor, so it holds "
                                             f"integers: it cannot also be used as a value")
+    _check_symmetric(symmetric, inputs, ndim, index_inputs)
     return Cell(tuple(placed), tuple(inputs), tuple(outputs), ndim, tuple(shape_only),
-                tuple(index_inputs), pad=pad)
+                tuple(index_inputs), pad=pad, symmetric=tuple(symmetric))
 
 
 def _check_padding(statements, pad):
@@ -122,6 +125,19 @@ def _check_padding(statements, pad):
             raise _error(where[0], where[1], f"pad names '{name}', which is read at no shifted subscript: "
                                              f"padding applies to shifted ones (x[i+a-1]); a plain "
                                              f"subscript reads the tensor as it is")
+
+
+def _check_symmetric(names, inputs, ndim, index_inputs):
+    """Only an input matrix (two indices, of floats) can be declared symmetric."""
+    for name in names:
+        if name not in inputs:
+            raise NotationValueError(f"symmetric names '{name}', which is not an input of this cell "
+                                     f"(inputs: {', '.join(inputs) or 'none'})")
+        if name in index_inputs:
+            raise NotationValueError(f"symmetric names '{name}', an index tensor (it holds integers)")
+        if ndim[name] != 2:
+            raise NotationValueError(f"symmetric names '{name}', which has {_indices(ndim[name])}: "
+                                     f"a symmetric tensor is a square matrix, W[i,j]")
 
 
 def _span(a, leaf):

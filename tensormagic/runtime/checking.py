@@ -398,9 +398,13 @@ def _order(n, generator):
 
 
 def _difference(fn, args, k, e, cotangents):
-    """∂/∂x + i ∂/∂y of the paired scalar in entry e of args[k], by central differences."""
+    """∂/∂x + i ∂/∂y of the paired scalar in entry e of args[k], by central differences. A
+    symmetric (Hermitian) input moves along a symmetric (Hermitian) direction: entry (i,j) and
+    its mirror (j,i) by half the step each (the mirror by its conjugate), whose derivative is
+    the gradient's symmetric part there."""
     x = args[k]
     flat = x.reshape(-1)
+    mirror = (e % x.shape[0]) * x.shape[0] + e // x.shape[0] if fn.inputs[k] in fn.cell.symmetric else None
     steps = (EPS, EPS * 1j) if x.is_complex() else (EPS,)
     grad = 0
     with torch.no_grad():
@@ -408,7 +412,11 @@ def _difference(fn, args, k, e, cotangents):
             values = []
             for sign in (1, -1):
                 moved = flat.clone()
-                moved[e] += sign * step
+                if mirror is None:
+                    moved[e] += sign * step
+                else:
+                    moved[e] += sign * step / 2
+                    moved[mirror] += sign * (step.conjugate() if isinstance(step, complex) else step) / 2
                 trial = list(args)
                 trial[k] = moved.reshape(x.shape)
                 values.append(_pair(fn.evaluate(*trial), cotangents).item())

@@ -11,7 +11,7 @@ import torch
 
 from ..calculus import second as second_formulas
 from ..calculus import tangent
-from ..calculus.derive import derive
+from ..calculus.derive import derive, symmetrised
 from ..language.cell import analyse
 from ..language.errors import NotationValueError
 from ..language.ir import Const, children
@@ -29,7 +29,7 @@ _tokens = count()
 _LIVE = weakref.WeakValueDictionary()  # token → callable, for torch.compile's first call
 
 
-def tensorgrad(text, wrt=None, name=None, memory="high", sizes=None, pad=None):
+def tensorgrad(text, wrt=None, name=None, memory="high", sizes=None, pad=None, symmetric=None):
     """Compile index-notation statements into a differentiable torch callable.
 
     text:   one statement per line, e.g. "A[i,k] := B[i,j] * C[j,k] * D[l,l]"
@@ -40,21 +40,26 @@ def tensorgrad(text, wrt=None, name=None, memory="high", sizes=None, pad=None):
     pad:    {tensor: p}: read as zero up to p places outside its bounds at its shifted
             subscripts, which may then subtract: x[b,c,i+a-1] with pad={"x": 1} is a "same"
             convolution
+    symmetric: inputs that are symmetric matrices ("W" or ["W", "V"]; Hermitian if complex):
+            their gradient is the symmetric part, ½(G + Gᵀ) (½(G + Gᴴ))
     """
-    return TensorGradFunction(text, wrt=wrt, name=name, memory=memory, sizes=sizes, pad=pad)
+    return TensorGradFunction(text, wrt=wrt, name=name, memory=memory, sizes=sizes, pad=pad,
+                              symmetric=symmetric)
 
 
 class TensorGradFunction:
     """A compiled cell: call it with the inputs (positionally in `inputs` order, or by name)."""
 
-    def __init__(self, text, wrt=None, name=None, memory="high", sizes=None, pad=None):
+    def __init__(self, text, wrt=None, name=None, memory="high", sizes=None, pad=None, symmetric=None):
         _check_types(text, wrt, name)
+        _check_types(text, symmetric, name, "symmetric")
         if memory not in MEMORY:
             raise ValueError(f"memory must be one of {MEMORY}, not {memory!r}")
         self.sizes = _check_sizes(sizes)
         self.pad = _check_sizes(pad, "pad", "tensor names to numbers of places, like {'x': 1}")
         self.text = text
-        self.cell = analyse(text, self.pad)
+        self.symmetric = _names_of(symmetric)
+        self.cell = analyse(text, self.pad, self.symmetric)
         self.inputs = self.cell.inputs
         self.outputs = self.cell.outputs
         self.wrt = _resolve_wrt(wrt, self.cell)
@@ -82,13 +87,15 @@ class TensorGradFunction:
         when loaded: a pickle names only the public tensormagic.tensorgrad, never a module
         inside the package, so it survives changes to the package's insides."""
         return tensorgrad, (self.text, self.wrt, self.name, self.memory, self.sizes or None,
-                            self.pad or None)
+                            self.pad or None, self.symmetric or None)
 
     # -- the derivation, made when first shown (calling never needs it) --------------------
     @functools.cached_property
     def derivation(self):
-        """The derived formulas, in the order reverse mode computes them."""
-        return tuple(derive(self.cell, self.wrt))
+        """The derived formulas, in the order reverse mode computes them (a symmetric input's:
+        the symmetric part of the one it would have)."""
+        return tuple(symmetrised(f) if f.of_input and f.name in self.symmetric else f
+                     for f in derive(self.cell, self.wrt))
 
     @functools.cached_property
     def _shown(self):
@@ -349,11 +356,16 @@ class TensorGradFunction:
         return "\n".join(lines)
 
     def _padding_note(self):
-        """What pad= means for the statements and the formulas' δ, one line (or none)."""
-        if not self.pad:
-            return []
-        each = ", ".join(f"{n} padded by {p}" for n, p in self.pad.items())
-        return [f"({each}: zero outside its bounds at shifted subscripts, as δ is in the formulas)"]
+        """What pad= and symmetric= mean for the statements and formulas, a line each (or none)."""
+        lines = []
+        if self.pad:
+            each = ", ".join(f"{n} padded by {p}" for n, p in self.pad.items())
+            lines.append(f"({each}: zero outside its bounds at shifted subscripts, as δ is in the formulas)")
+        if self.symmetric:
+            names = ", ".join(self.symmetric)
+            lines.append(f"({names} symmetric: its gradient is the symmetric part ½(G + Gᵀ) of the one "
+                         f"it would have, G; Hermitian, ½(G + Gᴴ), when complex)")
+        return lines
 
     def __repr__(self):
         return f"<tensorgrad {self.name}({', '.join(self.inputs)}) -> {', '.join(self.outputs)}>"
@@ -380,7 +392,7 @@ def _ensure(token, key):
     return True
 
 
-def _check_types(text, wrt, name):
+def _check_types(text, wrt, name, what="wrt"):
     """TypeError for arguments of the wrong type, saying what is expected."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str of index-notation statements, not {type(text).__name__}")
@@ -389,10 +401,17 @@ def _check_types(text, wrt, name):
     if wrt is None or isinstance(wrt, str):
         return
     if not isinstance(wrt, (list, tuple, set, frozenset)):
-        raise TypeError(f"wrt must be a str of names, a sequence of names or None, not {type(wrt).__name__}")
+        raise TypeError(f"{what} must be a str of names, a sequence of names or None, not {type(wrt).__name__}")
     for n in wrt:
         if not isinstance(n, str):
-            raise TypeError(f"wrt must hold names (str), not {type(n).__name__} ({n!r})")
+            raise TypeError(f"{what} must hold names (str), not {type(n).__name__} ({n!r})")
+
+
+def _names_of(names):
+    """"W V", "W,V" or a sequence → a tuple of names (None: none)."""
+    if names is None:
+        return ()
+    return tuple(names.replace(",", " ").split() if isinstance(names, str) else names)
 
 
 

@@ -22,10 +22,10 @@ def hvp(fn, args, kwargs, v):
     _check_scalar(fn, "hvp")
     names = _directions(fn, v)
     tensors, dtype, device = _arguments(fn, args, kwargs)
-    given = [_direction(fn, n, v[n], tensors) for n in names]
+    given = [_projected(fn, n, _direction(fn, n, v[n], tensors)) for n in names]
     jvp = _jvp(fn, names, names, tensors, dtype, device)
     outs = jvp(*tensors, *given)
-    return {n: _as_input(o, tensors[fn.inputs.index(n)]) for n, o in zip(names, outs)}
+    return {n: _projected(fn, n, _as_input(o, tensors[fn.inputs.index(n)])) for n, o in zip(names, outs)}
 
 
 def hessian(fn, args, kwargs):
@@ -38,6 +38,7 @@ def hessian(fn, args, kwargs):
     tensors, dtype, device = _arguments(fn, args, kwargs)
     blocks = _by_hvp(fn, tensors, dtype, device) if dtype.is_complex else \
         _by_statements(fn, tensors, dtype, device)
+    blocks = {(a, b): _block_projected(fn, a, b, h) for (a, b), h in blocks.items()}
     return blocks[(fn.wrt[0], fn.wrt[0])] if len(fn.wrt) == 1 else blocks
 
 
@@ -89,6 +90,21 @@ def _program(fn, cell, tensors, dtype):
     """The plan of a second-order cell: its outputs only, no gradient of its own."""
     return plan.build(cell, [tuple(t.shape) for t in tensors], set(), fn.sizes,
                       complex=dtype.is_complex, complex_inputs=tuple(t.is_complex() for t in tensors))
+
+
+def _projected(fn, name, t, dims=(0, 1), conj=True):
+    """A symmetric input's part of t on symmetric (Hermitian) matrices, over dims."""
+    if name not in fn.cell.symmetric:
+        return t
+    mirror = t.transpose(*dims)
+    return 0.5 * (t + (mirror.conj() if conj and t.is_complex() else mirror))
+
+
+def _block_projected(fn, a, b, h):
+    """The Hessian on symmetric matrices, P H P: a symmetric input's pair of dims on either
+    side (the directions' are real unit matrices: their Hermitian part is their symmetric one)."""
+    h = _projected(fn, a, h, (0, 1))
+    return _projected(fn, b, h, (h.dim() - 2, h.dim() - 1), conj=False)
 
 
 def _shapes_key(tensors):
