@@ -103,7 +103,7 @@ def test_formula_is_the_projection_and_says_so(row):
     fn = tm.tensorgrad(row.text, symmetric=name)
     formula = fn.formulas[name]
     i, j = reference.statements(formula)[0].indices
-    assert formula.count("0.5 *") >= 2 and f"symmetric part ½(G + Gᵀ)" in str(fn)
+    assert formula.count("0.5 *") >= 2 and "symmetric part ½(G + Gᵀ)" in str(fn)
     theirs = {n: v.clone().requires_grad_() for n, v in vals.items()}
     (want,) = torch.autograd.grad(row.ref(**theirs), [theirs[name]])
     env = {**vals, "ΔE": torch.tensor(1.0, dtype=F64)}

@@ -9,7 +9,7 @@ private to one operand are taken first. The program is data: codegen turns it in
 """
 import dataclasses
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Optional
 
 import opt_einsum
@@ -17,11 +17,12 @@ import opt_einsum
 from ..language.bindings import distinct
 from ..language.errors import NotationValueError
 from ..language.functions import FUNCTIONS
-from ..language.ir import (Add, Affine, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar,
-                           Sigma, Tensor, children, free, leaves, unique, with_children)
+from ..language.ir import (Add, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma,
+                           Tensor, free, leaves, unique)
 from ..language.numbers import ConstantError, function
 from ..language.ranges import index_sizes
 from . import convs, layout, lowering, search
+from .derived import Derived
 from .layout import broadcast_orders, natural_labels
 from .program import Op, Program, Ref, Var
 
@@ -41,7 +42,7 @@ def build(cell, shapes, wants, sizes=None, complex=False, complex_inputs=None, e
 _REAL_VALUED = ("abs",)
 
 
-class _Builder:
+class _Builder(Derived):
     def __init__(self, cell, wants, given, complex=False):
         self.cell, self.wants, self.given, self.complex = cell, set(wants), given, complex
         self.vars, self.ops, self.env, self.products = [], [], {}, []
@@ -146,86 +147,6 @@ class _Builder:
         self.env[st.target] = v.id
         self.define(st)
 
-    def target_sizes(self, st):
-        """A derived formula's left side has the dims of the names cell.like gives it (ΔW
-        those of W): its indices' sizes before anything on the right is read."""
-        dims = self.like_shape(st.target)
-        if dims is None:
-            return {}
-        if st.target_access is not None:  # a scatter: its plain subscripts
-            return {a: n for a, n in zip(st.target_access, dims) if isinstance(a, str)}
-        return dict(zip(st.indices, dims))
-
-    def like_shape(self, target):
-        like = self.cell.like.get(target)
-        return None if like is None else [n for name in like for n in self.vars[self.env[name]].shape]
-
-    # -- a scatter on the left -------------------------------------------------------
-    def scatter(self, st, rhs):
-        """H[tok[b], d] := / += rhs: the right side added at the positions the index tensors
-        give (repeated ones accumulate), into zeros or into the old value."""
-        old = Ref(self.env[st.target], ()) if st.op == "+=" else None
-        shape = self.scatter_shape(st, old)
-        args, dims = [rhs], []
-        for a in st.target_access:
-            if isinstance(a, Tensor):
-                dims.append(("gather", len(args), a.name))
-                args.append(Ref(self.env[a.name], a.indices))
-            else:
-                dims.append(("plain", a))
-        real = self.is_real("scatter", [rhs] + ([old] if old else []), {})
-        if not real:
-            args[0] = self.cast(rhs)
-            old = old and self.cast(old)
-        args += [old] if old else []
-        needs = any(self.vars[a.var].needs for a in (args[0], old) if isinstance(a, Ref))
-        v = self.new((), shape, needs, st.target, real)
-        info = {"dims": tuple(dims), "labels": st.indices, "sizes": tuple(self.sizes[i] for i in st.indices),
-                "of": st.target, "add": old is not None}
-        self.ops.append(Op("scatter", v.id, tuple(args), info))
-        self.env[st.target] = v.id
-        self.defined.pop(st.target, None)
-
-    def scatter_shape(self, st, old):
-        """Plain subscripts have their index's size; a scattered dim the old value's (+=), the
-        formula's (a derived cell) or sizes= gives under the index tensor's name (:=)."""
-        like = self.like_shape(st.target)
-        shape = []
-        for d, a in enumerate(st.target_access):
-            if isinstance(a, str):
-                shape.append(self.sizes[a])
-            elif old is not None or like is not None:
-                shape.append((self.vars[old.var].shape if old is not None else like)[d])
-            elif a.name in self.given:
-                shape.append(self.given[a.name])
-            else:
-                raise self.error(a, f"{st.target}[...] := scatters by '{a.name}' into a dim no shape "
-                                    f"fixes: give its size, sizes={{'{a.name}': n}} (--sizes "
-                                    f"{a.name}=n in the magic), or add into an existing {st.target} (+=)")
-        return tuple(shape)
-
-    def identities(self, st, known):
-        """Each δ a derived formula reads (cell.identity) becomes an identity matrix as long as
-        its first index, a left index: one var per size, made once."""
-        name = self.cell.identity
-        if name is None:
-            return st
-
-        def visit(e):
-            if isinstance(e, Tensor) and e.name == name:
-                n = known[(e.access or e.indices)[0]]
-                key = f"{name}:{n}"
-                if key not in self.env:
-                    v = self.new((), (n, n))
-                    self.ops.append(Op("eye", v.id, (), {"n": n}))
-                    self.env[key] = v.id
-                    if name in self.pad:  # read where a padded tensor is
-                        self.pad[key] = self.pad[name]
-                return replace(e, name=key)
-            return with_children(e, tuple(visit(c) for c in children(e)))
-
-        return replace(st, rhs=visit(st.rhs))
-
     def define(self, st):
         """What a later statement may read through (lowering: a layer norm's mean and
         variance): the definition of the name st assigns, and no definition reading its old value."""
@@ -290,29 +211,6 @@ class _Builder:
             return self.emit("pow", free(e), (base, exponent))
         raise TypeError(e)
 
-    def broadcast_sum(self, e):
-        """Σ over indices its body does not carry (a derived formula's: the term was broadcast
-        along them): the body times their sizes."""
-        inner = free(e.body)
-        rest = tuple(i for i in e.indices if i in inner)
-        value = self.expr(Sigma(rest, e.body) if rest else e.body)
-        count = math.prod(self.broadcast_size(i) for i in e.indices if i not in inner)
-        if isinstance(value, Const):
-            return Const(value.value * count)
-        return self.emit("scale", value.labels, (value, Const(count)))
-
-    def broadcast_size(self, index):
-        """The size of an index only a Σ names: the statement's, or (a tangent's) that of the
-        statement it is the tangent of (cell.source), where it may be written unprimed."""
-        if index in self.sizes:
-            return self.sizes[index]
-        source = self.sized.get(self.cell.source.get(self.st.target), {})
-        plain = index.rstrip("ʹ")
-        if index in source or plain in source:
-            return source.get(index, source.get(plain))
-        raise NotationValueError(f"index '{index}' has no size in the derived statement "
-                                 f"{self.st.text}")
-
     def sum(self, e):
         """Signed terms; two of them may be one recognised form (a log-softmax, a cross-entropy)."""
         found = None if self.complex else lowering.in_sum(e)
@@ -373,24 +271,6 @@ class _Builder:
         return NotationValueError(message, self.st.text, self.st.lineno, *(e.span or (None, None)))
 
     # -- reading a tensor ------------------------------------------------------------
-    def source(self, e):
-        """(the var a read reads, the read): a padded tensor read at a shifted subscript is
-        its padded copy, read p places further on."""
-        var = self.vars[self.env[e.name]]
-        p = self.pad.get(e.name)
-        dims = tuple(d for d, a in enumerate(e.access or ()) if isinstance(a, Affine) and a.terms)
-        if not p or not dims:
-            return var, e
-        key = (var.id, dims, p)
-        if key not in self.padded:
-            shape = tuple(n + 2 * p if d in dims else n for d, n in enumerate(var.shape))
-            v = self.new((), shape, var.needs, real=var.real)
-            self.ops.append(Op("pad", v.id, (Ref(var.id, ()),), {"pads": tuple(p if d in dims else 0
-                                                                           for d in range(len(shape)))}))
-            self.padded[key] = v
-        access = tuple(Affine(a.terms, a.offset + p) if d in dims else a for d, a in enumerate(e.access))
-        return self.padded[key], replace(e, access=access)
-
     def read(self, e):
         """A tensor's values at its subscripts: the var itself (labels may repeat: a diagonal),
         a strided view (shifted, fixed or narrowed subscripts), or a gather."""

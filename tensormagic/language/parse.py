@@ -6,11 +6,10 @@ import re
 import sys
 import unicodedata
 
+from .algebra import add_all, multiply, multiply_all, reciprocal
 from .errors import NotationSyntaxError, NotationValueError
 from .functions import CALLABLE
-from .ir import (REDUCTIONS, Add, Affine, Binary, Call, Const, Mul, Pow, Reduce, Scalar, Statement,
-                 Tensor, unique)
-from .algebra import add_all, multiply, multiply_all, reciprocal
+from .ir import REDUCTIONS, Affine, Binary, Call, Const, Pow, Reduce, Scalar, Statement, Tensor, unique
 from .numbers import ConstantError, bounded, power
 
 _EMPTY_BRACKETS = re.compile(r"(?<=\w)(\s*\[\s*\])")
