@@ -40,6 +40,7 @@ FUNCTIONS = {
     "softplus": torch.nn.functional.softplus,
     "sgn": torch.sgn,
     "erf": torch.erf,
+    "step": lambda t: (t > 0).to(t.dtype),  # relu's derivative, in derived formulas
 }
 
 CONSTANTS = {"pi": math.pi, "π": math.pi}  # the language's named numbers
@@ -54,9 +55,9 @@ DRAW = {
     "exp": "growing", "log": "positive", "sqrt": "positive", "sin": "bounded", "cos": "bounded",
     "tan": "pole", "tanh": "bounded", "sigmoid": "bounded", "relu": "kinked", "abs": "kinked",
     "conj": "complex", "sinh": "growing", "cosh": "growing", "log1p": "positive",
-    "expm1": "growing", "softplus": "growing", "sgn": "flat", "erf": "bounded",
+    "expm1": "growing", "softplus": "growing", "sgn": "flat", "erf": "bounded", "step": "flat",
 }
-REAL_ONLY = {"relu", "softplus", "erf"}  # torch has no complex version
+REAL_ONLY = {"relu", "softplus", "erf", "step"}  # torch has no complex version
 POSITIVE_RESULT = {"exp", "sigmoid", "cosh", "softplus", "sqrt"}
 
 _ASSIGN = re.compile(r"^(?P<lhs>.*?)(?P<op>:=|\+=|=)(?P<rhs>.*)$", re.S)
@@ -66,10 +67,11 @@ _LHS = re.compile(r"^\s*(?P<name>\w+)\s*(?:\[(?P<idx>[^\]]*)\])?\s*$")
 @dataclass(frozen=True)
 class Statement:
     name: str
-    indices: tuple  # left-hand indices ('' for a scalar)
+    indices: tuple  # left-hand indices ('' for a scalar); a scatter's, those of its index tensors too
     op: str  # ':=', '=' or '+='
     rhs: ast.expr
     text: str
+    target: tuple = None  # a scatter on the left (H[tok[b], d]): its subscripts, as ast nodes
 
 
 def statements(text):
@@ -84,7 +86,8 @@ def statements(text):
             raise SyntaxError(f"no assignment in {line!r}")
         lhs = _LHS.match(m["lhs"])
         if not lhs:
-            raise SyntaxError(f"bad left-hand side in {line!r}")
+            out.append(_scatter_statement(m, line))
+            continue
         idx = tuple(s.strip() for s in (lhs["idx"] or "").split(",") if s.strip())
         # Python identifiers are NFKC-normalised by ast; do the same here.
         name = ast.parse(lhs["name"], mode="eval").body.id
@@ -96,6 +99,28 @@ def statements(text):
     if not out:
         raise SyntaxError("empty text")
     return out
+
+
+def _scatter_statement(m, line):
+    """H[tok[b], d] op rhs: the left side's subscripts are indices or integer tensors."""
+    try:
+        node = ast.parse(m["lhs"].strip(), mode="eval").body
+    except SyntaxError:
+        raise SyntaxError(f"bad left-hand side in {line!r}") from None
+    if not (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)):
+        raise SyntaxError(f"bad left-hand side in {line!r}")
+    elts = tuple(_elts(node))
+    idx = []
+    for e in elts:
+        for n in ([e.id] if isinstance(e, ast.Name) else [x.id for x in _elts(e)]):
+            if n not in idx:
+                idx.append(n)
+    rhs = ast.parse(m["rhs"].strip(), mode="eval").body
+    return Statement(node.value.id, tuple(idx), m["op"], rhs, line, elts)
+
+
+def _left_index_tensors(st):
+    return [e.value.id for e in st.target or () if isinstance(e, ast.Subscript)]
 
 
 def _reads(expr):
@@ -130,7 +155,7 @@ def inputs(text):
     """Names read before they are assigned, in order of first appearance."""
     assigned, result = set(), []
     for st in statements(text):
-        reads = ([st.name] if st.op != ":=" else []) + _reads(st.rhs)
+        reads = ([st.name] if st.op != ":=" else []) + _left_index_tensors(st) + _reads(st.rhs)
         for n in reads:
             if n not in assigned and n not in result:
                 result.append(n)
@@ -307,9 +332,10 @@ def place_sums(rhs, lhs_indices):
 
 
 class _Ctx:
-    def __init__(self, env, index_order, sizes, placed):
+    def __init__(self, env, index_order, sizes, placed, pad=None):
         self.env, self.order, self.sizes, self.placed = env, index_order, sizes, placed
         self.pos = {i: d for d, i in enumerate(index_order)}
+        self.pad = pad or {}
 
 
 def _letters(names):
@@ -328,6 +354,8 @@ def _grid(e, ctx, size):
         return torch.tensor(size - e.operand.value)
     if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Add):
         return _grid(e.left, ctx, size) + _grid(e.right, ctx, size)
+    if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Sub):  # a padded read: i+a-1
+        return _grid(e.left, ctx, size) - _grid(e.right, ctx, size)
     if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Mult):
         return _grid(e.left, ctx, size) * _grid(e.right, ctx, size)
     if isinstance(e, ast.Subscript):  # an integer index tensor, read at plain indices
@@ -336,12 +364,22 @@ def _grid(e, ctx, size):
 
 
 def _tensor(node, ctx):
-    """t[subscripts] over the statement's index space (size 1 where it does not depend)."""
+    """t[subscripts] over the statement's index space (size 1 where it does not depend).
+    δ, unless the values name a tensor so, is Kronecker's: 1 where its two subscripts read the
+    same position (derived formulas use it; a shifted subscript may reach outside any range)."""
+    if node.value.id == "δ" and "δ" not in ctx.env:
+        first, second = (_grid(e, ctx, None) for e in _elts(node))
+        return (first == second).to(torch.float64)
     t = torch.as_tensor(ctx.env[node.value.id])
     elts = _elts(node)
     if t.dim() != len(elts):
         raise ValueError(f"{node.value.id} has {t.dim()} dims, indexed with {len(elts)}")
     grids = [_grid(e, ctx, n) for e, n in zip(elts, t.shape)]
+    p = ctx.pad.get(node.value.id, 0)
+    if p:  # padded: zeros p places on either side of each dim read at a shifted subscript
+        shifted = [isinstance(e, ast.BinOp) for e in elts]
+        t = torch.nn.functional.pad(t, [q for s in reversed(shifted) for q in ((p, p) if s else (0, 0))])
+        grids = [g + p if s else g for g, s in zip(grids, shifted)]
     if not grids:
         return t
     shape = torch.broadcast_shapes(*[g.shape for g in grids], (1,) * len(ctx.order))
@@ -429,35 +467,50 @@ def _linear(e):
     if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Add):
         (ca, oa), (cb, ob) = _linear(e.left), _linear(e.right)
         return {i: ca.get(i, 0) + cb.get(i, 0) for i in {**ca, **cb}}, oa + ob
+    if isinstance(e, ast.BinOp) and isinstance(e.op, ast.Sub) and isinstance(e.right, ast.Constant):
+        c, o = _linear(e.left)
+        return c, o - e.right.value
     raise SyntaxError(f"not a shifted subscript: {ast.unparse(e)!r}")
 
 
-def index_sizes(st, env, given=None):
+def index_sizes(st, env, given=None, known=None, pad=None):
     """{index: size} from the shapes in ``env`` and ``given`` (sizes=); ValueError when they
     disagree.  Plain subscripts fix an index (all must agree, except an index that stands alone
     in some shifted subscript: the smallest is kept); shifted ones give every index they leave
     unknown its largest in-bounds range; an index alone in a shifted subscript is cut to fit."""
-    plain, shifted = [], []
-    reads = [(st.name, [ast.Name(i) for i in st.indices])] if st.op != ":=" else []
+    plain, shifted, deltas = [], [], []
+    reads = [(st.name, [ast.Name(i) for i in st.indices])] if st.op != ":=" and st.target is None else []
+    reads += [(e.value.id, _elts(e)) for e in st.target or () if isinstance(e, ast.Subscript)]
     for node, _ in _reads_of(st.rhs):
         reads.append((node.value.id, _elts(node)))
         reads += [(e.value.id, _elts(e)) for e in _elts(node) if isinstance(e, ast.Subscript)]
     for name, elts in reads:
+        if name == "δ" and "δ" not in env:  # Kronecker's: square, its plain indices alike
+            if all(isinstance(e, ast.Name) for e in elts):
+                deltas.append(tuple(e.id for e in elts))
+            continue
         shape = tuple(torch.as_tensor(env[name]).shape)
         if len(shape) != len(elts):
             raise ValueError(f"{name} has {len(shape)} dims, indexed with {len(elts)}")
         for e, n in zip(elts, shape):
             if isinstance(e, ast.Name):
                 plain.append((e.id, n, name))
-            elif isinstance(e, ast.BinOp):
-                shifted.append((*_linear(e), n))
+            elif isinstance(e, ast.BinOp):  # (a padded tensor: n + 2p places, from -p)
+                coef, off = _linear(e)
+                p = (pad or {}).get(name, 0)
+                shifted.append((coef, off + p, n + 2 * p))
     alone = {next(iter(c)) for c, _, _ in shifted if len(c) == 1}
-    sizes = {}
+    sizes = dict(known or {})
     for i, n, name in plain:
         if i in alone:
             sizes[i] = min(sizes.get(i, n), n)
         elif sizes.setdefault(i, n) != n:
             raise ValueError(f"index {i}: sizes {sizes[i]} and {n} (tensor {name})")
+    for _ in deltas:
+        for a, b in deltas:
+            if (a in sizes) != (b in sizes):
+                sizes.setdefault(a, sizes.get(b))
+                sizes.setdefault(b, sizes.get(a))
     for i, n in (given or {}).items():
         if i not in sizes and any(i in c for c, _, _ in shifted):
             sizes.setdefault(i, n)
@@ -518,19 +571,22 @@ def _one_name_per_binding(st, given):
             visit(child)
 
     visit(rhs)
-    return Statement(st.name, st.indices, st.op, rhs, st.text), given
+    return Statement(st.name, st.indices, st.op, rhs, st.text, st.target), given
 
 
-def evaluate_statement(st, env, given=None):
-    """Value of one statement's right-hand side, shaped like its left-hand side."""
+def evaluate_statement(st, env, given=None, shape=None, pad=None):
+    """Value of one statement's right-hand side, shaped like its left-hand side. shape: the
+    left side's shape, for a derived formula constant along a left index it does not read."""
     st, given = _one_name_per_binding(st, given)
     rhs_indices = _all_indices(st.rhs)
-    missing = [i for i in st.indices if i not in rhs_indices]
-    if missing:
+    scattered = {x.id for e in st.target or () if isinstance(e, ast.Subscript) for x in _elts(e)}
+    missing = [i for i in st.indices if i not in rhs_indices and i not in scattered]
+    if missing and shape is None:
         raise ValueError(f"left index {missing[0]} not on the right")
     order = list(st.indices) + [i for i in rhs_indices if i not in st.indices]
-    sizes = index_sizes(st, env, given)
-    ctx = _Ctx(env, order, sizes, place_sums(st.rhs, st.indices))
+    known = dict(zip(st.indices, shape or ())) if st.target is None else {}
+    sizes = index_sizes(st, env, given, known, pad)
+    ctx = _Ctx(env, order, sizes, place_sums(st.rhs, st.indices), pad)
     value = _as_tensor(_eval(st.rhs, ctx), _any_tensor(env))
     if value.dim() == 0:
         value = value.reshape([1] * len(order))
@@ -538,21 +594,42 @@ def evaluate_statement(st, env, given=None):
     assert all(value.shape[d] == 1 for d in extra), "an index was left unsummed"
     if extra:
         value = value.sum(dim=extra)
-    return value.expand([sizes[i] for i in st.indices])
+    value = value.expand([sizes[i] for i in st.indices])
+    return _scatter(st, value, env, sizes, given, shape) if st.target is not None else value
+
+
+def _scatter(st, value, env, sizes, given, shape=None):
+    """A scatter on the left: value (over the left indices) added at the positions the
+    subscripts give, repeated ones accumulating, into zeros (:=) or the old value (+=)."""
+    ctx = _Ctx(env, list(st.indices), sizes, {})
+    grids, dims = [], []
+    for d, e in enumerate(st.target):
+        grids.append(_grid(e, ctx, None) if isinstance(e, ast.Name) else _tensor(e, ctx).long())
+        if isinstance(e, ast.Name):
+            dims.append(sizes[e.id])
+        elif st.op == "+=":
+            dims.append(env[st.name].shape[d])
+        else:
+            dims.append(shape[d] if shape else given[e.value.id])
+    out = env[st.name].clone() if st.op == "+=" else torch.zeros(dims, dtype=value.dtype)
+    full = value.shape
+    return out.index_put((*(g.expand(full) for g in grids),), value, accumulate=True)
 
 
 def _any_tensor(env):
     return next((v for v in env.values() if isinstance(v, torch.Tensor)), None)
 
 
-def evaluate(text, values, sizes=None):
+def evaluate(text, values, sizes=None, shapes=None, pad=None):
     """Run every statement of ``text``; return {output name: final value}.
-    sizes: {index: size} for indices no shape fixes (the API's sizes=)."""
+    sizes: {index: size} for indices no shape fixes (the API's sizes=); shapes: {output:
+    shape} for derived formulas constant along a left index; pad: {tensor: p}, read as zero
+    p places outside its bounds at its shifted subscripts (the API's pad=)."""
     env = {k: (torch.as_tensor(v) if not isinstance(v, (int, float, complex)) else v) for k, v in values.items()}
     outs = {}
     for st in statements(text):
-        value = evaluate_statement(st, env, sizes)
-        if st.op != ":=":
+        value = evaluate_statement(st, env, sizes, (shapes or {}).get(st.name), pad)
+        if st.op != ":=" and st.target is None:
             old = env[st.name]
             if tuple(old.shape) != tuple(value.shape):
                 raise ValueError(f"{st.name}: shape {tuple(old.shape)} != {tuple(value.shape)}")

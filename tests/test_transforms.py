@@ -1,8 +1,9 @@
 """The transform matrix: every row of the language table (test_engine_language.ROWS: reductions,
-max/min, shifted, strided and pooling windows, gathers, fixed indices, ties) and of the
+max/min, shifted, strided and pooling windows, gathers, fixed indices, ties), of the
 recognised forms (test_lowering.ROWS: softmax, cross-entropy, layer norm, GELU, SiLU, each run
-as its fused primitive) under every torch transform, against the same transform of the row's
-plain torch reference, in float64.
+as its fused primitive), of the scatters on the left (test_engine_scatter.ROWS) and of the
+padded reads (test_engine_padding.ROWS) under every torch transform, against the same
+transform of the row's plain torch reference, in float64.
 
 Transforms: vmap over the data (in_dims 0, and in_dims 1 / the last dim), vmap over batched
 index tensors (with the data batched too), grad, jacrev, jacfwd, hessian, vmap(grad)
@@ -16,7 +17,9 @@ import torch.autograd.forward_ad as fwAD
 from torch.func import grad, hessian, jacfwd, jacrev, jvp, vmap
 
 import tensormagic as tm
-from test_engine_language import ROWS, make_inputs
+import test_engine_padding
+import test_engine_scatter
+from test_engine_language import ROWS, Row, make_inputs
 from test_lowering import ROWS as LOWERED
 
 B = 3  # samples in a batch
@@ -33,7 +36,7 @@ class Case:
     def __init__(self, row):
         self.row = row
         self.vals = make_inputs(row)
-        self.fn = tm.tensorgrad(row.text, wrt=row.wrt, sizes=row.sizes)
+        self.fn = tm.tensorgrad(row.text, wrt=row.wrt, sizes=row.sizes, pad=PADS.get(row.id))
         self.floats = [n for n in self.fn.inputs if self.vals[n].is_floating_point()]
         self.ints = [n for n in self.fn.inputs if not self.vals[n].is_floating_point()]
         gen = torch.Generator().manual_seed(7)
@@ -72,7 +75,11 @@ class Case:
         return v[perm].reshape(self.vals[n].shape)
 
 
-CASES = {row.id: row for row in ROWS} | {f"lowered-{row.id}": row for row in LOWERED}
+PADS = {f"padded-{r.id}": r.pad for r in test_engine_padding.ROWS}
+SCATTERS = {f"scatter-{r.id}": Row(f"scatter-{r.id}", r.text, r.shapes, r.ref, r.sizes, values=r.values)
+            for r in test_engine_scatter.ROWS}
+PADDED = {f"padded-{r.id}": Row(f"padded-{r.id}", r.text, r.shapes, r.ref, r.sizes) for r in test_engine_padding.ROWS}
+CASES = {row.id: row for row in ROWS} | {f"lowered-{row.id}": row for row in LOWERED} | SCATTERS | PADDED
 GATHERING = [key for key, row in CASES.items() if any(isinstance(s, tuple) and s and s[0] == "int"
                                            for s in row.shapes.values())]
 

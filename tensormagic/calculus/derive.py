@@ -6,12 +6,14 @@ tensor, the indices it does not keep summed, a δ where a repeated index is
 rebuilt. Formulas are written for real numbers; for complex inputs the code
 multiplies by the conjugate of each partial, as torch does.
 """
+import math
 from dataclasses import dataclass, replace
 
+from ..language.algebra import add
+from ..language.bindings import rename
 from ..language.functions import FUNCTIONS, X, Y
 from ..language.ir import (Add, Affine, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar,
                            Sigma, Tensor, children, leaves, unique, with_children)
-from ..language.parse import add
 from ..language.printer import text
 from ..language.sums import sums_at
 
@@ -25,11 +27,23 @@ class Formula:
     target: Tensor          # ΔB[i,j]
     rhs: object             # an expression, Const(0) when the gradient vanishes
     of_input: bool = False  # the gradient of a cell input (not of an intermediate)
+    op: str = "="           # "+=": a tangent a scatter adds onto the old one's
 
 
-def derive(cell, wrt):
+@dataclass(frozen=True)
+class _Options:
+    """How the partials are written: conj (the code's complex convention: each partial
+    conjugated, and the gradient of a real value |z| its real part) and sizes (one
+    {index: size} per statement: a sum over an index no factor carries, and mean's |j|,
+    become numbers). The shown formulas use neither; second order compiles with them."""
+    conj: bool = False
+    sizes: dict = None
+
+
+def derive(cell, wrt, conj=False, sizes=None):
     """The formulas for every tensor between the last output and the inputs in `wrt`,
-    in the order reverse mode computes them."""
+    in the order reverse mode computes them. conj, sizes: see _Options (for compiling
+    the formulas; the shown ones take neither)."""
     versions = _versions(cell)
     names = set(cell.inputs) | set(cell.outputs)
     # Δx is x's gradient; where a tensor's own name starts with Δ, gradients take ΔΔ (and so
@@ -51,24 +65,25 @@ def derive(cell, wrt):
         me = (st.target, k)
         if me not in terms:
             continue
-        upstream = Tensor(_delta(versions, me), st.indices)
+        upstream = replace(st.target_read, name=_delta(versions, me))  # (a scatter's: gathered)
         if me not in sinks:
             formulas.append(_formula(versions, me, shown[me], terms[me]))
         narrow = _narrowable(st)
         taken = set(st.indices) | {i for leaf in leaves(st.rhs) for i in getattr(leaf, "indices", ())}
-        for leaf, factors, bound in _paths(st.rhs, st, (upstream,)):
+        opts = _Options(conj, sizes[k] if sizes is not None else None)
+        for leaf, factors, bound in _paths(st.rhs, st, (upstream,), (), opts):
             if isinstance(leaf, Tensor) or isinstance(leaf, Scalar):
                 v = versions["reads"][(k, id(leaf))]
                 if v in relevant:
                     dims = _dims(leaf, narrow)
                     shown.setdefault(v, _lhs(dims, taken))
                     terms.setdefault(v, []).append(_term(factors, dims, shown[v], bound,
-                                                         getattr(leaf, "indices", ())))
+                                                         getattr(leaf, "indices", ()), opts.sizes))
         if st.op == "+=":
             v = versions["old"][k]
             if v in relevant:
-                shown.setdefault(v, st.indices)
-                terms.setdefault(v, []).append(Mul((upstream,)))
+                shown.setdefault(v, _target_dims(st))
+                terms.setdefault(v, []).append(Mul((Tensor(upstream.name, shown[v]),)))
     for name in wrt:
         v = (name, -1)
         indices = shown.get(v) or _lhs(_first_indices(cell, name))
@@ -81,6 +96,25 @@ def derive(cell, wrt):
     return formulas
 
 
+def symmetrised(f):
+    """The gradient of a symmetric matrix W (W[i,j] = W[j,i]): the symmetric part of the
+    formula G it would have, ΔW[i,j] = 0.5 * (G[i,j] + G[j,i]) (each term kept as it is, so
+    the text shows both halves; the code takes ½(G + Gᴴ) for a complex, Hermitian W)."""
+    i, j = f.target.indices
+    if isinstance(f.rhs, Const):
+        return f
+    terms, signs = (f.rhs.terms, f.rhs.signs) if isinstance(f.rhs, Add) else ((f.rhs,), (1,))
+    halves = tuple(_half(t) for t in terms)
+    swapped = tuple(rename(t, {i: j, j: i}) for t in halves)
+    return replace(f, rhs=Add(halves + swapped, signs + signs))
+
+
+def _half(term):
+    if isinstance(term, Sigma):
+        return Sigma(term.indices, _half(term.body))
+    return _simplify(Mul((Const(0.5), term))) or Const(0)
+
+
 def _rename_identity(e, name):
     """The identities the derivation made (they have no place in the text) renamed."""
     if isinstance(e, Tensor) and e.name == DELTA and e.span is None:
@@ -88,11 +122,16 @@ def _rename_identity(e, name):
     return with_children(e, tuple(_rename_identity(c, name) for c in children(e)))
 
 
+def _target_dims(st):
+    """An index per dim of a statement's target: its own, or (a scatter's) fresh ones."""
+    return st.indices if st.target_access is None else _lhs(st.target_access, set(st.indices))
+
+
 def _first_indices(cell, name):
     """The subscripts a name is first read with (for a gradient nothing flows into)."""
     for st in cell.statements:
         if st.target == name and st.op != ":=":
-            return st.indices
+            return _target_dims(st)
         for leaf in leaves(st.rhs):
             if leaf.name == name:
                 return _dims(leaf, _narrowable(st))
@@ -263,45 +302,69 @@ def _lhs(dims, taken=()):
     return tuple(out)
 
 
-def _paths(e, st, chain, bound=()):
+def _paths(e, st, chain, bound=(), opts=_Options()):
     """(leaf, its adjoint's factors, the sums above it) for every leaf occurrence under e.
     `chain` is the adjoint of e so far; in a product it takes the place of the factor it
     flows into."""
+    cj = _conjugated if opts.conj else (lambda f: f)
     if isinstance(e, (Tensor, Scalar)):
         yield e, chain, bound
     elif isinstance(e, Add):
         for term, sign in zip(e.terms, e.signs):
-            yield from _paths(term, st, ((Const(-1),) if sign < 0 else ()) + chain, bound)
+            yield from _paths(term, st, ((Const(-1),) if sign < 0 else ()) + chain, bound, opts)
     elif isinstance(e, Mul):
         for k, f in enumerate(e.factors):
-            yield from _paths(f, st, e.factors[:k] + chain + e.factors[k + 1:], bound)
+            others = tuple(cj(g) for g in e.factors[:k]) + chain + tuple(cj(g) for g in e.factors[k + 1:])
+            yield from _paths(f, st, others, bound, opts)
     elif isinstance(e, Sigma):
-        yield from _paths(e.body, st, chain, bound + e.indices)
+        yield from _paths(e.body, st, chain, bound + e.indices, opts)
     elif isinstance(e, Reduce):
-        value = Tensor(st.target, st.indices) if e is st.rhs else e
-        yield from _paths(e.body, st, chain + _reduction_partial(e, value), bound + e.indices)
+        value = Tensor(st.target, st.indices) if e is st.rhs and st.target_access is None else e
+        partial = tuple(cj(f) for f in _reduction_partial(e, value, opts.sizes))
+        yield from _paths(e.body, st, chain + partial, bound + e.indices, opts)
     elif isinstance(e, Binary):
         for mine, other in ((e.left, e.right), (e.right, e.left)):
             # the larger (max) or smaller (min) operand takes the gradient: θ(mine - other)
             gap = add(mine, other, -1) if e.func == "max" else add(other, mine, -1)
-            yield from _paths(mine, st, chain + (Call("step", gap),), bound)
+            yield from _paths(mine, st, chain + (Call("step", gap),), bound, opts)
     elif isinstance(e, Call):
-        value = Tensor(st.target, st.indices) if e is st.rhs else e
+        value = Tensor(st.target, st.indices) if e is st.rhs and st.target_access is None else e
         rule = FUNCTIONS[e.func].derivative
+        if opts.conj and e.func == "abs":  # |z| is real: its gradient is the real part
+            chain = (_real_part(Mul(chain)),)
         if rule is None:  # conj: linear, and the identity on real numbers
-            yield from _paths(e.arg, st, chain, bound)
+            yield from _paths(e.arg, st, tuple(cj(f) for f in chain) if opts.conj else chain, bound, opts)
         elif not (isinstance(rule, Const) and rule.value == 0):
-            yield from _paths(e.arg, st, chain + (_substitute(rule, e.arg, value),), bound)
+            partial = _substitute(rule, e.arg, value)
+            yield from _paths(e.arg, st, chain + (cj(partial) if FUNCTIONS[e.func].conj else partial,),
+                              bound, opts)
     elif isinstance(e, Pow):
         base, exponent = e.base, e.exponent
-        yield from _paths(base, st, chain + (Mul((exponent, _power(base, _minus_one(exponent)))),),
-                          bound)
-        value = Tensor(st.target, st.indices) if e is st.rhs else e
-        yield from _paths(exponent, st, chain + (Mul((value, Call("log", base))),), bound)
+        yield from _paths(base, st, chain + (cj(Mul((exponent, _power(base, _minus_one(exponent))))),),
+                          bound, opts)
+        value = Tensor(st.target, st.indices) if e is st.rhs and st.target_access is None else e
+        yield from _paths(exponent, st, chain + (cj(Mul((value, Call("log", base)))),), bound, opts)
 
 
-def _reduction_partial(e, value):
-    """∂ op_j(body) / ∂ body, as factors, written with the reduction's value."""
+def _conjugated(f):
+    """conj(f) as the code's complex convention multiplies by it (numbers folded, δ real)."""
+    if isinstance(f, Const):
+        return Const(f.value.conjugate()) if isinstance(f.value, complex) else f
+    if isinstance(f, Tensor) and f.name == DELTA and f.span is None:
+        return f
+    return Call("conj", f)
+
+
+def _real_part(e):
+    """Re(e) = (e + conj(e)) / 2."""
+    return Mul((Const(0.5), Add((e, Call("conj", e)), (1, 1))))
+
+
+def _reduction_partial(e, value, sizes=None):
+    """∂ op_j(body) / ∂ body, as factors, written with the reduction's value (mean's |j| a
+    number where the statement's sizes are given)."""
+    if e.op == "mean" and sizes is not None:
+        return (Const(1 / math.prod(sizes[i] for i in e.indices)),)
     if e.op == "mean":
         return tuple(Call("recip", Scalar(f"|{i}|")) for i in e.indices)
     if e.op == "logsumexp":
@@ -333,7 +396,7 @@ def _substitute(rule, x, y):
     return with_children(rule, tuple(_substitute(c, x, y) for c in children(rule)))
 
 
-def _term(factors, dims, lhs, bound=(), leaf_indices=()):
+def _term(factors, dims, lhs, bound=(), leaf_indices=(), sizes=None):
     """ΔY · factors, renamed so the leaf's indices read as the formula's left side,
     with δ for repeated ones and for each shifted, fixed or gathered subscript
     (Δx[iʹ] = Δy[i] * δ[iʹ,i+1]). A sum above the leaf over an index that no factor carries
@@ -360,7 +423,9 @@ def _term(factors, dims, lhs, bound=(), leaf_indices=()):
     product = _rename(product, mapping, used=set(lhs))
     if deltas:
         product = _simplify(Mul((product,) + tuple(deltas)))
-    if phantom:
+    if phantom and sizes is not None:  # the size of what the term was broadcast along
+        product = _simplify(Mul((Const(math.prod(sizes[i] for i in phantom)), product)))
+    elif phantom:
         taken = set(lhs) | set(_outer_indices(product))
         product = Sigma(tuple(_fresh(i, taken) if i in taken else i for i in phantom), product)
     return product
@@ -464,3 +529,35 @@ def _simplify(product):
         value = int(value)
     return Mul(((Const(value),) if value != 1 else ()) + tuple(factors))
 
+
+def _flat(e):
+    """Nested sums and products flattened, numbers folded into one leading factor."""
+    if isinstance(e, Add):
+        terms, signs = [], []
+        for t, s in zip(e.terms, e.signs):
+            t = _flat(t)
+            if isinstance(t, Add):
+                terms += t.terms
+                signs += [s * u for u in t.signs]
+            elif (isinstance(t, Mul) or isinstance(t, Sigma) and isinstance(t.body, Mul)) \
+                    and _negative(t):  # x + -y reads x - y
+                terms.append(_flat(_negated(t)))
+                signs.append(-s)
+            else:
+                terms.append(t)
+                signs.append(s)
+        if len(terms) == 1:  # one term: itself, or its negation (no sum of one)
+            return terms[0] if signs[0] > 0 else _flat(Mul((Const(-1), terms[0])))
+        return Add(tuple(terms), tuple(signs))
+    if isinstance(e, Mul):
+        product = _simplify(Mul(tuple(_flat(f) for f in e.factors)))
+        if product is None:
+            return Const(0)
+        return product.factors[0] if len(product.factors) == 1 else product
+    if isinstance(e, (Sigma, Reduce, Binary)):
+        return with_children(e, tuple(_flat(c) for c in children(e)))
+    if isinstance(e, Call):
+        return Call(e.func, _flat(e.arg))
+    if isinstance(e, Pow):
+        return Pow(_flat(e.base), _flat(e.exponent))
+    return e

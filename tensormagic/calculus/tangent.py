@@ -10,20 +10,22 @@ conjugate). The generated jvp (codegen.generate_jvp) computes the same tangents.
 """
 from dataclasses import replace
 
+from ..language.algebra import add
 from ..language.functions import FUNCTIONS
-from ..language.ir import (Add, Binary, Call, Const, Mul, Pow, Reduce, Scalar, Sigma, Tensor,
+from ..language.ir import (Add, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma, Tensor,
                            children, with_children)
-from ..language.parse import add, parse_statement
+from ..language.parse import parse_statement
 from ..language.printer import text
 from ..language.sums import place_sums
-from .derive import (Formula, _apply, _delta, _fresh, _minus_one, _negated, _negative, _power,
-                     _reduction_partial, _relevant, _simplify, _substitute, _versions)
+from .derive import (Formula, _apply, _delta, _flat, _fresh, _minus_one, _power, _reduction_partial,
+                     _relevant, _substitute, _versions)
 
 PREFIX = "d"
 
 
-def tangents(cell, wrt):
-    """One formula per statement whose result depends on an input in wrt, in cell order."""
+def tangents(cell, wrt, prefix=PREFIX):
+    """One formula per statement whose result depends on an input in wrt, in cell order.
+    prefix: what a tangent's name starts with (dW for W)."""
     versions = _versions(cell)
     relevant = _relevant(cell, versions, set(wrt))
     out = []
@@ -31,32 +33,36 @@ def tangents(cell, wrt):
         me = (st.target, k)
         if me not in relevant:
             continue
-        d = _Differential(st, k, versions, relevant)
+        d = _Differential(st, k, versions, relevant, prefix)
         rhs = d(st.rhs)
-        if st.op == "+=":
+        op = "="
+        if st.op == "+=" and st.target_access is not None:  # dH[tok[b],d] += dX[b,d] (onto dH_in)
+            op = "+="
+        elif st.op == "+=":
             rhs = _add([d.leaf(versions["old"][k], lambda n: Tensor(n, st.indices)), rhs], [1, 1])
-        target = Tensor(_delta(versions, me, PREFIX), st.indices)
+        target = replace(st.target_read, name=_delta(versions, me, prefix))
         rhs = _unshadow(_flat(rhs), set(st.indices)) if rhs is not None else Const(0)
-        out.append(Formula(st.target if versions["final"][st.target] == me else target.name[1:],
-                           target, rhs))
+        out.append(Formula(st.target if versions["final"][st.target] == me else target.name[len(prefix):],
+                           target, rhs, op=op))
     return out
 
 
 class _Differential:
     """d(e) for the expressions of one statement; None where the tangent is zero."""
 
-    def __init__(self, st, k, versions, relevant):
+    def __init__(self, st, k, versions, relevant, prefix=PREFIX):
         self.st, self.k, self.versions, self.relevant = st, k, versions, relevant
+        self.prefix = prefix
 
     def leaf(self, v, make):
-        return make(_delta(self.versions, v, PREFIX)) if v in self.relevant else None
+        return make(_delta(self.versions, v, self.prefix)) if v in self.relevant else None
 
     def __call__(self, e):
         if isinstance(e, Tensor):  # the same subscripts (shifted, fixed, gathered) of the tangent
             return self.leaf(self.versions["reads"][(self.k, id(e))], lambda n: replace(e, name=n))
         if isinstance(e, Scalar):
             return self.leaf(self.versions["reads"][(self.k, id(e))], Scalar)
-        if isinstance(e, Const):
+        if isinstance(e, (Const, Indicator)):  # an indicator is constant almost everywhere
             return None
         if isinstance(e, Add):
             return _add([self(t) for t in e.terms], e.signs)
@@ -108,7 +114,7 @@ class _Differential:
     def value(self, e):
         """e's value: the statement's target when e is the whole right side."""
         st = self.st
-        return Tensor(st.target, st.indices) if e is st.rhs and st.op != "+=" else e
+        return Tensor(st.target, st.indices) if e is st.rhs and st.op != "+=" and st.target_access is None else e
 
 
 def _add(terms, signs):
@@ -118,36 +124,6 @@ def _add(terms, signs):
     if len(kept) == 1 and kept[0][1] > 0:
         return kept[0][0]
     return Add(tuple(t for t, _ in kept), tuple(s for _, s in kept))
-
-
-def _flat(e):
-    """Nested sums and products flattened, numbers folded into one leading factor."""
-    if isinstance(e, Add):
-        terms, signs = [], []
-        for t, s in zip(e.terms, e.signs):
-            t = _flat(t)
-            if isinstance(t, Add):
-                terms += t.terms
-                signs += [s * u for u in t.signs]
-            elif isinstance(t, Mul) and _negative(t):  # x + -y reads x - y
-                terms.append(_flat(_negated(t)))
-                signs.append(-s)
-            else:
-                terms.append(t)
-                signs.append(s)
-        return Add(tuple(terms), tuple(signs))
-    if isinstance(e, Mul):
-        product = _simplify(Mul(tuple(_flat(f) for f in e.factors)))
-        if product is None:
-            return Const(0)
-        return product.factors[0] if len(product.factors) == 1 else product
-    if isinstance(e, (Sigma, Reduce, Binary)):
-        return with_children(e, tuple(_flat(c) for c in children(e)))
-    if isinstance(e, Call):
-        return Call(e.func, _flat(e.arg))
-    if isinstance(e, Pow):
-        return Pow(_flat(e.base), _flat(e.exponent))
-    return e
 
 
 def _unshadow(e, scope):
@@ -179,4 +155,4 @@ def tangent_text(f):
         same = place_sums(st.rhs, st.indices) == f.rhs
     except Exception:  # noqa: BLE001  (a form the parser refuses: write every Σ)
         same = False
-    return f"{lhs} = {implicit if same else text(f.rhs, sums=True)}"
+    return f"{lhs} {f.op} {implicit if same else text(f.rhs, sums=True)}"

@@ -195,6 +195,9 @@ class _Gen:
                         and first_read.get(vid, -1) >= k:
                     done.add(vid)
                     lines.append(f"    _g{vid} = {' + '.join(self.contribs[vid])}  # Δ{p.vars[vid].name}")
+                    if vid in p.symmetric:  # its symmetric (Hermitian) part: ½(G + Gᴴ)
+                        t = f"_g{vid}.mT.conj()" if not self.real(vid) else f"_g{vid}.mT"
+                        lines.append(f"    _g{vid} = 0.5 * (_g{vid} + {t})")
 
         for k in reversed(range(len(p.ops))):
             op = p.ops[k]

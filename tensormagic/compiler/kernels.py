@@ -60,6 +60,14 @@ def _injective(sizes, strides):
     return True
 
 
+def dense(x):
+    """x, or (a permuted view, not a broadcast one) its contiguous copy: what a large
+    elementwise op reads fastest."""
+    if x.is_contiguous() or 0 in x.stride():
+        return x
+    return x.contiguous()
+
+
 def index(t, name, of, dim, size):
     """An index tensor checked before use: integers, every value in range. Under vmap or a
     compiler its values cannot be read here: a negative one (which indexing would count from
@@ -213,7 +221,7 @@ def conv_backward(g, x, w, stride, dilation, mask):
     return gx, gw
 
 
-NAMESPACE = {"_step": step, "_view": view, "_unview": unview, "_index": index,
+NAMESPACE = {"_step": step, "_dense": dense, "_view": view, "_unview": unview, "_index": index,
              "_prod_others": prod_others, "_prod": prod, "_share": share, "_pick": pick,
              "_extreme": extreme, "_cross_entropy_backward": cross_entropy_backward,
              "_silu_backward": silu_backward,

@@ -7,6 +7,7 @@ cotengra's path when it is installed); traces, diagonals and indices
 private to one operand are taken first. The program is data: codegen turns it into source,
 `describe` turns it into a readable table.
 """
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -16,11 +17,12 @@ import opt_einsum
 from ..language.bindings import distinct
 from ..language.errors import NotationValueError
 from ..language.functions import FUNCTIONS
-from ..language.ir import (Add, Binary, Call, Const, Mul, Pow, Reduce, Scalar, Sigma, Tensor, free,
-                           leaves, unique)
+from ..language.ir import (Add, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma,
+                           Tensor, free, leaves, unique)
 from ..language.numbers import ConstantError, function
 from ..language.ranges import index_sizes
 from . import convs, layout, lowering, search
+from .derived import Derived
 from .layout import broadcast_orders, natural_labels
 from .program import Op, Program, Ref, Var
 from .sizes import plain
@@ -41,17 +43,23 @@ def build(cell, shapes, wants, sizes=None, complex=False, complex_inputs=None, e
 _REAL_VALUED = ("abs",)
 
 
-class _Builder:
+class _Builder(Derived):
     def __init__(self, cell, wants, given, complex=False):
         self.cell, self.wants, self.given, self.complex = cell, set(wants), given, complex
         self.vars, self.ops, self.env, self.products = [], [], {}, []
         self.casts = {}  # real var id -> its complex copy
         self.made = {}   # an op's key (_op_key) -> the value it made
         self.defined = {}  # name -> (indices, rhs) of the statement defining its value now
+        self.sized = {}    # target -> the index sizes of the statement assigning it
+        self.pad = dict(cell.pad)  # name -> places read as zero outside at shifted subscripts
+        self.padded = {}   # (var id, padded dims) -> the padded var
 
     def run(self, shapes, complex_inputs, every=True):
         inputs = []
         for name, shape, cx in zip(self.cell.inputs, shapes, complex_inputs):
+            if name in self.cell.symmetric and (len(shape) != 2 or shape[0] != shape[1]):
+                raise NotationValueError(f"'{name}' is declared symmetric but has shape {tuple(shape)}: "
+                                         f"a symmetric matrix is square")
             v = self.new((), tuple(shape), name in self.wants, name, real=not cx)
             self.ops.append(Op("input", v.id, (name,)))
             self.env[name] = v.id
@@ -63,8 +71,9 @@ class _Builder:
         returned = self.cell.outputs if every else self.cell.outputs[-1:]
         outputs = tuple(self.env[name] for name in returned)
         ops, starts = _live(self.ops, outputs, starts)
+        symmetric = tuple(v for n, v in zip(self.cell.inputs, inputs) if n in self.cell.symmetric)
         return Program(self.vars, ops, tuple(inputs), outputs, complex=self.complex,
-                       products=tuple(self.products), starts=starts)
+                       products=tuple(self.products), starts=starts, symmetric=symmetric)
 
     def new(self, labels, shape, needs=False, name=None, real=True):
         v = Var(len(self.vars), tuple(labels), tuple(shape), needs, name, real)
@@ -77,8 +86,8 @@ class _Builder:
             args = tuple(self.cast(a) for a in args)  # gradient: its real part); not indices
         shape = tuple(self.sizes[i] for i in labels)
         key = _op_key(kind, labels, shape, args, info)
-        if key in self.made:  # the same op on the same values: made once (x - mu in two statements)
-            return self.made[key]
+        if key in self.made:  # the same op on the same values: made once (x - mu in two
+            return Ref(self.made[key].var, tuple(labels))  # statements, under any index names)
         needs = any(self.vars[a.var].needs for a in args if isinstance(a, Ref))
         v = self.new(labels, shape, needs, real=real)
         self.ops.append(Op(kind, v.id, tuple(args), info))
@@ -111,11 +120,16 @@ class _Builder:
     # -- one statement -------------------------------------------------------------
     def statement(self, st):
         st, written = distinct(st)  # sibling reductions that reuse a name: a name per binding
+        known = self.target_sizes(st)
+        st = self.identities(st, known)
         self.st = st
-        self.sizes = index_sizes(st, self.env, self.vars, self.given, written)
+        self.sizes = index_sizes(st, self.env, self.vars, self.given, written, known, self.pad)
+        self.sized[st.target] = self.sizes
         self.costs = plain(self.sizes)  # what paths and layouts are chosen by: no Size guards
         self.prefer = st.indices  # the order the statement's result is wanted in
         rhs = self.expr(st.rhs)
+        if st.target_access is not None:
+            return self.scatter(st, rhs)
         args = [rhs]
         if st.op != ":=":
             old = self.vars[self.env[st.target]].shape
@@ -153,12 +167,18 @@ class _Builder:
         fused = self.lowered(found) if found is not None else None
         if fused is not None:
             return fused
+        if isinstance(e, Scalar) and e.name.startswith("|"):  # an index's size, |j|
+            return Const(self.sizes[e.name[1:-1]])
         if isinstance(e, Scalar):
             return Ref(self.env[e.name], ())
         if isinstance(e, Tensor):
             return self.reshape(self.read(e), unique(e.indices))
         if isinstance(e, Mul):
             return self.contract(e.factors, free(e))
+        if isinstance(e, Indicator):
+            return self.emit("indicator", free(e), (self.expr(e.left), self.expr(e.right)))
+        if isinstance(e, Sigma) and not set(e.indices) <= set(free(e.body)):
+            return self.broadcast_sum(e)
         if isinstance(e, Sigma):
             if isinstance(e.body, Mul):
                 return self.contract(e.body.factors, free(e))
@@ -256,7 +276,7 @@ class _Builder:
     def read(self, e):
         """A tensor's values at its subscripts: the var itself (labels may repeat: a diagonal),
         a strided view (shifted, fixed or narrowed subscripts), or a gather."""
-        var = self.vars[self.env[e.name]]
+        var, e = self.source(e)
         access = e.access if e.access is not None else e.indices
         if e.access is None and all(var.shape[d] == self.sizes[i] for d, i in enumerate(e.indices)):
             return Ref(var.id, e.indices)
@@ -319,7 +339,7 @@ class _Builder:
         if len(tensors) != 2 or any(not isinstance(f, (Const, Scalar)) for f in rest):
             return None
         for x, w in (tensors, tensors[::-1]):
-            xv, wv = self.vars[self.env[x.name]], self.vars[self.env[w.name]]
+            (xv, x), wv = self.source(x), self.vars[self.env[w.name]]
             found = convs.match(x, xv.shape, w, wv.shape, out, self.sizes)
             if found is not None:
                 result = self.emit("conv", out, (Ref(xv.id, ()), Ref(wv.id, w.indices)), conv=found)
@@ -540,13 +560,34 @@ def _live(ops, outputs, starts):
 
 
 def _op_key(kind, labels, shape, args, info):
-    """What makes an op's value: equal keys, equal values (None: not comparable)."""
-    key = (kind, tuple(labels), shape, tuple(args), tuple(sorted(info.items())))
+    """What makes an op's value: equal keys, equal values (None: not comparable). Index names
+    are the op's own: they are numbered in order of appearance, so that Σ_h H[b,h] W[h,o] and
+    Σ_hʹ H[b,hʹ] W[hʹ,o] (a forward sum a gradient reads again) are one op."""
+    names = {}
+    for i in list(labels) + [i for a in args if isinstance(a, Ref) for i in a.labels]:
+        names.setdefault(i, f"#{len(names)}")
+    key = (kind, _numbered(tuple(labels), names), shape, _numbered(tuple(args), names),
+           _numbered(tuple(sorted(info.items())), names))
     try:
         hash(key)
     except TypeError:
         return None
     return key
+
+
+def _numbered(x, names):
+    """x with every index name replaced by its number (through tuples and dataclasses)."""
+    if isinstance(x, str):
+        return names.get(x, x)
+    if isinstance(x, Ref):
+        return ("ref", x.var, _numbered(x.labels, names))
+    if isinstance(x, (tuple, list)):
+        return tuple(_numbered(y, names) for y in x)
+    if isinstance(x, (set, frozenset)):
+        return frozenset(_numbered(y, names) for y in x)
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return (type(x).__name__,) + tuple(_numbered(getattr(x, f.name), names) for f in dataclasses.fields(x))
+    return x
 
 
 def _letters(labels):

@@ -38,3 +38,4 @@ class Program:
     complex: bool = False
     products: tuple = ()       # (operand refs, output labels, sizes) of each planned product
     starts: tuple = ()         # index of each statement's first op
+    symmetric: tuple = ()      # input var ids whose gradient is projected on symmetric matrices

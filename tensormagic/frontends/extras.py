@@ -7,11 +7,14 @@ from IPython.display import display
 
 
 def show_extras(fn, args, verbose):
-    """--diagram (also in verbose mode) and --check; --quiet shows only a failed check."""
+    """--diagram (also in verbose mode), --hessian and --check; --quiet shows only a failed
+    check."""
     if (args.diagram or verbose) and not args.quiet:
         display(fn.diagram())
         if verbose:
             display(fn.plan_diagram())
+    if args.hessian and not args.quiet:
+        display(fn.hessian_view(None if args.hessian == "all" else args.hessian))
     if args.check:
         report = fn.check()
         if not args.quiet or not report.ok:

@@ -50,9 +50,15 @@ class TensorgradMagics(Magics):
     @argument("--sizes", metavar="a=2,b=3", help="sizes of indices no shape fixes (a pooling window)")
     @argument("--backend", default="eager", metavar="NAME",
               help="eager (default), or a torch.compile backend (inductor) for the generated code")
+    @argument("--pad", metavar="x=1", help="tensors read as zero up to p places outside their bounds "
+                                           "at shifted subscripts (x[i+a-1]: a 'same' convolution)")
     @argument("--diagram", action="store_true", help="also draw the statements as tensor networks")
     @argument("--check", action="store_true",
               help="check each derived gradient against finite differences (✓/✗ and max error)")
+    @argument("--symmetric", metavar="W,V", help="inputs that are symmetric matrices (Hermitian if "
+                                                  "complex): their gradient is the symmetric part")
+    @argument("--hessian", metavar="W,V", help="also show the Hessian of the last output (a scalar) "
+                                                "with respect to these inputs (all: every input in wrt)")
     @argument("--bind", choices=("all", "last"), default="all",
               help="bind every output of the cell (all) or only the last statement's (last)")
     @cell_magic
@@ -155,8 +161,11 @@ def _build(cell, names, args):
     """The compiled cell, or a short error."""
     try:
         fn = tensorgrad(cell, wrt=names or None, name=args.name, memory=args.memory,
-                        sizes=_sizes(args.sizes), backend=args.backend)
+                        sizes=_sizes(args.sizes), pad=_sizes(args.pad, "--pad", "tensor=places like x=1"),
+                        symmetric=args.symmetric, backend=args.backend)
         fn.derivation  # derived when first shown: before the namespace changes
+        if args.hessian:
+            fn.hessian_view(None if args.hessian == "all" else args.hessian)
         return fn
     except NotationError as err:
         raise TensorgradCellError(err.short()) from None
@@ -164,15 +173,15 @@ def _build(cell, names, args):
         raise UsageError(str(err)) from None
 
 
-def _sizes(text):
-    """--sizes a=2,b=3 → {"a": 2, "b": 3}."""
+def _sizes(text, flag="--sizes", what="index=size pairs like a=2,b=3"):
+    """--sizes a=2,b=3 → {"a": 2, "b": 3} (and --pad x=1 alike)."""
     sizes = {}
     for item in (text or "").replace(" ", ",").split(","):
         if not item:
             continue
         name, _, value = item.partition("=")
         if not name.isidentifier() or not value.isdigit() or int(value) < 1:
-            raise UsageError(f"--sizes takes index=size pairs like a=2,b=3, not {item!r}")
+            raise UsageError(f"{flag} takes {what}, not {item!r}")
         sizes[name] = int(value)
     return sizes
 

@@ -7,10 +7,12 @@ Span = Tuple[int, int]
 
 @dataclass(frozen=True)
 class Affine:
-    """A shifted subscript: Σ coef·index + offset (x[2*i+a+1]); with no terms, a fixed
-    position (x[b,0]; a negative offset counts from the end, x[b,-1])."""
+    """A shifted subscript: Σ coef·index + offset (x[2*i+a+1]; a negative offset, x[i+a-1],
+    reads before the start of a padded tensor); with no terms, a fixed position (x[b,0]; a
+    negative offset counts from the end, x[b,-1])."""
     terms: Tuple[Tuple[int, str], ...]
     offset: int = 0
+    span: Span = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -115,13 +117,27 @@ Expr = Union[Tensor, Scalar, Const, Add, Mul, Call, Pow, Sigma, Reduce, Binary]
 @dataclass(frozen=True)
 class Statement:
     target: str
-    indices: Tuple[str, ...]
+    indices: Tuple[str, ...]   # the left side's indices (never summed), those inside a scatter's
+    #                            index tensor included: H[tok[b], d] has (b, d)
     op: str  # ":=", "=", "+="
     rhs: Expr
     text: str
     lineno: int
     target_span: Span = field(default=None, compare=False)
     index_spans: tuple = field(default=(), compare=False)
+    target_access: tuple = None  # a scatter on the left: one entry per dim of the target, an
+    #                              index name or the integer Tensor it scatters by (tok[b])
+
+    @property
+    def target_read(self):
+        """The target as its subscripts read it (H[tok[b],d] for a scatter)."""
+        if self.target_access is None:
+            return Tensor(self.target, self.indices)
+        return Tensor(self.target, self.indices, None, self.target_access)
+
+    @property
+    def ndim(self):
+        return len(self.target_access) if self.target_access is not None else len(self.indices)
 
 
 def children(e):

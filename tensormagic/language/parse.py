@@ -6,11 +6,11 @@ import re
 import sys
 import unicodedata
 
+from .algebra import add_all, multiply, multiply_all, reciprocal
 from .errors import NotationSyntaxError, NotationValueError
 from .functions import CALLABLE
-from .ir import (REDUCTIONS, Add, Affine, Binary, Call, Const, Mul, Pow, Reduce, Scalar, Statement,
-                 Tensor, unique)
-from .numbers import ConstantError, bounded, fold, power
+from .ir import REDUCTIONS, Affine, Binary, Call, Const, Pow, Reduce, Scalar, Statement, Tensor, unique
+from .numbers import ConstantError, bounded, power
 
 _EMPTY_BRACKETS = re.compile(r"(?<=\w)(\s*\[\s*\])")
 _NAMES = {
@@ -86,13 +86,16 @@ def parse_statement(text, lineno=None):
     _refuse_semicolons(text, lineno)
     op, at = _find_operator(text, lineno)
     ctx = _Ctx(text, lineno)
-    target, indices, spans = _parse_target(text[:at], ctx)
+    target, indices, spans, access = _parse_target(text[:at], ctx)
+    if access is not None and op == "=":
+        raise NotationSyntaxError("a scatter on the left adds: use := (into zeros) or += (into the "
+                                  "old value)", text, lineno, at, at + 1)
     rhs_start = at + len(op)
     rhs_ctx = _Ctx(text, lineno, rhs_start)
     tree = _parse_expr(text[rhs_start:], rhs_ctx)
     _check_depth(tree, rhs_ctx)
     rhs = _Converter(rhs_ctx).convert(tree)
-    return Statement(target, indices, op, rhs, text, lineno, spans[0], spans[1:])
+    return Statement(target, indices, op, rhs, text, lineno, spans[0], spans[1:], access)
 
 
 class _Ctx:
@@ -295,16 +298,43 @@ def _syntax_error(text):
 
 
 def _parse_target(fragment, ctx):
+    """(name, indices, spans, access): access is None, or for a scatter (H[tok[b], d]) one
+    entry per dim, an index name or the integer Tensor it scatters by."""
     lead = len(fragment) - len(fragment.lstrip())
     stripped = fragment.strip()
     node = _parse_expr(fragment, ctx)
     if isinstance(node, ast.Name):
-        return node.id, (), (ctx.span(node),)
+        return node.id, (), (ctx.span(node),), None
     if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
-        names, spans = _index_list(node.slice, ctx)
-        return node.value.id, names, (ctx.span(node.value),) + spans
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        if not any(isinstance(item, ast.Subscript) for item in items):
+            names, spans = _index_list(node.slice, ctx)
+            return node.value.id, names, (ctx.span(node.value),) + spans, None
+        return _scatter_target(node, items, ctx)
     span = (ctx.start + lead, ctx.start + lead + len(stripped))
     raise ctx.syntax("the left side must be a tensor like A[i,k], or a scalar name", span)
+
+
+def _scatter_target(node, items, ctx):
+    """H[tok[b], d]: each subscript a plain index or an integer tensor at plain indices."""
+    access, names, spans = [], [], []
+    for item in items:
+        if isinstance(item, ast.Name):
+            access.append(item.id)
+            found = [(item.id, ctx.span(item))]
+        elif isinstance(item, ast.Subscript) and isinstance(item.value, ast.Name):
+            inner, inner_spans = _index_list(item.slice, ctx, "a scatter's index tensor takes plain "
+                                                              "indices, like tok[b]")
+            access.append(Tensor(item.value.id, inner, ctx.span(item)))
+            found = list(zip(inner, inner_spans))
+        else:
+            raise ctx.syntax("a subscript on the left is an index (i) or an integer tensor that "
+                             "scatters (tok[b])", ctx.span(item))
+        for name, span in found:
+            if name not in names:
+                names.append(name)
+                spans.append(span)
+    return node.value.id, tuple(names), (ctx.span(node.value),) + tuple(spans), tuple(access)
 
 
 def _index_list(node, ctx, message="an index must be a plain name like i or α"):
@@ -368,16 +398,22 @@ class _Converter:
                     raise self.ctx.syntax("an index tensor's indices must differ", spans[k])
             return Tensor(node.value.id, names, self.ctx.span(node))
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and _is_int(node.operand):
-            return Affine((), -node.operand.value)
+            return Affine((), -node.operand.value, self.ctx.span(node))
         terms, offset = self._affine(node)
-        return Affine(tuple(terms), offset)
+        return Affine(tuple(terms), offset, self.ctx.span(node))
 
     def _affine(self, node):
-        """(terms, offset) of c*i + ... + constant, every c a positive integer, the constant ≥ 0."""
+        """(terms, offset) of c*i + ... ± constant, every c a positive integer (a constant
+        subtracted last, i+a-1, reads before the start: only a padded tensor allows it)."""
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
             lt, lo = self._affine(node.left)
             rt, ro = self._affine(node.right)
             return lt + rt, lo + ro
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub) and _is_int(node.right) \
+                and not isinstance(node.left, ast.Constant):
+            terms, offset = self._affine(node.left)
+            if terms:
+                return terms, offset - node.right.value
         if isinstance(node, ast.Name):
             return [(1, node.id)], 0
         if _is_int(node):
@@ -393,8 +429,8 @@ class _Converter:
                 raise self.ctx.syntax("a product of indices is not allowed in a subscript",
                                       self.ctx.span(node))
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub):
-            raise self.ctx.syntax("a subscript may only add: write x[i+1] (every index runs from 0)",
-                                  self.ctx.span(node))
+            raise self.ctx.syntax("a subscript may only add indices: write x[i+1] (every index runs "
+                                  "from 0), or x[i+a-1] for a padded x", self.ctx.span(node))
         if isinstance(node, ast.Call):
             raise self.ctx.syntax("a call is not allowed in a subscript", self.ctx.span(node))
         if isinstance(node, ast.Attribute):
@@ -525,72 +561,3 @@ class _Converter:
 def _did_you_mean(name, known):
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else ""
-
-
-def add(left, right, sign):
-    """left ± right, flattening nested sums (parentheses around a sum never matter)."""
-    return add_all([(left, 1), (right, sign)])
-
-
-def add_all(pieces):
-    """Σ sign·expr over (expr, sign) pieces, flattened, numbers folded into one."""
-    flat = []
-    for e, sign in pieces:
-        flat.extend(zip(e.terms, (sign * s for s in e.signs)) if isinstance(e, Add) else [(e, sign)])
-    terms, signs, number = [], [], 0
-    for t, s in flat:
-        if isinstance(t, Const):  # numbers fold into one
-            number = fold(lambda a, b: a + s * b, number, t.value)
-            continue
-        if _is_negated(t):  # a + -b is a - b
-            t, s = negate(t), -s
-        terms.append(t)
-        signs.append(s)
-    if not terms:
-        return Const(number)
-    if number != 0:
-        terms.append(Const(abs(number)) if not isinstance(number, complex) else Const(number))
-        signs.append(-1 if not isinstance(number, complex) and number < 0 else 1)
-    return Add(tuple(terms), tuple(signs))
-
-
-def _is_negated(e):
-    lead = e.factors[0] if isinstance(e, Mul) else e
-    return isinstance(lead, Const) and not isinstance(lead.value, complex) and lead.value < 0
-
-
-def multiply(left, right):
-    """left * right, flattened, with numeric factors folded into one leading constant."""
-    return multiply_all([left, right])
-
-
-def multiply_all(sides):
-    factors = []
-    for side in sides:
-        factors.extend(side.factors if isinstance(side, Mul) else (side,))
-    value = 1
-    rest = []
-    for f in factors:
-        if isinstance(f, Const):
-            value = fold(lambda a, b: a * b, value, f.value)
-        else:
-            rest.append(f)
-    if not rest:
-        return Const(value)
-    if value == 1 and len(rest) == 1 and not isinstance(rest[0], Add):
-        return rest[0]  # (a sum stays wrapped: a product around a sum is one term)
-    return Mul(((Const(value),) if value != 1 else ()) + tuple(rest))
-
-
-def negate(e):
-    if isinstance(e, Const):
-        return Const(-e.value)
-    return multiply(Const(-1), e)
-
-
-def reciprocal(e):
-    if isinstance(e, Const):
-        if e.value == 0:
-            return Call("recip", e)
-        return Const(fold(lambda a: 1 / a, e.value))
-    return Call("recip", e)

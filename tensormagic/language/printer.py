@@ -3,7 +3,7 @@
 import math
 
 from .ir import (Add, Binary, Call, Const, Indicator, Mul, Pow, Reduce, Scalar, Sigma, Tensor,
-                 signed_sum)
+                 free, signed_sum)
 
 # Precedence: a child binds at least this tightly or gets parentheses.
 SUM, PROD, UNARY, POW, ATOM = 1, 2, 3, 4, 5
@@ -11,7 +11,9 @@ SUM, PROD, UNARY, POW, ATOM = 1, 2, 3, 4, 5
 
 # -- plain text --------------------------------------------------------------------------
 def text(e, sums=False):
-    """Python-style index notation. sums=True writes each Σ where it sits (Σ_j ...)."""
+    """Python-style index notation. sums=True writes each Σ where it sits (Σ_j ...);
+    sums="reduce" writes it as the language does, sum[j](...), so the text is a statement
+    (but a Σ over an index its body does not carry, a broadcast's, stays Σ_j (...))."""
     return _text(e, sums)[0]
 
 
@@ -22,6 +24,8 @@ def subscript_text(a):
     if isinstance(a, Tensor):
         return text(a)
     parts = [i if c == 1 else f"{c}*{i}" for c, i in a.terms]
+    if a.offset < 0 and parts:  # reads before the start: x[i+a-1] (a padded x)
+        return "+".join(parts) + str(a.offset)
     if a.offset or not parts:
         parts.append(str(a.offset))
     return "+".join(parts)
@@ -46,6 +50,8 @@ def _text(e, sums):
         body, prec = _text(e.body, sums)
         if not sums:
             return body, prec
+        if sums == "reduce" and set(e.indices) <= set(free(e.body)):
+            return f"sum[{','.join(e.indices)}]({body})", ATOM
         if prec <= SUM:
             body = f"({body})"
         return f"Σ_{_subscript(e.indices)} {body}", SUM
@@ -112,8 +118,7 @@ def _subscript(indices):
 
 
 def statement_text(st, sums=True):
-    target = f"{st.target}[{','.join(st.indices)}]" if st.indices else st.target
-    return f"{target} {st.op} {text(st.rhs, sums)}"
+    return f"{text(st.target_read)} {st.op} {text(st.rhs, sums)}"
 
 
 def formula_text(f):

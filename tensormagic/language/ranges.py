@@ -19,10 +19,13 @@ from .ir import Affine, Tensor, leaves
 from .printer import subscript_text
 
 
-def index_sizes(st, env, vars, given=None, written=None):
+def index_sizes(st, env, vars, given=None, written=None, known=None, pad=None):
     """{index: size} for statement st; env maps names to var ids, given is sizes= (by the
-    names as written); written: {fresh name: the name as written} (bindings.distinct)."""
-    sizes, where, shifted = {}, {}, []
+    names as written); written: {fresh name: the name as written} (bindings.distinct);
+    known: sizes the statement's left side has already (a derived formula's target); pad:
+    {name: p}, a tensor read at a shifted subscript as if p zeros lay on either side."""
+    sizes, shifted = dict(known or {}), []
+    where = {i: (_shown(st.target, st.indices), st.indices.index(i)) for i in sizes if i in st.indices}
     written = written or {}
     alone = _alone(st)
     for name, access, span in _uses(st):
@@ -51,6 +54,9 @@ def index_sizes(st, env, vars, given=None, written=None):
                 if not -size <= a.offset < size:
                     raise _error(st, span, f"position {a.offset} is out of range in {shown}: "
                                            f"dim {dim} of '{name}' has size {size}")
+            elif isinstance(a, Affine) and (pad or {}).get(name):  # reads within [-p, n-1+p]
+                p = pad[name]
+                shifted.append((Affine(a.terms, a.offset + p), size + 2 * p, shown, span))
             elif isinstance(a, Affine):
                 shifted.append((a, size, shown, span))
     used = {i for a, _, _, _ in shifted for _, i in a.terms}
@@ -137,11 +143,14 @@ def _no_range(a, size, shown, sizes, written, i):
 def _uses(st):
     """(name, subscripts, span) of every tensor a statement reads, its old target included."""
     if st.op != ":=":
-        yield st.target, st.indices, st.target_span
+        yield st.target, st.target_access or st.indices, st.target_span
+    for index in st.target_access or ():  # a scatter's index tensors (tok in H[tok[b], d])
+        if isinstance(index, Tensor):
+            yield index.name, index.indices, index.span
     for leaf in leaves(st.rhs):
         if isinstance(leaf, Tensor):
             yield leaf.name, leaf.access if leaf.access is not None else leaf.indices, leaf.span
-        else:
+        elif not leaf.name.startswith("|"):  # (an index's size |j|, in a derived formula)
             yield leaf.name, (), leaf.span
 
 

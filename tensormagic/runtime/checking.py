@@ -208,7 +208,8 @@ def _uses(fn):
             if isinstance(leaf, Tensor):
                 access = getattr(leaf, "access", None)
                 out.append((leaf.name, tuple(access if access is not None else leaf.indices)))
-        out.append((st.target, tuple(st.indices)))
+        out.append((st.target, tuple(st.target_access or st.indices)))
+        out += [(a.name, a.indices) for a in st.target_access or () if isinstance(a, Tensor)]
     return out
 
 
@@ -236,8 +237,8 @@ def _index_bounds(fn, shapes):
     bounds = {}
     for name, subs in _uses(fn):
         for dim, a in enumerate(subs):
-            if isinstance(a, Tensor) and name in shapes:
-                bound = shapes[name][dim]
+            if isinstance(a, Tensor) and (name in shapes or a.name in fn.sizes):
+                bound = shapes[name][dim] if name in shapes else fn.sizes[a.name]  # (a scatter's)
                 bounds[a.name] = min(bounds.get(a.name, bound), bound)
     return bounds
 
@@ -396,9 +397,13 @@ def _order(n, generator):
 
 
 def _difference(fn, args, k, e, cotangents):
-    """∂/∂x + i ∂/∂y of the paired scalar in entry e of args[k], by central differences."""
+    """∂/∂x + i ∂/∂y of the paired scalar in entry e of args[k], by central differences. A
+    symmetric (Hermitian) input moves along a symmetric (Hermitian) direction: entry (i,j) and
+    its mirror (j,i) by half the step each (the mirror by its conjugate), whose derivative is
+    the gradient's symmetric part there."""
     x = args[k]
     flat = x.reshape(-1)
+    mirror = (e % x.shape[0]) * x.shape[0] + e // x.shape[0] if fn.inputs[k] in fn.cell.symmetric else None
     steps = (EPS, EPS * 1j) if x.is_complex() else (EPS,)
     grad = 0
     with torch.no_grad():
@@ -406,7 +411,11 @@ def _difference(fn, args, k, e, cotangents):
             values = []
             for sign in (1, -1):
                 moved = flat.clone()
-                moved[e] += sign * step
+                if mirror is None:
+                    moved[e] += sign * step
+                else:
+                    moved[e] += sign * step / 2
+                    moved[mirror] += sign * (step.conjugate() if isinstance(step, complex) else step) / 2
                 trial = list(args)
                 trial[k] = moved.reshape(x.shape)
                 values.append(_pair(fn.evaluate(*trial), cotangents).item())

@@ -1,16 +1,11 @@
 """A program → generated source, run once: the compiled forward, backward and jvp of one
 (shapes, dtype, device, gradients wanted) signature, and what the autograd glue reads."""
-import linecache
-import weakref
 from dataclasses import dataclass, field
-from itertools import count
 
-import torch
-
-from ..compiler import codegen, kernels, plan
+from ..compiler import codegen, plan
 from ..language.printer import statement_text
+from . import execute
 
-_ids = count()
 DEFAULT_SIZE = 4
 
 
@@ -45,33 +40,19 @@ class Compiled:
         """The generated jvp for inputs carrying tangents (`active`, a mask), compiled once."""
         if active not in self.jvps:
             text = codegen.generate_jvp(self.program, active)
-            self.jvps[active] = _exec(text, "jvp", self.namespace)["jvp"]
+            self.jvps[active] = execute.run(text, "jvp", self.namespace)["jvp"]
         return self.jvps[active]
 
 
 def compile_program(program, label, low_memory, dtype, device, comments=None, wrt=None):
     source = codegen.generate(program, comments)
-    namespace = {"torch": torch, "_dtype": dtype, "_rdtype": dtype.to_real(), "_device": device,
-                 **kernels.NAMESPACE}
-    _exec(source.text, label, namespace)
+    namespace = execute.namespace(dtype, device)
+    execute.run(source.text, label, namespace)
     wanted = tuple(program.vars[v].needs for v in program.inputs)
     wrt = tuple(wrt) if wrt is not None else (True,) * len(program.inputs)
     return Compiled(namespace["forward"], namespace["backward"], source.text, program,
                     source.saved, wanted, low_memory, _slots(program, source, low_memory),
                     len(program.outputs), wrt, namespace)
-
-
-def _exec(text, label, namespace):
-    """Run generated source; its text stays in linecache (for tracebacks) while the functions
-    it defines live, and is dropped with them."""
-    filename = f"<tensorgrad {label} #{next(_ids)}>"
-    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
-    before = {k: id(v) for k, v in namespace.items()}
-    exec(compile(text, filename, "exec"), namespace)
-    defined = [v for k, v in namespace.items() if before.get(k) != id(v) and callable(v)]
-    if defined:
-        weakref.finalize(defined[0], linecache.cache.pop, filename, None)
-    return namespace
 
 
 def _slots(program, source, low_memory):

@@ -9,8 +9,9 @@ from itertools import count
 
 import torch
 
+from ..calculus import second as second_formulas
 from ..calculus import tangent
-from ..calculus.derive import derive
+from ..calculus.derive import derive, symmetrised
 from ..compiler.sizes import guarded
 from ..language.cell import analyse
 from ..language.errors import NotationValueError
@@ -19,6 +20,7 @@ from ..language.printer import formula_text, statement_text, where_text
 from ..views import naming, readable
 from ..views.latex import cell_latex
 from .arguments import prepare, quick_signature, signature
+from . import second as second_order
 from .autograd import run
 from .compiled import DEFAULT_SIZE, build
 from .generic import Family, named_shapes
@@ -29,7 +31,8 @@ _tokens = count()
 _LIVE = weakref.WeakValueDictionary()  # token → callable, for torch.compile's first call
 
 
-def tensorgrad(text, wrt=None, name=None, memory="high", sizes=None, backend="eager"):
+def tensorgrad(text, wrt=None, name=None, memory="high", sizes=None, pad=None, symmetric=None,
+               backend="eager"):
     """Compile index-notation statements into a differentiable torch callable.
 
     text:    one statement per line, e.g. "A[i,k] := B[i,j] * C[j,k] * D[l,l]"
@@ -37,25 +40,34 @@ def tensorgrad(text, wrt=None, name=None, memory="high", sizes=None, backend="ea
     name:    the callable's name (default: "<last output>_fn")
     memory:  "high" saves forward intermediates for the backward; "low" recomputes them
     sizes:   {index: size} for indices no shape fixes, e.g. a pooling window {"a": 2}
+    pad:     {tensor: p}: read as zero up to p places outside its bounds at its shifted
+             subscripts, which may then subtract: x[b,c,i+a-1] with pad={"x": 1} is a "same"
+             convolution
+    symmetric: inputs that are symmetric matrices ("W" or ["W", "V"]; Hermitian if complex):
+             their gradient is the symmetric part, ½(G + Gᵀ) (½(G + Gᴴ))
     backend: "eager" runs the generated torch code as it is; a torch.compile backend
              ("inductor") compiles each call's forward and backward through torch.compile,
              fusing elementwise chains (the first call of each shape takes seconds)
     """
-    return TensorGradFunction(text, wrt=wrt, name=name, memory=memory, sizes=sizes,
-                              backend=backend)
+    return TensorGradFunction(text, wrt=wrt, name=name, memory=memory, sizes=sizes, pad=pad,
+                              symmetric=symmetric, backend=backend)
 
 
 class TensorGradFunction:
     """A compiled cell: call it with the inputs (positionally in `inputs` order, or by name)."""
 
-    def __init__(self, text, wrt=None, name=None, memory="high", sizes=None, backend="eager"):
+    def __init__(self, text, wrt=None, name=None, memory="high", sizes=None, pad=None, symmetric=None,
+                 backend="eager"):
         _check_types(text, wrt, name)
+        _check_types(text, symmetric, name, "symmetric")
         if memory not in MEMORY:
             raise ValueError(f"memory must be one of {MEMORY}, not {memory!r}")
         self.backend = _check_backend(backend)
         self.sizes = _check_sizes(sizes)
+        self.pad = _check_sizes(pad, "pad", "tensor names to numbers of places, like {'x': 1}")
         self.text = text
-        self.cell = analyse(text)
+        self.symmetric = _names_of(symmetric)
+        self.cell = analyse(text, self.pad, self.symmetric)
         self.inputs = self.cell.inputs
         self.outputs = self.cell.outputs
         self.wrt = _resolve_wrt(wrt, self.cell)
@@ -74,6 +86,7 @@ class TensorGradFunction:
         self._cache = collections.OrderedDict()  # signature -> Compiled, least recent first
         self._last = None
         self._warned = set()
+        self._second = {}  # second order: compiled per signature (runtime/second.py)
         self._token = next(_tokens)
         _LIVE[self._token] = self
         self._through_compiler = None  # torch.compile of _run, for a backend other than eager
@@ -83,13 +96,15 @@ class TensorGradFunction:
         when loaded: a pickle names only the public tensormagic.tensorgrad, never a module
         inside the package, so it survives changes to the package's insides."""
         return tensorgrad, (self.text, self.wrt, self.name, self.memory, self.sizes or None,
-                            self.backend)
+                            self.pad or None, self.symmetric or None, self.backend)
 
     # -- the derivation, made when first shown (calling never needs it) --------------------
     @functools.cached_property
     def derivation(self):
-        """The derived formulas, in the order reverse mode computes them."""
-        return tuple(derive(self.cell, self.wrt))
+        """The derived formulas, in the order reverse mode computes them (a symmetric input's:
+        the symmetric part of the one it would have)."""
+        return tuple(symmetrised(f) if f.of_input and f.name in self.symmetric else f
+                     for f in derive(self.cell, self.wrt))
 
     @functools.cached_property
     def _shown(self):
@@ -117,6 +132,46 @@ class TensorGradFunction:
     @functools.cached_property
     def tangents(self):
         return {f.name: tangent.tangent_text(f) for f in self.tangent_derivation}
+
+    @functools.cached_property
+    def hvp_formulas(self):
+        """{input: HvW[...] = ...} the Hessian-vector product of the last output (a scalar) in
+        the direction v (vW for W), with the tangents and gradients it reads above it."""
+        chain, results = second_formulas.hvp_formulas(self.cell, self.wrt)
+        head = [second_formulas.shown_text(f) for f in chain]
+        return {n: "\n".join(head + [second_formulas.shown_text(f)]) for n, f in results.items()}
+
+    @functools.cached_property
+    def hessian_formulas(self):
+        """{(a, b): ∂²L/∂a[...]∂b[...] = ...} every block of the Hessian of the last output,
+        as statements with two sets of indices (the ones they read above them)."""
+        return {k: block.text() for k, block in self.hessian_blocks.items()}
+
+    @functools.cached_property
+    def hessian_blocks(self):
+        """The Hessian's blocks as calculus.second.Block objects (for the views)."""
+        second_order._check_scalar(self, "hessian")
+        return second_formulas.hessian(self.cell, self.wrt).blocks
+
+    def hessian_view(self, names=None):
+        """The Hessian's blocks among `names` (default: wrt) as math: text, LaTeX and MathML
+        (what `--hessian W` shows in the magic)."""
+        from ..views.second import HessianView
+        names = _names_in(names, self.wrt, "hessian")
+        blocks = self.hessian_blocks
+        return HessianView(blocks[(a, b)] for a in names for b in names)
+
+    def hvp(self, *inputs, v, **named):
+        """The Hessian-vector product of the last output (a scalar): {name: H·v} for the
+        names v gives directions for (all in wrt), at the inputs given as for a call.
+        Derived symbolically (the gradient formulas' tangents), compiled per signature."""
+        return second_order.hvp(self, inputs, named, v)
+
+    def hessian(self, *inputs, **named):
+        """The Hessian of the last output (a scalar) at the inputs given as for a call: a
+        tensor of shape x.shape + x.shape for a one-name wrt, else {(a, b): block} over the
+        names of wrt. Derived symbolically, δs summed away; compiled per signature."""
+        return second_order.hessian(self, inputs, named)
 
     @property
     def __signature__(self):
@@ -340,24 +395,36 @@ class TensorGradFunction:
 
     def render_text(self, tangents=False):
         """The statements, the gradients and (tangents=True) the tangents, as plain text."""
-        lines = [self.statement, ""] + [formula_text(f) for f in self._shown.formulas] \
-            + where_text(self._shown.definitions)
+        lines = [self.statement] + self._padding_note() + [""] + \
+            [formula_text(f) for f in self._shown.formulas] + where_text(self._shown.definitions)
         if tangents and self.tangents:
             lines += [""] + list(self.tangents.values())
         return "\n".join(lines)
+
+    def _padding_note(self):
+        """What pad= and symmetric= mean for the statements and formulas, a line each (or none)."""
+        lines = []
+        if self.pad:
+            each = ", ".join(f"{n} padded by {p}" for n, p in self.pad.items())
+            lines.append(f"({each}: zero outside its bounds at shifted subscripts, as δ is in the formulas)")
+        if self.symmetric:
+            names = ", ".join(self.symmetric)
+            lines.append(f"({names} symmetric: its gradient is the symmetric part ½(G + Gᵀ) of the one "
+                         f"it would have, G; Hermitian, ½(G + Gᴴ), when complex)")
+        return lines
 
     def __repr__(self):
         return f"<tensorgrad {self.name}({', '.join(self.inputs)}) -> {', '.join(self.outputs)}>"
 
 
-def _check_sizes(sizes):
+def _check_sizes(sizes, what="sizes", maps="index names to positive integers"):
     if sizes is None:
         return {}
     if not isinstance(sizes, dict):
-        raise TypeError(f"sizes must be a dict like {{'a': 2}}, not {type(sizes).__name__}")
+        raise TypeError(f"{what} must be a dict like {{'a': 2}}, not {type(sizes).__name__}")
     for index, size in sizes.items():
         if not isinstance(index, str) or type(size) is not int or size < 1:
-            raise ValueError(f"sizes maps index names to positive integers; got {index!r}: {size!r}")
+            raise ValueError(f"{what} maps {maps}; got {index!r}: {size!r}")
     return dict(sizes)
 
 
@@ -382,7 +449,7 @@ def _check_backend(backend):
     return backend
 
 
-def _check_types(text, wrt, name):
+def _check_types(text, wrt, name, what="wrt"):
     """TypeError for arguments of the wrong type, saying what is expected."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str of index-notation statements, not {type(text).__name__}")
@@ -391,10 +458,17 @@ def _check_types(text, wrt, name):
     if wrt is None or isinstance(wrt, str):
         return
     if not isinstance(wrt, (list, tuple, set, frozenset)):
-        raise TypeError(f"wrt must be a str of names, a sequence of names or None, not {type(wrt).__name__}")
+        raise TypeError(f"{what} must be a str of names, a sequence of names or None, not {type(wrt).__name__}")
     for n in wrt:
         if not isinstance(n, str):
-            raise TypeError(f"wrt must hold names (str), not {type(n).__name__} ({n!r})")
+            raise TypeError(f"{what} must hold names (str), not {type(n).__name__} ({n!r})")
+
+
+def _names_of(names):
+    """"W V", "W,V" or a sequence → a tuple of names (None: none)."""
+    if names is None:
+        return ()
+    return tuple(names.replace(",", " ").split() if isinstance(names, str) else names)
 
 
 
@@ -413,6 +487,18 @@ def bind_by_name(caller, names, args, kwargs, what):
             raise TypeError(f"{caller} got input '{key}' twice")
         values[key] = value
     return values
+
+def _names_in(names, wrt, what):
+    """Names (a str of names or a sequence; None: all of wrt), each in wrt."""
+    if names is None:
+        return tuple(wrt)
+    names = names.replace(",", " ").split() if isinstance(names, str) else list(names)
+    for n in names:
+        if n not in wrt:
+            raise NotationValueError(f"{what} names '{n}', which is not in wrt "
+                                     f"({', '.join(wrt) or 'none'})")
+    return tuple(names)
+
 
 def _resolve_wrt(wrt, cell):
     if wrt is None:

@@ -46,6 +46,8 @@ def _subscript_latex(a):
     if isinstance(a, Tensor):
         return _tensor_latex(a)
     parts = [_ident(i) if c == 1 else f"{c}{_ident(i)}" for c, i in a.terms]
+    if a.offset < 0 and parts:
+        return "+".join(parts) + str(a.offset)
     if a.offset or not parts:
         parts.append(str(a.offset))
     return "+".join(parts)
@@ -150,7 +152,7 @@ def _latex_factors(factors, in_fraction=False):
 
 
 def statement_latex(st):
-    target = _tensor_latex(Tensor(st.target, st.indices))
+    target = _tensor_latex(st.target_read)
     return f"{target} {_OPS[st.op]} {latex(st.rhs)}"
 
 
@@ -175,7 +177,7 @@ def cell_latex(statements, formulas, tangents=(), definitions=()):
     (in plain text) shows its sums as a count and its product by tensor names only; past
     LATEX_CAP the rest is left out with a note.  The full text is str(fn) and fn.formulas."""
     lines = [(statement_text(st), lambda st=st: statement_latex(st),
-              lambda st=st: _compact_line(Tensor(st.target, st.indices), _OPS[st.op], st.rhs,
+              lambda st=st: _compact_line(st.target_read, _OPS[st.op], st.rhs,
                                            st.indices))
              for st in statements]
     names = cell_names(statements) | {d.target.name for d in definitions}
@@ -259,3 +261,19 @@ def _factor_name(f):
     if isinstance(f, Call) and f.func != "recip":
         return _latex_call(f.func, "\\ldots")
     return "\\left(\\ldots\\right)"
+
+
+# -- second order ------------------------------------------------------------------------
+def hessian_latex(blocks):
+    """Hessian blocks (calculus.second.Block) as one aligned display: for each, the gradients
+    and tangents it reads, then ∂²L/∂a∂b."""
+    lines = []
+    for block in blocks:
+        for f in block.chain:
+            line = formula_latex(f) if f.target.name.startswith("Δ") else \
+                f"{_tensor_latex(f.target)} = {latex(f.rhs)}"
+            lines.append(_align(line))
+        lhs = (f"\\frac{{\\partial^2 {_ident(block.loss)}}}{{\\partial {_tensor_latex(block.a)}\\, "
+               f"\\partial {_tensor_latex(block.b)}}}")
+        lines.append(f"{lhs} &= {latex(block.rhs)}")
+    return "$$\\begin{aligned}" + " \\\\ ".join(lines) + "\\end{aligned}$$"

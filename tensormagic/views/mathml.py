@@ -21,7 +21,7 @@ _THIN = '<mspace width="0.17em"></mspace>'
 def cell_html(fn, tangents=False):
     """The statements, then each derived gradient (and with tangents=True each tangent,
     forward mode), as one MathML table aligned at the signs."""
-    rows = [_row(_tensor(st.target, st.indices), {":=": ":=", "=": "=", "+=": "+="}[st.op],
+    rows = [_row(_tensor(st.target, st.target_access or st.indices), {":=": ":=", "=": "=", "+=": "+="}[st.op],
                  _expr(st.rhs)[0]) for st in fn.cell.statements]
     shown = fn._shown
     names = cell_names(fn.cell.statements) | {d.target.name for d in shown.definitions}
@@ -120,6 +120,8 @@ def _subscript(a):
     if isinstance(a, Tensor):
         return _tensor(a.name, a.access if a.access is not None else a.indices)
     parts = [_mi(i) if c == 1 else f"<mn>{c}</mn>{_mi(i)}" for c, i in a.terms]
+    if a.offset < 0 and parts:
+        return "<mo>+</mo>".join(parts) + f"<mo>−</mo><mn>{-a.offset}</mn>"
     if a.offset or not parts:
         parts.append(f"<mn>{a.offset}</mn>")
     return "<mo>+</mo>".join(parts)
@@ -228,3 +230,21 @@ def _factors(factors, in_fraction=False):
                 piece = _paren(piece)
         parts.append(piece)
     return _THIN.join(parts)
+
+
+# -- second order ------------------------------------------------------------------------
+def hessian_html(blocks):
+    """Hessian blocks (calculus.second.Block) as one MathML table: for each, the gradients and
+    tangents it reads, then ∂²L/∂a∂b, as views.latex.hessian_latex."""
+    rows = []
+    for block in blocks:
+        for f in block.chain:
+            lhs = _tensor(f.target.name, f.target.indices)
+            rhs = _formula_rhs(f, ()) if f.target.name.startswith("Δ") else _expr(f.rhs)[0]
+            rows.append(_row(lhs, "=", rhs))
+        top = f"<mrow><msup><mo>∂</mo><mn>2</mn></msup>{_mi(block.loss)}</mrow>"
+        bottom = (f"<mrow><mo>∂</mo>{_tensor(block.a.name, block.a.indices)}{_THIN}<mo>∂</mo>"
+                  f"{_tensor(block.b.name, block.b.indices)}</mrow>")
+        rows.append(_row(f"<mfrac>{top}{bottom}</mfrac>", "=", _expr(block.rhs)[0]))
+    return (f'<div class="tensormagic-math" style="padding:0.3em 0"><math><mtable columnspacing="0.3em">'
+            f'{"".join(rows)}</mtable></math></div>')

@@ -16,9 +16,9 @@ def plan_diagram(compiled):
     pair_args = {a.var for op in program.ops if op.kind == "pair" for a in op.args}
     roots = [op for op in program.ops if op.kind == "pair" and op.out not in pair_args]
     saved = set(compiled.saved)
-    trees, x = [], 0.0
+    trees, x, placed = [], 0.0, set()
     for root in roots:
-        layout, x = _place(root, producer, program, 0, x)
+        layout, x = _place(root, producer, program, 0, x, placed)
         trees.append(layout)
         x += 1.0
     nodes = [n for t in trees for n in t]
@@ -48,13 +48,24 @@ def plan_diagram(compiled):
     return Diagram(svg, "plan")
 
 
-def _place(op, producer, program, depth, x):
-    """A tidy tree: leaves left to right, each product above the middle of its operands."""
+def _place(op, producer, program, depth, x, placed):
+    """A tidy tree: leaves left to right, each product above the middle of its operands. A
+    product two trees read (the same values under other names: made once) is drawn once; the
+    second reader shows it as a leaf."""
+    placed.add(op.out)
     children, nodes = [], []
     for ref in op.args:
         child = producer.get(ref.var)
-        if child is not None and child.kind == "pair":
-            sub, x = _place(child, producer, program, depth + 1, x)
+        if child is not None and child.kind == "pair" and child.out in placed:
+            a, b = child.args
+            leaf = {"kind": "leaf", "var": ref.var, "depth": depth + 1, "x": x, "children": [],
+                    "text": [f"{_names(a.labels)},{_names(b.labels)}→{_names(program.vars[child.out].labels)}",
+                             "made once, drawn above"], "size": _size(program, ref.var)}
+            x += 1.0
+            nodes.append(leaf)
+            children.append(leaf)
+        elif child is not None and child.kind == "pair":
+            sub, x = _place(child, producer, program, depth + 1, x, placed)
             nodes += sub
             children.append(sub[-1])
         else:

@@ -6,13 +6,15 @@ module here and list it below; nothing else dispatches on kinds.
 """
 from .basic import AddTerms, Cast, Einsum1, Emit, Input, Literal, Map, Power, Scale
 from .conv import Convolution
+from .formula import Eye, IndicatorOf
 from .fused import CrossEntropy, Gelu, LayerNorm, LogSoftmax, Silu, Softmax
-from .index import Gather, View
+from .index import Gather, Pad, Scatter, View
 from .pair import Pair
 from .reduce import Extreme, ReduceOver
 
 KINDS = {kind.name: kind() for kind in (
     Input, Literal, Cast, Einsum1, Scale, AddTerms, Map, Power, Emit,  # basic
-    Pair, ReduceOver, Extreme, View, Gather, Convolution,
+    Pair, ReduceOver, Extreme, View, Gather, Pad, Scatter, Convolution,
     Softmax, LogSoftmax, CrossEntropy, LayerNorm, Gelu, Silu,  # recognised forms (lowering.py)
+    Eye, IndicatorOf,  # read by derived formulas only (second order)
 )}

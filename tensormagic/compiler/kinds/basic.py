@@ -1,5 +1,7 @@
 """The kinds every program uses: inputs, numbers, casts, one-operand sums, scalar factors,
 sums of terms, elementwise functions, powers and the statements' results."""
+import math
+
 from ...language.functions import FUNCTIONS, X
 from ...language.ir import Const, Mul, Pow, signed_sum
 from ..program import Ref
@@ -120,13 +122,27 @@ class Scale(Kind):
         return " + ".join(terms) or None
 
 
+TRANSPOSED_COPY = 1 << 16  # elements: a larger sum copies a transposed term first
+
+
 class AddTerms(Kind):
     """Signed terms, each broadcast to the result's labels."""
     name = "add"
 
     def expr(self, gen, op):
         labels = gen.labels(op.out)
-        return signed_sum([gen.align(t, labels) for t in op.args], op.info["signs"])
+        big = math.prod(gen.p.vars[op.out].shape) >= TRANSPOSED_COPY
+        return signed_sum([self.term(gen, t, labels, big) for t in op.args], op.info["signs"])
+
+    @staticmethod
+    def term(gen, t, labels, big):
+        """A term in the result's layout. In a large sum a term of two or more dims goes
+        through _dense: laid out transposed (a permuted view), it is copied first, since
+        torch's transposing copy is blocked and its elementwise kernels read a transposed
+        operand several times slower (A + A.T at 2048²: 44 ms; with the copy, 12 ms)."""
+        if big and isinstance(t, Ref) and len(t.labels) > 1:
+            return gen.broadcast(f"_dense({gen.name(t)})", t.labels, labels)
+        return gen.align(t, labels)
 
     def backward(self, gen, op, g):
         for term, sign in zip(op.args, op.info["signs"]):
@@ -221,6 +237,8 @@ class Map(Kind):
         deriv = _derivative(op)
         if isinstance(deriv, Const) and deriv.value == 0:
             return None
+        if func in ("tanh", "sigmoid") and not gen.conj:  # f′ from the value: one fused kernel
+            return f"torch.ops.aten.{func}_backward({t}, {gen.name(op.out)})"
         return f"{t} * {gen.elementwise(deriv, {'@x': src.var, '@y': op.out})}"
 
 

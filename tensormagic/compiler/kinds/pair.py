@@ -5,7 +5,6 @@ recipes; layout.py writes each piece's source."""
 import math
 
 from .. import layout
-from ..pysrc import eq
 from .base import Kind
 
 
@@ -71,20 +70,42 @@ class Pair(Kind):
 
     # -- forward mode ------------------------------------------------------------------
     def tangent(self, gen, op):
-        """ȧ ⊗ b + a ⊗ ḃ, each an einsum (a broadcast multiply when nothing is contracted)."""
+        """ȧ ⊗ b + a ⊗ ḃ, each the same (batched) matrix product as the forward's, the
+        tangent read as its operand is (a broadcast multiply when nothing is contracted)."""
         a, b = op.args
         out = gen.labels(op.out)
-        equation = eq([a.labels, b.labels], out)
-        broadcast = not self.recipe(gen, op)
+        r = self.recipe(gen, op)
         terms = []
-        for x, y, first in ((a, b, True), (b, a, False)):
+        for k, (x, y) in enumerate(((a, b), (b, a))):
             t = gen.tangent(x)
-            if t and broadcast:
+            if t and not r:
                 terms.append(f"{gen.align(x, out, t)} * {gen.align(y, out)}")
             elif t:
-                pair = (t, gen.name(y)) if first else (gen.name(y), t)
-                terms.append(f"torch.einsum('{equation}', {pair[0]}, {pair[1]})")
+                terms.append(self.product(gen, op, r, {k: t}))
         return " + ".join(terms) or None
+
+    def product(self, gen, op, r, given):
+        """The forward's product with operand k read from the tensor named given[k] (a
+        tangent, laid out as the operand's var is) instead."""
+        sizes = gen.sizes(*op.args)
+        if self.dot(r):
+            flats = [self.tangent_flat(given[k], m, sizes) if k in given else self.flat(gen, op, k)
+                     for k, m in enumerate(r.matrices())]
+            return f"torch.dot({flats[0]}, {flats[1]})"
+        nb = math.prod(sizes[i] for i in r.batch) if r.batch else None
+        mats = []
+        for k, (ref, m) in enumerate(zip(op.args, r.matrices())):
+            if k in given:
+                text = f"{layout.copy_src(given[k], m, sizes)}" if m.copied else given[k]
+            else:
+                text = f"_m{op.out}{'ab'[k]}" if m.copied else gen.name(ref)
+            mats.append(layout.matrix_src(text, m, sizes, nb, copied=m.copied))
+        m1, m2 = mats if r.a_first else mats[::-1]
+        return layout.result_src(f"{self.mm(r)}({m1}, {m2})", r, sizes, gen.labels(op.out))
+
+    @staticmethod
+    def tangent_flat(text, m, sizes):
+        return layout.copy_src(text, m, sizes) if m.copied else f"{text}.reshape(-1)"
 
     # -- backward ----------------------------------------------------------------------
     def backward(self, gen, op, g):
