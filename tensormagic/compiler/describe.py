@@ -27,35 +27,20 @@ def _describe_conv(op, var, forward, backward):
 
 def describe(program):
     """Each contraction of the forward and of the backward with its multiply-adds (FLOPs/2)
-    and result size; the totals beside one full contraction per gradient (TensorGrad.jl's way)."""
+    and result size; the totals beside one full contraction per gradient (TensorGrad.jl's way).
+    A sliced product shows its slices, its inner contractions (all slices' multiply-adds, one
+    slice's result size) and what slicing costs."""
     var = program.vars
-    forward, backward = [], []
-    for op in program.ops:
-        if op.kind == "conv":
-            _describe_conv(op, var, forward, backward)
-        if op.kind != "pair":
-            continue
-        a, b = op.args
-        out = var[op.out]
-        sizes = {}
-        for r in (a, b, Ref(op.out, out.labels)):
-            sizes.update(zip(r.labels, var[r.var].shape))
-        cost = _cost(a.labels + b.labels, sizes)
-        forward.append((f"{_names(a.labels)},{_names(b.labels)}->{_names(out.labels)}", cost,
-                        math.prod(out.shape)))
-        if out.needs:  # ΔA = ΔC ⊗ B and ΔB = ΔC ⊗ A, each as costly as the product
-            for mine, other in ((a, b), (b, a)):
-                if var[mine.var].needs:
-                    backward.append((f"Δ{_names(out.labels)},{_names(other.labels)}->Δ{_names(mine.labels)}",
-                                     cost, math.prod(var[mine.var].shape[:len(mine.labels)])))
+    forward, backward, notes = [], [], []
+    _contractions(program, forward, backward, notes)
     backward.reverse()
-    fwd, bwd = sum(r[1] for r in forward), sum(r[1] for r in backward)
+    fwd, bwd = (sum(r[1] or 0 for r in rows) for rows in (forward, backward))
     lines = [f"{'forward contraction':<44} {'multiply-adds':>14} {'result size':>12}"]
-    lines += [f"{eq:<44} {cost:>14,} {size:>12,}" for eq, cost, size in forward]
+    lines += [_row(*r) for r in forward]
     if backward:
         lines.append(f"{'backward contraction':<44} {'multiply-adds':>14} {'result size':>12}")
-        lines += [f"{eq:<44} {cost:>14,} {size:>12,}" for eq, cost, size in backward]
-    largest = max((r[2] for r in forward), default=0)
+        lines += [_row(*r) for r in backward]
+    largest = max((r[2] or 0 for r in forward), default=0)
     lines.append(f"forward {fwd:,} + backward {bwd:,} = {fwd + bwd:,} multiply-adds; "
                  f"largest intermediate {largest:,} elements")
     naive = 0
@@ -66,7 +51,59 @@ def describe(program):
     if naive:
         lines.append(f"one full contraction per gradient would take {naive:,} "
                      f"({naive / max(fwd + bwd, 1):.2f}x this plan)")
-    return "\n".join(lines)
+    return "\n".join(lines + notes)
+
+
+def _row(eq, cost, size):
+    if cost is None:
+        return eq
+    return f"{eq:<44} {cost:>14,} {'' if size is None else format(size, ','):>12}"
+
+
+def _contractions(program, forward, backward, notes, times=1, indent=""):
+    """Rows (equation, multiply-adds, result size) of the program's contractions, each cost
+    `times` over (a sliced product's inner program: once per slice)."""
+    var = program.vars
+    for op in program.ops:
+        if op.kind == "conv":
+            _describe_conv(op, var, forward, backward)
+        if op.kind == "sliced":
+            _describe_sliced(op, var, forward, backward, notes)
+        if op.kind != "pair":
+            continue
+        a, b = op.args
+        out = var[op.out]
+        sizes = {}
+        for r in (a, b, Ref(op.out, out.labels)):
+            sizes.update(zip(r.labels, var[r.var].shape))
+        cost = _cost(a.labels + b.labels, sizes) * times
+        forward.append((f"{indent}{_names(a.labels)},{_names(b.labels)}->{_names(out.labels)}", cost,
+                        math.prod(out.shape)))
+        if out.needs:  # ΔA = ΔC ⊗ B and ΔB = ΔC ⊗ A, each as costly as the product
+            for mine, other in ((a, b), (b, a)):
+                if var[mine.var].needs:
+                    backward.append((f"{indent}Δ{_names(out.labels)},{_names(other.labels)}->Δ{_names(mine.labels)}",
+                                     cost, math.prod(var[mine.var].shape[:len(mine.labels)])))
+
+
+def _describe_sliced(op, var, forward, backward, notes):
+    """A sliced product: a heading row, then its inner contractions for all slices; the
+    backward recomputes each slice's forward before its gradients."""
+    s = op.info["slices"]
+    cut = ", ".join(f"{i} {n // c}×{c}" for i, n, c in zip(s.labels, s.sizes, s.chunks))
+    where = ", spread over the ranks" if s.spread else ""
+    head = f"sliced product, {s.count:,} slices ({cut}){where}; each slice (sizes per slice):"
+    inner_forward, inner_backward = [], []
+    _contractions(op.info["inner"], inner_forward, inner_backward, notes, s.count, "  ")
+    forward.append((head, None, None))
+    forward.extend(inner_forward)
+    if var[op.out].needs:
+        backward.extend(inner_backward)
+        backward.append((f"  recompute each slice's forward", s.flops, None))
+        backward.append((head.replace("each slice", "per slice, backward"), None, None))
+    notes.append(f"slicing: {s.count:,} slices ({cut}); working memory {s.working:,} elements per "
+                 f"slice (unsliced {s.unsliced_working:,}); forward {s.flops:,} multiply-adds, "
+                 f"{s.extra:+.1%} for slicing (unsliced {s.unsliced_flops:,})")
 
 
 def _path_cost(operands, out, sizes):

@@ -9,8 +9,9 @@ from .conv import Convolution
 from .index import Gather, View
 from .pair import Pair
 from .reduce import Extreme, ReduceOver
+from .sliced import Sliced
 
 KINDS = {kind.name: kind() for kind in (
     Input, Literal, Cast, Einsum1, Scale, AddTerms, Map, Power, Emit,  # basic
-    Pair, ReduceOver, Extreme, View, Gather, Convolution,
+    Pair, ReduceOver, Extreme, View, Gather, Convolution, Sliced,
 )}
