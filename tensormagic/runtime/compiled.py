@@ -7,7 +7,7 @@ from itertools import count
 
 import torch
 
-from ..compiler import codegen, kernels, plan
+from ..compiler import codegen, kernels, plan, slicekernels, slicing
 from ..language.printer import statement_text
 
 _ids = count()
@@ -51,7 +51,7 @@ class Compiled:
 def compile_program(program, label, low_memory, dtype, device, comments=None, wrt=None):
     source = codegen.generate(program, comments)
     namespace = {"torch": torch, "_dtype": dtype, "_rdtype": dtype.to_real(), "_device": device,
-                 **kernels.NAMESPACE}
+                 **kernels.NAMESPACE, **slicekernels.NAMESPACE}
     _exec(source.text, label, namespace)
     wanted = tuple(program.vars[v].needs for v in program.inputs)
     wrt = tuple(wrt) if wrt is not None else (True,) * len(program.inputs)
@@ -91,10 +91,13 @@ def _slots(program, source, low_memory):
 
 
 def build(cell, shapes, wants, dtype, device, label, low_memory, sizes=None, complex_inputs=None,
-          wrt=None):
+          wrt=None, memory_limit=None, ranks=1):
     """complex_inputs: per input, is it complex (default: all are when dtype is); wrt: per
-    input, may it carry a tangent (None: all)."""
+    input, may it carry a tangent (None: all); memory_limit: bytes one slice of a product may
+    hold (None: no limit), counted in elements of dtype; ranks: spread every product over
+    this many ranks (1: none)."""
+    budget = None if memory_limit is None else slicing.Budget(memory_limit, dtype.itemsize)
     program = plan.build(cell, shapes, wants, sizes, complex=dtype.is_complex,
-                         complex_inputs=complex_inputs)
+                         complex_inputs=complex_inputs, budget=budget, ranks=ranks)
     comments = {start: statement_text(st) for start, st in zip(program.starts, cell.statements)}
     return compile_program(program, label, low_memory, dtype, device, comments, wrt)

@@ -19,6 +19,7 @@ from ..views import naming, readable
 from ..views.latex import cell_latex
 from .arguments import prepare, quick_signature, signature
 from .autograd import run
+from . import scale
 from .compiled import DEFAULT_SIZE, build
 
 MEMORY = ("high", "low")
@@ -27,7 +28,8 @@ _tokens = count()
 _LIVE = weakref.WeakValueDictionary()  # token → callable, for torch.compile's first call
 
 
-def tensorgrad(text, wrt=None, name=None, memory="high", sizes=None):
+def tensorgrad(text, wrt=None, name=None, memory="high", sizes=None, memory_limit=None,
+               distributed=False):
     """Compile index-notation statements into a differentiable torch callable.
 
     text:   one statement per line, e.g. "A[i,k] := B[i,j] * C[j,k] * D[l,l]"
@@ -35,18 +37,28 @@ def tensorgrad(text, wrt=None, name=None, memory="high", sizes=None):
     name:   the callable's name (default: "<last output>_fn")
     memory: "high" saves forward intermediates for the backward; "low" recomputes them
     sizes:  {index: size} for indices no shape fixes, e.g. a pooling window {"a": 2}
+    memory_limit: bytes (or "2GB") one slice of a product may hold, forward and backward:
+            larger products are sliced and looped over
+    distributed: spread each product's slices over the ranks of torch.distributed's default
+            group (every rank gets the full value and gradients)
     """
-    return TensorGradFunction(text, wrt=wrt, name=name, memory=memory, sizes=sizes)
+    return TensorGradFunction(text, wrt=wrt, name=name, memory=memory, sizes=sizes,
+                              memory_limit=memory_limit, distributed=distributed)
 
 
 class TensorGradFunction:
     """A compiled cell: call it with the inputs (positionally in `inputs` order, or by name)."""
 
-    def __init__(self, text, wrt=None, name=None, memory="high", sizes=None):
+    def __init__(self, text, wrt=None, name=None, memory="high", sizes=None, memory_limit=None,
+                 distributed=False):
         _check_types(text, wrt, name)
         if memory not in MEMORY:
             raise ValueError(f"memory must be one of {MEMORY}, not {memory!r}")
+        if not isinstance(distributed, bool):
+            raise TypeError(f"distributed must be True or False, not {type(distributed).__name__}")
         self.sizes = _check_sizes(sizes)
+        self.memory_limit = scale.memory_limit(memory_limit)
+        self.distributed = distributed
         self.text = text
         self.cell = analyse(text)
         self.inputs = self.cell.inputs
@@ -73,7 +85,8 @@ class TensorGradFunction:
         """Pickled (and deep-copied) as the text and options it was made from, analysed again
         when loaded: a pickle names only the public tensormagic.tensorgrad, never a module
         inside the package, so it survives changes to the package's insides."""
-        return tensorgrad, (self.text, self.wrt, self.name, self.memory, self.sizes or None)
+        return tensorgrad, (self.text, self.wrt, self.name, self.memory, self.sizes or None,
+                            self.memory_limit, self.distributed)
 
     # -- the derivation, made when first shown (calling never needs it) --------------------
     @functools.cached_property
@@ -124,6 +137,8 @@ class TensorGradFunction:
         return dict(zip(self.outputs, self._run(args, kwargs)))
 
     def _run(self, args, kwargs):
+        if self.distributed:
+            scale.check_group()
         if not kwargs and not self.cell.index_inputs and not torch.compiler.is_compiling():
             # the common call, checked in one pass: a signature already compiled
             key = quick_signature(args, self._wrt_mask, self._complex_const)
@@ -174,12 +189,15 @@ class TensorGradFunction:
         wants = {n for n, (_, needs, _) in zip(self.inputs, per_input) if needs}
         shapes = [shape for shape, _, _ in per_input]
         complex_inputs = tuple(cx for _, _, cx in per_input)
-        compiled = build(self.cell, shapes, wants, dtype, device, self.name,
-                                 self.memory == "low", self.sizes, complex_inputs, self._wrt_mask)
+        compiled = self._build(shapes, wants, dtype, device, complex_inputs, scale.ranks(self.distributed))
         self._cache[key] = compiled
         while len(self._cache) > CACHE_SIZE:  # least recently used first
             self._cache.popitem(last=False)
         return compiled
+
+    def _build(self, shapes, wants, dtype, device, complex_inputs, ranks):
+        return build(self.cell, shapes, wants, dtype, device, self.name, self.memory == "low",
+                     self.sizes, complex_inputs, self._wrt_mask, self.memory_limit, ranks)
 
     # -- inspecting ----------------------------------------------------------------------
     @property
@@ -199,9 +217,10 @@ class TensorGradFunction:
             for size in (DEFAULT_SIZE, 4 * DEFAULT_SIZE):
                 shapes = [(size,) * self.cell.ndim[n] for n in self.inputs]
                 try:  # shifted subscripts may need room: a larger example
-                    self._last = build(self.cell, shapes, set(self.wrt), dtype,
-                                               torch.device("cpu"), self.name, self.memory == "low",
-                                               self.sizes, (False,) * len(shapes), self._wrt_mask)
+                    # (spread as a call would be, where a process group exists)
+                    ranks = scale.ranks(self.distributed and torch.distributed.is_initialized())
+                    self._last = self._build(shapes, set(self.wrt), dtype, torch.device("cpu"),
+                                             (False,) * len(shapes), ranks)
                     break
                 except NotationValueError:
                     if size != DEFAULT_SIZE:
