@@ -98,7 +98,7 @@ class _Blocks:
 def _spreading():
     """Go round the ranks now: the default group exists (else an error), nothing is to be
     differentiated through the collectives, and no torch.func transform is active."""
-    import torch.distributed as dist
+    dist = torch.distributed
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError(NO_GROUP)
     return not torch.is_grad_enabled() and not torch._C._are_functorch_transforms_active()
@@ -109,7 +109,7 @@ def _mine(counts, spread):
     positions = itertools.product(*(range(n) for n in counts))
     if not spread:
         return positions
-    import torch.distributed as dist
+    dist = torch.distributed
     rank, world = dist.get_rank(), dist.get_world_size()
     return (pos for k, pos in enumerate(positions) if k % world == rank)
 
@@ -125,7 +125,7 @@ def _narrow(x, dims, pos, chunks, copy=True):
 def _all_reduce(tensors):
     """Each tensor summed over the ranks (one collective for all of them when they share a
     dtype). The tensors are new here (sums of slices), so they are reduced in place."""
-    import torch.distributed as dist
+    dist = torch.distributed
     if len(tensors) > 1 and len({t.dtype for t in tensors}) == 1:
         flat = torch.cat([t.reshape(-1) for t in tensors])
         dist.all_reduce(flat)

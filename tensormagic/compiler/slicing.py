@@ -6,13 +6,14 @@ chunks fill disjoint blocks of it instead). Slicing indices of the largest inter
 every intermediate holding them, at the price of recomputing, once per chunk, the products that
 do not hold them: that extra work is what `Slices.extra` reports.
 
-`choose` cuts greedily: while one slice's working memory (`working`: its intermediates, its
-operands' copies and its backward's widest gradients, all counted at once) exceeds the budget,
-it halves (or divides by its smallest prime factor) the chunk of the index of the largest
-term whose cut adds the fewest multiply-adds; then the path is searched again for the sliced
-sizes and kept if it fits and costs less. Chunks always divide their index's size, so every
-slice has the same shapes and one planned inner program serves all of them. Budgets are in
-elements: the runtime divides bytes by the dtype's element size.
+`choose` cuts greedily: while one slice's working memory (`working`: the most its forward and
+backward hold at once, simulated product by product, with a margin for layout copies) exceeds
+the budget, it halves (or divides by its smallest prime factor) the chunk of the index of the
+largest term whose cut adds the fewest multiply-adds; then the path is searched again for the
+sliced sizes and kept if it fits and costs less. Chunks always divide their index's size, so
+every slice has the same shapes and one planned inner program serves all of them. A budget
+counts elements of the call's dtype (Budget: bytes and the element size). Not counted: the
+product's operands, its result and the gradients it returns, which exist whole anyway.
 """
 import math
 from dataclasses import dataclass
@@ -194,8 +195,9 @@ class BudgetError(NotationValueError):
 
 
 def _unmet(budget, now, count, why):
-    return BudgetError(f"memory_limit={bytes_text(budget.bytes)} cannot be met: a product still "
-                       f"needs {budget.text(now)} per slice at {count:,} slices ({why})", now)
+    return BudgetError(f"memory_limit={bytes_text(budget.bytes)} cannot be met: the least working "
+                       f"memory found for a product is {budget.text(now)} per slice, at {count:,} "
+                       f"slices ({why})", now)
 
 
 def check_values(program, budget, statements):

@@ -16,6 +16,7 @@ from IPython.display import display
 
 from ..language.errors import NotationError, NotationValueError
 from ..runtime.function import TensorGradFunction, tensorgrad
+from ..runtime.scale import memory_limit
 from ..views.codeview import Folded, code_view, preformatted
 from ..views.mathml import cell_html
 
@@ -46,6 +47,11 @@ class TensorgradMagics(Magics):
     @argument("--memory", choices=("high", "low"), default="high",
               help="keep intermediates for the backward pass (high) or recompute them (low)")
     @argument("--sizes", metavar="a=2,b=3", help="sizes of indices no shape fixes (a pooling window)")
+    @argument("--memory-limit", metavar="BYTES",
+              help="slice each product so that one slice holds at most this much, forward and "
+                   "backward (bytes, or 2GB, 512MiB: 1KB = 1024 B)")
+    @argument("--distributed", action="store_true",
+              help="spread the slices over the ranks of torch.distributed's default group")
     @argument("--diagram", action="store_true", help="also draw the statements as tensor networks")
     @argument("--check", action="store_true",
               help="check each derived gradient against finite differences (✓/✗ and max error)")
@@ -133,11 +139,23 @@ def _build(cell, names, args):
     """The compiled cell, or a short error."""
     try:
         fn = tensorgrad(cell, wrt=names or None, name=args.name, memory=args.memory,
-                        sizes=_sizes(args.sizes))
+                        sizes=_sizes(args.sizes), memory_limit=_memory_limit(args.memory_limit),
+                        distributed=args.distributed)
         fn.derivation  # derived when first shown: before the namespace changes
         return fn
     except NotationError as err:
         raise TensorgradCellError(err.short()) from None
+
+
+def _memory_limit(text):
+    """--memory-limit 2GB → '2GB' (tensorgrad reads it); a bad one is a one-line usage error."""
+    if text is None:
+        return None
+    try:
+        memory_limit(text)
+    except ValueError as err:
+        raise UsageError(f"--memory-limit: {err}") from None
+    return text
 
 
 def _sizes(text):
