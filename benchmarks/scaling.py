@@ -189,7 +189,9 @@ def _extra(tree, case):
 
 # -- the ranks part --------------------------------------------------------------------------
 def rank_main(rank, world, folder, spec):
-    """One rank: plan, one untimed call, then calls between barriers; rank 0 saves the times."""
+    """One rank: plan, one untimed call, then calls between barriers, each timed by the wall
+    clock and by this process's CPU time (the work this rank did, which other jobs on a shared
+    machine do not inflate); every rank saves its times."""
     cuda = spec["device"] != "cpu"
     if not cuda:
         os.environ["GLOO_SOCKET_IFNAME"] = "lo"
@@ -203,19 +205,19 @@ def rank_main(rank, world, folder, spec):
         fn = tm.tensorgrad(case.statement, memory_limit=spec["budget"], distributed=True)
         call = forward_backward(fn, xs)
         value, grads = call()
-        times = []
+        times, cpu = [], []
         for _ in range(spec["reps"]):
             dist.barrier()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             call()
             if cuda:
                 torch.cuda.synchronize()
+            cpu.append(time.process_time() - c0)
             dist.barrier()
             times.append(time.perf_counter() - t0)
         (s,) = [op.info["slices"] for op in fn._last.program.ops if op.kind == "sliced"]
-        if rank == 0:
-            torch.save(dict(times=times, count=s.count, spread=s.spread, value=value.cpu(),
-                            grads=[g.cpu() for g in grads]), os.path.join(folder, "result.pt"))
+        torch.save(dict(times=times, cpu=cpu, count=s.count, spread=s.spread, value=value.cpu(),
+                        grads=[g.cpu() for g in grads]), os.path.join(folder, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -229,7 +231,19 @@ def spawn_ranks(world, spec, timeout=1800):
                 for p in context.processes:
                     p.kill()
                 raise SystemExit(f"the ranks did not finish within {timeout} s")
-        return torch.load(os.path.join(folder, "result.pt"), weights_only=False)
+        ranks = [torch.load(os.path.join(folder, f"rank{r}.pt"), weights_only=False)
+                 for r in range(world)]
+        out = ranks[0]
+        out["cpu"] = [max(r["cpu"][k] for r in ranks) for k in range(len(out["cpu"]))]
+        out["load"] = _load()
+        return out
+
+
+def _load():
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 def run_ranks(args):
@@ -260,30 +274,38 @@ def render(args, env, budget_part, ranks_part):
         case, rows, base_peak = budget_part
         lines += [f"## Memory budget: {case.title}, {case.label}, float32, forward + every gradient",
                   "", f"Unsliced peak (tensormagic): {base_peak / MiB:,.1f} MiB.", "",
-                  "| budget | method | peak MiB | peak / budget | time | time / unsliced tensormagic "
-                  "| slices | extra multiply-adds | max rel. error |",
-                  "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
+                  "| budget | method | peak MiB | peak / budget | time | spread | time / unsliced "
+                  "tensormagic | slices | extra multiply-adds | max rel. error |",
+                  "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
         for r in rows:
             count, extra = r["slices"] or ("", None)
             lines.append(f"| {r['budget']} | {r['method']} | {r['peak'] / MiB:,.1f} | "
-                         f"{r['peak'] / r['bytes']:.2f} | {r['median']:.2f} s | {r['ratio']:.2f}× | "
+                         f"{r['peak'] / r['bytes']:.2f} | {r['median']:.2f} s | {r['spread']:.0%} | "
+                         f"{r['ratio']:.2f}× | "
                          f"{count} | {'' if extra is None else f'{extra:+.0%}'} | {r['error']:.1e} |")
         lines += ["", "Peak: bytes allocated during one call above what was allocated before it "
                   "(the inputs); it includes the gradients returned. Extra multiply-adds: the "
-                  "sliced forward's over the same method's unsliced one. time / unsliced: the median "
-                  "of the per-round ratios.", ""]
+                  "sliced forward's over the same method's unsliced one. time: the median over the "
+                  "rounds; spread: their interquartile range over the median; time / unsliced: the "
+                  "median of the per-round ratios.", ""]
     if ranks_part:
         budget, runs = ranks_part
         one = statistics.median(runs["1 rank, 1 thread"]["times"])
+        one_cpu = statistics.median(runs["1 rank, 1 thread"]["cpu"])
         lines += [f"## Slices over ranks: the same PEPS, memory_limit={budget}, distributed=True", "",
-                  "| configuration | slices | spread | median time | speed-up over 1 rank, 1 thread "
-                  "| max rel. error vs 1 rank |", "|---|--:|---|--:|--:|--:|"]
+                  "| configuration | slices | spread | wall time | speed-up | CPU time of the busiest "
+                  "rank | its share of 1 rank's | max rel. error vs 1 rank | load average after |",
+                  "|---|--:|---|--:|--:|--:|--:|--:|---|"]
         for label, r in runs.items():
-            t = statistics.median(r["times"])
+            t, c = statistics.median(r["times"]), statistics.median(r["cpu"])
             lines.append(f"| {label} | {r['count']} | {r['spread']} | {t:.2f} s | {one / t:.2f}× | "
-                         f"{r['error']:.1e} |")
-        lines += ["", "Each call (forward + every gradient) between two barriers, times of rank 0, "
-                  f"median of {args.reps}.", ""]
+                         f"{c:.2f} s | {c / one_cpu:.2f} | {r['error']:.1e} | {r['load']} |")
+        lines += ["", "Each call (forward + every gradient) between two barriers: the median over "
+                  f"{args.reps} calls of the wall time, and of the CPU time of the rank that used "
+                  "most (threads included). Speed-up: 1 rank, 1 thread's wall time over this "
+                  "one's. On a shared 2-core machine two ranks need both cores at once, so other "
+                  "jobs slow them down more than one rank: the CPU time shows the work each rank "
+                  "did.", ""]
     return "\n".join(lines)
 
 

@@ -156,6 +156,18 @@ def test_plan_and_code_show_the_slices_and_their_cost():
     assert f"# {s.count:,} slices:" in fn.code
 
 
+def test_the_plan_picture_draws_one_slice_of_a_sliced_product():
+    import re
+    fn = tm.tensorgrad(RING, memory_limit=2048)
+    fn(*_inputs(RING_SHAPES))
+    (s,) = _slices(fn)
+    svg = fn.plan_diagram().svg
+    texts = re.findall(r">([^<]+)</text>", svg)
+    assert {"P[a,b,i]", "Q[b,c,j]", "R[c,a,k]", "T[i,j,k]"} <= set(texts)
+    assert sum(t.endswith(f"× {s.count:,} slices") for t in texts) == 3  # three pairwise products
+    assert 'data-saved="true"' not in svg  # a slice keeps nothing for the backward
+
+
 def test_the_budget_counts_the_dtypes_element_size():
     fns = {dtype: tm.tensorgrad(RING, memory_limit=4096) for dtype in (torch.float32, torch.float64)}
     for dtype, fn in fns.items():
