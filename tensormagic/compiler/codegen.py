@@ -35,7 +35,7 @@ def generate(program, comments=None, names=("forward", "backward")):
     outputs = tuple(gen.alias.get(v, v) for v in program.outputs)
     forward = release(forward, {gen.name(v) for v in (*outputs, *gen.saved)})
     backward = release(backward, set())
-    inner = [text for text in gen.inner.values()]
+    inner = list(gen.inner.values())
     return Source("\n".join(inner + forward + [""] + backward) + "\n", tuple(gen.saved), outputs)
 
 

@@ -4,8 +4,10 @@ Every product is split into pairwise contractions in the order opt_einsum
 finds cheapest for these shapes (up to TIE_OPERANDS operands, among the paths
 of equal FLOPs the one whose layouts copy least; from search.OPERANDS operands,
 cotengra's path when it is installed); traces, diagonals and indices
-private to one operand are taken first. The program is data: codegen turns it into source,
-`describe` turns it into a readable table.
+private to one operand are taken first. Under a memory budget (or to spread over ranks) a
+product too large is one "sliced" op instead, whose inner program is one slice's pairwise
+contractions (slicing.py chooses the slices). The program is data: codegen turns it into
+source, `describe` turns it into a readable table.
 """
 import math
 from dataclasses import dataclass
@@ -338,15 +340,7 @@ class _Builder:
         chunks, inner_path = found
         self.products.append((tuple(operands), out, dict(self.sizes)))
         inner = self.inner(operands, out, chunks, inner_path)
-        cut = tuple(i for i in sizes if chunks[i] < sizes[i])
-        count = math.prod(sizes[i] // chunks[i] for i in cut)
-        tree = slicing.nodes(labels, inner_path, out)
-        info = slicing.Slices(
-            cut, tuple(sizes[i] for i in cut), tuple(chunks[i] for i in cut),
-            tuple(_dims(r.labels, cut) for r in operands), _dims(out, cut), self.ranks > 1,
-            slicing.working(labels, tree, chunks, cut),
-            slicing.working(labels, slicing.nodes(labels, path, out), sizes),
-            count * slicing.flops(tree, chunks), slicing.flops(slicing.nodes(labels, path, out), sizes))
+        info = slicing.summary(labels, out, sizes, chunks, path, inner_path, self.ranks > 1)
         return self.emit("sliced", tuple(out), tuple(operands), slices=info, inner=inner)
 
     def inner(self, operands, out, chunks, path):
@@ -362,11 +356,6 @@ class _Builder:
         result = b.reshape(b.pairwise(refs, out, path), out)
         return Program(b.vars, b.ops, tuple(r.var for r in refs), (result.var,), complex=self.complex,
                        products=tuple(b.products))
-
-
-def _dims(labels, cut):
-    """((dim, k), ...): the dims of a tensor with these labels that hold sliced index cut[k]."""
-    return tuple((d, cut.index(i)) for d, i in enumerate(labels) if i in cut)
 
 
 @dataclass

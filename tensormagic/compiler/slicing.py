@@ -129,18 +129,32 @@ def choose(operands, out, sizes, path, path_for, budget=None, ranks=1):
     tree = nodes(operands, path, out)
     if (budget is None or working(operands, tree, sizes) <= budget.elements) and ranks < 2:
         return None
-    chunks = dict(sizes)
-    for _ in range(3):  # cut on this path; search a path for the cut sizes; again if it helps
-        chunks = _cut(operands, out, sizes, chunks, tree, budget, ranks)
-        other = path_for(chunks)
-        found = nodes(operands, other, out)
-        cut = [i for i in sizes if chunks[i] < sizes[i]]
-        if (budget is None or working(operands, found, chunks, cut) <= budget.elements) and \
-                flops(found, chunks) < flops(tree, chunks):
-            path, tree = other, found
-        else:
-            break
+    chunks = _cut(operands, out, sizes, dict(sizes), tree, budget, ranks)
+    # the best path for the sliced sizes may differ: kept if it fits and costs less
+    other = path_for(chunks)
+    found = nodes(operands, other, out)
+    cut = [i for i in sizes if chunks[i] < sizes[i]]
+    if (budget is None or working(operands, found, chunks, cut) <= budget.elements) and \
+            flops(found, chunks) < flops(tree, chunks):
+        path = other
     return chunks, path
+
+
+def summary(operands, out, sizes, chunks, path, inner_path, spread):
+    """The Slices of a product cut into `chunks` (path: its path unsliced; inner_path: one
+    slice's)."""
+    cut = tuple(i for i in sizes if chunks[i] < sizes[i])
+    count = math.prod(sizes[i] // chunks[i] for i in cut)
+    whole, one = nodes(operands, path, out), nodes(operands, inner_path, out)
+    return Slices(cut, tuple(sizes[i] for i in cut), tuple(chunks[i] for i in cut),
+                  tuple(_dims(o, cut) for o in operands), _dims(out, cut), spread,
+                  working(operands, one, chunks, cut), working(operands, whole, sizes),
+                  count * flops(one, chunks), flops(whole, sizes))
+
+
+def _dims(labels, cut):
+    """((dim, k), ...): the dims of a tensor with these labels that hold sliced index cut[k]."""
+    return tuple((d, cut.index(i)) for d, i in enumerate(labels) if i in cut)
 
 
 def _cut(operands, out, sizes, chunks, tree, budget, ranks):
