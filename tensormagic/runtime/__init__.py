@@ -4,6 +4,7 @@ compiled.py runs a program's source once per signature (Compiled); arguments.py 
 call's arguments into tensors and a cache key; autograd.py wraps the compiled functions as
 torch autograd Functions (which one runs under hooks, transforms and compilers);
 function.py is the callable itself (tensorgrad, TensorGradFunction: caches, views, inspection);
+scale.py reads memory_limit and the torch.distributed group for distributed=True;
 export.py writes a standalone module; checking.py is fn.check().
 
 May import: language, calculus, compiler, views.
