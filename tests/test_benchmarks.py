@@ -62,3 +62,21 @@ def test_a_tiny_run_writes_memory_and_targets(tmp_path):
     text = out.read_text()
     assert "## Peak memory" in text and "## Targets (issue 8)" in text
     assert "trace (tiny)" in text
+
+
+def test_a_tiny_scaling_run_meets_its_budget_and_spreads_over_two_ranks(tmp_path):
+    """benchmarks/scaling.py on a 3x3 PEPS: both parts run, every method agrees with unsliced
+    tensormagic, the sliced peak stays within the budget, the slices go round 2 ranks."""
+    import scaling
+    out = tmp_path / "s.md"
+    scaling.main(["--peps", "3", "3", "--budgets", "16KiB", "--reps", "2", "--output", str(out)])
+    text = out.read_text()
+    rows = {line.split(" | ")[1]: line.split(" | ") for line in text.splitlines()
+            if line.startswith("| 16KiB |")}
+    assert set(rows) == {"tensormagic, unsliced", "cotengra + autograd, unsliced",
+                         "tensormagic, memory_limit", "cotengra slices + checkpoint",
+                         "cotengra slices, plain autograd"}
+    assert all(float(r[-1].rstrip(" |")) < 1e-4 for r in rows.values())  # max rel. error
+    assert float(rows["tensormagic, memory_limit"][3]) <= 1.0  # peak / budget
+    assert float(rows["tensormagic, unsliced"][3]) > 1.0
+    assert "| 2 ranks, 1 thread each |" in text and "| True |" in text

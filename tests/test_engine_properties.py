@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import reference
 from conftest import evaluate_formula, expand_phantom_sums
 import tensormagic as tm
+from tensormagic.language.printer import formula_text
 
 INDICES = ("i", "j", "k", "α")
 BOUNDED, GROWING, POSITIVE_ARG, KINKED = (tuple(f for f, how in reference.DRAW.items() if how == kind)
@@ -305,8 +306,11 @@ def test_formulas_are_statements_that_give_the_gradient(program, seed):
     want = torch.autograd.grad(ref, [theirs[n] for n in names], upstream, allow_unused=True)
     if not torch.isfinite(ref).all() or not all(w is None or torch.isfinite(w).all() for w in want):
         return
+    # the derived formulas in full: fn.formulas shortens a long cell's (naming.py, with "where"
+    # lines), which tests/test_shorten.py checks against these
+    full = {f.name: formula_text(f) for f in fn.derivation if f.of_input}
     for n, w in zip(names, want):
-        formula = fn.formulas[n]
+        formula = full[n]
         note(f"formula for {n}: {formula}")
         shape = tuple(torch.as_tensor(vals[n]).shape)
         if formula.split(" = ", 1)[1].strip() == "0":

@@ -27,6 +27,10 @@ CELLS = {
              torch.float64, "high"),
     "embedding": ("e[b,d] := W[tok[b], d] * s[d]\nL := logsumexp[d](e[b,d]) - e[b,0]", None,
                   {"W": (5, 3), "tok": ("int", 5, (4,)), "s": (3,)}, torch.float64, "high"),
+    # a sliced product: its inner functions and the loops (slicekernels) travel along
+    "sliced": ("A[i,m] := B[i,j]*C[j,k]*D[k,l]*E[l,m]", None,
+               {"B": (4, 3), "C": (3, 2), "D": (2, 3), "E": (3, 4)}, torch.float64, "high",
+               {"memory_limit": 384}),
 }
 
 CHILD = r"""
@@ -65,8 +69,8 @@ def _inputs(shapes, dtype):
 
 def test_exported_modules_match_the_original_in_a_fresh_interpreter(tmp_path):
     jobs, expected = [], {}
-    for key, (text, wrt, shapes, dtype, memory) in CELLS.items():
-        fn = tm.tensorgrad(text, wrt=wrt, memory=memory)
+    for key, (text, wrt, shapes, dtype, memory, *options) in CELLS.items():
+        fn = tm.tensorgrad(text, wrt=wrt, memory=memory, **(options[0] if options else {}))
         args = _inputs(shapes, dtype)
         fn(*args)  # the shapes seen
         path = tmp_path / f"{key}_ops.py"

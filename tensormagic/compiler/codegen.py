@@ -26,15 +26,17 @@ class Source:
     outputs: tuple   # var ids returned by forward (an alias resolved to the var it names)
 
 
-def generate(program, comments=None):
-    """comments: {op index: text} shown above that op in the forward."""
-    gen = _Gen(program)
+def generate(program, comments=None, names=("forward", "backward")):
+    """comments: {op index: text} shown above that op in the forward; names: the functions'.
+    The functions a sliced product loops over (one slice's forward and backward) come first."""
+    gen = _Gen(program, names)
     backward = gen.backward()
     forward = gen.forward(comments or {})
     outputs = tuple(gen.alias.get(v, v) for v in program.outputs)
     forward = release(forward, {gen.name(v) for v in (*outputs, *gen.saved)})
     backward = release(backward, set())
-    return Source("\n".join(forward + [""] + backward) + "\n", tuple(gen.saved), outputs)
+    inner = list(gen.inner.values())
+    return Source("\n".join(inner + forward + [""] + backward) + "\n", tuple(gen.saved), outputs)
 
 
 _LOCAL = re.compile(r"(?<![\w.])_[A-Za-z]*\d+[a-z]?\b")
@@ -72,8 +74,10 @@ def release(lines, keep):
 
 
 class _Gen:
-    def __init__(self, program):
+    def __init__(self, program, names=("forward", "backward")):
         self.p = program
+        self.names = names
+        self.inner = {}  # prefix -> source of a sliced product's inner functions
         self.saved = []
         self.conj = program.complex
         # A statement whose right side is already the result, in order, names no new value.
@@ -126,10 +130,19 @@ class _Gen:
         """The dtype a var is created in: a real-valued one stays real in a complex program."""
         return "_rdtype" if self.conj and self.real(vid) else "_dtype"
 
+    def define(self, op):
+        """The names of the functions one slice of a sliced op runs (its inner program's
+        forward and backward), generated once."""
+        prefix = f"_slice{op.out}_"
+        names = (prefix + "forward", prefix + "backward")
+        if prefix not in self.inner:
+            self.inner[prefix] = generate(op.info["inner"], names=names).text
+        return names
+
     # -- forward -----------------------------------------------------------------------
     def forward(self, comments):
         params = ", ".join(self.name(i) for i in self.p.inputs)
-        lines = [f"def forward({params}):"]
+        lines = [f"def {self.names[0]}({params}):"]
         for k, op in enumerate(self.p.ops):
             if k in comments:
                 lines.append(f"    # {comments[k]}")
@@ -225,7 +238,7 @@ class _Gen:
                 grads.append(f"torch.zeros_like({self.use(vid)})")
         saved = "".join(f"{self.name(v)}, " for v in self.saved)
         # the list is emptied: each saved value lives only until its last reader below
-        head = ["def backward(_saved, _grads):", f"    ({saved}) = _saved", "    _saved.clear()"]
+        head = [f"def {self.names[1]}(_saved, _grads):", f"    ({saved}) = _saved", "    _saved.clear()"]
         return head + body + [f"    return ({''.join(g + ', ' for g in grads)})"]
 
     def line(self, text):
@@ -341,6 +354,12 @@ class _Tangents(_Gen):
 
     def use(self, ref_or_id):
         return self.name(ref_or_id)  # the forward runs here: nothing needs saving
+
+    def define(self, op):
+        """The inner functions of a sliced op: the forward's source defines them (the jvp
+        runs in its namespace)."""
+        prefix = f"_slice{op.out}_"
+        return prefix + "forward", prefix + "backward"
 
     def tangent(self, arg):
         """The source name of arg's tangent, None where it is zero."""

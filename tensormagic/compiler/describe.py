@@ -12,7 +12,8 @@ from .program import Ref
 @dataclass(frozen=True)
 class _Step:
     """One contraction of the plan: its equation, multiply-adds, result size, and the inputs
-    whose gradients pass through it (a backward step: those its result leads to)."""
+    whose gradients pass through it (a backward step: those its result leads to). A heading
+    (a sliced product's) has no cost and no size."""
     equation: str
     cost: int
     size: int
@@ -49,13 +50,24 @@ def depends(program):
     return deps
 
 
-def _steps(program):
-    """(forward steps, backward steps in the order the backward runs them)."""
-    var, deps = program.vars, depends(program)
+def _steps(program, notes=None):
+    """(forward steps, backward steps in the order the backward runs them); notes: where a
+    sliced product's summary goes."""
     forward, backward = [], []
+    _contractions(program, forward, backward, [] if notes is None else notes)
+    backward.reverse()
+    return forward, backward
+
+
+def _contractions(program, forward, backward, notes, times=1, indent="", carries=None):
+    """The steps of the program's contractions, each cost `times` over (a sliced product's
+    inner program: once per slice); carries: what every step carries (a slice's: its product's)."""
+    var, deps = program.vars, depends(program)
     for op in program.ops:
         if op.kind == "conv":
             _describe_conv(op, var, deps, forward, backward)
+        if op.kind == "sliced":
+            _describe_sliced(op, var, deps, forward, backward, notes)
         if op.kind != "pair":
             continue
         a, b = op.args
@@ -63,25 +75,51 @@ def _steps(program):
         sizes = {}
         for r in (a, b, Ref(op.out, out.labels)):
             sizes.update(zip(r.labels, var[r.var].shape))
-        cost = _cost(a.labels + b.labels, sizes)
-        forward.append(_Step(f"{_names(a.labels)},{_names(b.labels)}->{_names(out.labels)}", cost,
-                             math.prod(out.shape), deps[op.out]))
+        cost = _cost(a.labels + b.labels, sizes) * times
+        forward.append(_Step(f"{indent}{_names(a.labels)},{_names(b.labels)}->{_names(out.labels)}",
+                             cost, math.prod(out.shape), carries or deps[op.out]))
         if out.needs:  # ΔA = ΔC ⊗ B and ΔB = ΔC ⊗ A, each as costly as the product
             for mine, other in ((a, b), (b, a)):
                 if var[mine.var].needs:
                     backward.append(_Step(
-                        f"Δ{_names(out.labels)},{_names(other.labels)}->Δ{_names(mine.labels)}",
-                        cost, math.prod(var[mine.var].shape[:len(mine.labels)]), deps[mine.var]))
-    backward.reverse()
-    return forward, backward
+                        f"{indent}Δ{_names(out.labels)},{_names(other.labels)}->Δ{_names(mine.labels)}",
+                        cost, math.prod(var[mine.var].shape[:len(mine.labels)]),
+                        carries or deps[mine.var]))
+
+
+def _describe_sliced(op, var, deps, forward, backward, notes):
+    """A sliced product: a heading row, then its inner contractions for all slices; the
+    backward recomputes each slice's forward before its gradients."""
+    s = op.info["slices"]
+    cut = ", ".join(f"{i} {n // c}×{c}" for i, n, c in zip(s.labels, s.sizes, s.chunks))
+    where = ", spread over the ranks" if s.spread else ""
+    head = f"sliced product, {s.count:,} slices ({cut}){where}; each slice (sizes per slice):"
+    carries = deps[op.out] | frozenset().union(*(deps.get(a.var, ()) for a in op.args))
+    inner_forward, inner_backward = [], []
+    _contractions(op.info["inner"], inner_forward, inner_backward, notes, s.count, "  ", carries)
+    forward.append(_Step(head, None, None, carries))
+    forward.extend(inner_forward)
+    if var[op.out].needs:
+        backward.extend(inner_backward)
+        backward.append(_Step("  recompute each slice's forward", s.flops, None, carries))
+        backward.append(_Step(head.replace("each slice", "per slice, backward"), None, None, carries))
+    notes.append(f"slicing: {s.count:,} slices ({cut}); working memory {s.working:,} elements per "
+                 f"slice (unsliced {s.unsliced_working:,}); forward {s.flops:,} multiply-adds, "
+                 f"{s.extra:+.1%} for slicing (unsliced {s.unsliced_flops:,})")
+
+
+def _row(s):
+    if s.cost is None:
+        return s.equation
+    return f"{s.equation:<44} {s.cost:>14,} {'' if s.size is None else format(s.size, ','):>12}"
 
 
 def _table(forward, backward):
     lines = [f"{'forward contraction':<44} {'multiply-adds':>14} {'result size':>12}"]
-    lines += [f"{s.equation:<44} {s.cost:>14,} {s.size:>12,}" for s in forward]
+    lines += [_row(s) for s in forward]
     if backward:
         lines.append(f"{'backward contraction':<44} {'multiply-adds':>14} {'result size':>12}")
-        lines += [f"{s.equation:<44} {s.cost:>14,} {s.size:>12,}" for s in backward]
+        lines += [_row(s) for s in backward]
     return lines
 
 
@@ -89,14 +127,17 @@ def describe(program, gradient=None):
     """Each contraction of the forward and of the backward with its multiply-adds (FLOPs/2)
     and result size; the totals beside one full contraction per gradient (TensorGrad.jl's way).
     gradient: an input's name: only the contractions its gradient passes through (the forward
-    ones whose results depend on it, the backward ones that lead to it)."""
-    forward, backward = _steps(program)
+    ones whose results depend on it, the backward ones that lead to it). A sliced product shows
+    its slices, its inner contractions (all slices' multiply-adds, one slice's result size) and
+    what slicing costs."""
+    notes = []
+    forward, backward = _steps(program, notes)
     if gradient is not None:
         _check_gradient(program, gradient)
         return _describe_gradient(gradient, forward, backward)
-    fwd, bwd = sum(s.cost for s in forward), sum(s.cost for s in backward)
+    fwd, bwd = (sum(s.cost or 0 for s in steps) for steps in (forward, backward))
     lines = _table(forward, backward)
-    largest = max((s.size for s in forward), default=0)
+    largest = max((s.size or 0 for s in forward), default=0)
     lines.append(f"forward {fwd:,} + backward {bwd:,} = {fwd + bwd:,} multiply-adds; "
                  f"largest intermediate {largest:,} elements")
     var = program.vars
@@ -108,7 +149,7 @@ def describe(program, gradient=None):
     if naive:
         lines.append(f"one full contraction per gradient would take {naive:,} "
                      f"({naive / max(fwd + bwd, 1):.2f}x this plan)")
-    return "\n".join(lines)
+    return "\n".join(lines + notes)
 
 
 def _check_gradient(program, name):
@@ -125,10 +166,10 @@ def _describe_gradient(name, forward, backward):
     every = len(forward) + len(backward)
     if not any(mine):
         return f"Δ{name} passes through none of the plan's {every} contractions"
-    cost = sum(s.cost for s in mine[1])
+    cost = sum(s.cost or 0 for s in mine[1])
     return "\n".join(_table(*mine) + [
         f"Δ{name} passes through {len(mine[0]) + len(mine[1])} of the plan's {every} contractions; "
-        f"its backward ones take {cost:,} of the backward's {sum(s.cost for s in backward):,} "
+        f"its backward ones take {cost:,} of the backward's {sum(s.cost or 0 for s in backward):,} "
         f"multiply-adds"])
 
 

@@ -4,8 +4,10 @@ Every product is split into pairwise contractions in the order opt_einsum
 finds cheapest for these shapes (up to TIE_OPERANDS operands, among the paths
 of equal FLOPs the one whose layouts copy least; from search.OPERANDS operands,
 cotengra's path when it is installed); traces, diagonals and indices
-private to one operand are taken first. The program is data: codegen turns it into source,
-`describe` turns it into a readable table.
+private to one operand are taken first. Under a memory budget (or to spread over ranks) a
+product too large is one "sliced" op instead, whose inner program is one slice's pairwise
+contractions (slicing.py chooses the slices). The program is data: codegen turns it into
+source, `describe` turns it into a readable table.
 """
 import dataclasses
 import math
@@ -21,22 +23,30 @@ from ..language.ir import (Add, Binary, Call, Const, Indicator, Mul, Pow, Reduce
                            Tensor, free, leaves, unique)
 from ..language.numbers import ConstantError, function
 from ..language.ranges import index_sizes
-from . import convs, layout, lowering, search
+from . import convs, layout, lowering, search, slicing
 from .derived import Derived
 from .layout import broadcast_orders, natural_labels
 from .program import Op, Program, Ref, Var
 from .sizes import plain
 
 
-def build(cell, shapes, wants, sizes=None, complex=False, complex_inputs=None, every=True):
+def build(cell, shapes, wants, sizes=None, complex=False, complex_inputs=None, every=True,
+          budget=None, ranks=1):
     """shapes: one shape tuple per cell input; wants: input names whose gradient is needed;
     sizes: {index: size} for indices no shape fixes; complex: the program computes in a
     complex dtype; complex_inputs: per input, is it complex (default: all are when the program
     is). Real values (real inputs, abs(z)) stay real, as in torch, and are cast where they meet
-    complex ones. every: the program returns every output (else only the last statement's)."""
+    complex ones. every: the program returns every output (else only the last statement's).
+    budget: a slicing.Budget, the memory one product's slice may hold (None: no limit); ranks:
+    cut every product into at least this many slices, spread over the ranks of
+    torch.distributed (1: none)."""
     if complex_inputs is None:
         complex_inputs = (complex,) * len(shapes)
-    return _Builder(cell, wants, sizes or {}, complex).run(shapes, complex_inputs, every)
+    program = _Builder(cell, wants, sizes or {}, complex, budget, ranks).run(shapes, complex_inputs,
+                                                                              every)
+    if budget is not None:
+        slicing.check_values(program, budget, cell.statements)
+    return program
 
 
 # Functions whose value is real for any argument; the others are real for a real argument.
@@ -44,14 +54,17 @@ _REAL_VALUED = ("abs",)
 
 
 class _Builder(Derived):
-    def __init__(self, cell, wants, given, complex=False):
+    def __init__(self, cell, wants, given, complex=False, budget=None, ranks=1):
         self.cell, self.wants, self.given, self.complex = cell, set(wants), given, complex
+        self.budget, self.ranks = budget, ranks
         self.vars, self.ops, self.env, self.products = [], [], {}, []
         self.casts = {}  # real var id -> its complex copy
         self.made = {}   # an op's key (_op_key) -> the value it made
         self.defined = {}  # name -> (indices, rhs) of the statement defining its value now
         self.sized = {}    # target -> the index sizes of the statement assigning it
-        self.pad = dict(cell.pad)  # name -> places read as zero outside at shifted subscripts
+        self.budget, self.ranks = budget, ranks
+        self.pad = dict(cell.pad) if cell is not None else {}  # name -> places read as zero
+        # outside at shifted subscripts
         self.padded = {}   # (var id, padded dims) -> the padded var
 
     def run(self, shapes, complex_inputs, every=True):
@@ -356,17 +369,24 @@ class _Builder(Derived):
             taken.append(self.reshape(ref, keep))
         return taken
 
-    def pairwise(self, operands, out):
+    def pairwise(self, operands, out, path=None):
+        """The product as pairwise contractions (along `path` when given, else the best one
+        found), or as one sliced op when it exceeds the memory budget or must be spread."""
         if len(operands) == 1:
             return self.reshape(operands[0], out)
-        path = self.path(operands, out)
+        fixed = path is not None
+        if not fixed:
+            path = self.path(operands, out)
+            cut = self.sliced(operands, out, path)
+            if cut is not None:
+                return cut
         self.products.append((tuple(operands), out, dict(self.costs)))
         tree = _tree(operands, path, out)
         # orders kept per node: a wide search for small trees, a narrow one for many operands
         states = 8 if len(operands) <= 8 else 3
         memo = {}
         moved = _orient(tree, tuple(out), self.costs, self.needs, states, memo)
-        if len(operands) <= TIE_OPERANDS:
+        if len(operands) <= TIE_OPERANDS and not fixed:
             # another path as cheap in FLOPs may need fewer copies: the layout cost decides,
             # then the elements its intermediates hold
             best = (moved, _held(tree, self.costs))
@@ -392,18 +412,54 @@ class _Builder(Derived):
         labels = node.order or natural_labels(a.labels, b.labels, node.keep)
         return self.emit("pair", labels, (a, b), recipe=node.recipe)
 
-    def path(self, operands, out):
+    def path(self, operands, out, sizes=None):
+        sizes = self.costs if sizes is None else sizes
         letters = _letters(unique([i for r in operands for i in r.labels] + list(out)))
         eq = ",".join("".join(letters[i] for i in r.labels) for r in operands)
         eq += "->" + "".join(letters[i] for i in out)
         found = search.path([[letters[i] for i in r.labels] for r in operands],
-                            [letters[i] for i in out], {letters[i]: self.costs[i] for i in letters})
+                            [letters[i] for i in out], {letters[i]: sizes[i] for i in letters})
         if found is not None:
             return found
-        shapes = [tuple(self.costs[i] for i in r.labels) for r in operands]
+        shapes = [tuple(sizes[i] for i in r.labels) for r in operands]
         strategy = "optimal" if len(operands) <= 4 else "auto-hq"
         path, _ = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize=strategy)
         return path
+
+    # -- sliced products -------------------------------------------------------------
+    def sliced(self, operands, out, path):
+        """One "sliced" op looping over chunks of some indices (compiler/slicing.py), or None
+        when the product fits the budget whole (and need not be spread)."""
+        if self.budget is None and self.ranks < 2:
+            return None
+        sizes = {i: self.sizes[i] for i in unique([i for r in operands for i in r.labels] + list(out))}
+        labels = [r.labels for r in operands]
+        found = slicing.choose(labels, out, sizes, path, lambda s: self.path(operands, out, s),
+                               self.budget, self.ranks)
+        if found is None:
+            return None
+        if not all(self.vars[r.var].real for r in operands):  # one dtype inside the loop
+            operands = [self.cast(r) for r in operands]
+        chunks, inner_path = found
+        self.products.append((tuple(operands), out, dict(self.costs)))
+        inner = self.inner(operands, out, chunks, inner_path)
+        info = slicing.summary(labels, out, sizes, chunks, path, inner_path, self.ranks > 1)
+        return self.emit("sliced", tuple(out), tuple(operands), slices=info, inner=inner)
+
+    def inner(self, operands, out, chunks, path):
+        """The program of one slice: the product on operands of the chunks' sizes."""
+        b = _Builder(None, (), {}, self.complex)
+        b.sizes, b.prefer = dict(chunks), tuple(out)
+        b.costs = plain(b.sizes)
+        refs = []
+        for k, r in enumerate(operands):
+            var = self.vars[r.var]
+            v = b.new((), tuple(chunks[i] for i in r.labels), var.needs, f"x{k}", var.real)
+            b.ops.append(Op("input", v.id, (v.name,)))
+            refs.append(Ref(v.id, r.labels))
+        result = b.reshape(b.pairwise(refs, out, path), out)
+        return Program(b.vars, b.ops, tuple(r.var for r in refs), (result.var,), complex=self.complex,
+                       products=tuple(b.products))
 
 
 @dataclass

@@ -15,6 +15,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from ..language.errors import NotationError, NotationValueError
 from ..runtime.function import TensorGradFunction, tensorgrad
+from ..runtime.scale import memory_limit
 from .outputs import live_inspector, planning_line, show
 
 
@@ -52,6 +53,11 @@ class TensorgradMagics(Magics):
               help="eager (default), or a torch.compile backend (inductor) for the generated code")
     @argument("--pad", metavar="x=1", help="tensors read as zero up to p places outside their bounds "
                                            "at shifted subscripts (x[i+a-1]: a 'same' convolution)")
+    @argument("--memory-limit", metavar="BYTES",
+              help="slice each product so that one slice holds at most this much, forward and "
+                   "backward (bytes, or 2GB, 512MiB: 1KB = 1024 B)")
+    @argument("--distributed", action="store_true",
+              help="spread the slices over the ranks of torch.distributed's default group")
     @argument("--diagram", action="store_true", help="also draw the statements as tensor networks")
     @argument("--check", action="store_true",
               help="check each derived gradient against finite differences (✓/✗ and max error)")
@@ -162,7 +168,8 @@ def _build(cell, names, args):
     try:
         fn = tensorgrad(cell, wrt=names or None, name=args.name, memory=args.memory,
                         sizes=_sizes(args.sizes), pad=_sizes(args.pad, "--pad", "tensor=places like x=1"),
-                        symmetric=args.symmetric, backend=args.backend)
+                        symmetric=args.symmetric, memory_limit=_memory_limit(args.memory_limit),
+                        distributed=args.distributed, backend=args.backend)
         fn.derivation  # derived when first shown: before the namespace changes
         if args.hessian:
             fn.hessian_view(None if args.hessian == "all" else args.hessian)
@@ -171,6 +178,17 @@ def _build(cell, names, args):
         raise TensorgradCellError(err.short()) from None
     except ValueError as err:  # an option's value (--backend)
         raise UsageError(str(err)) from None
+
+
+def _memory_limit(text):
+    """--memory-limit 2GB → '2GB' (tensorgrad reads it); a bad one is a one-line usage error."""
+    if text is None:
+        return None
+    try:
+        memory_limit(text)
+    except ValueError as err:
+        raise UsageError(f"--memory-limit: {err}") from None
+    return text
 
 
 def _sizes(text, flag="--sizes", what="index=size pairs like a=2,b=3"):

@@ -2,7 +2,7 @@
 (shapes, dtype, device, gradients wanted) signature, and what the autograd glue reads."""
 from dataclasses import dataclass, field
 
-from ..compiler import codegen, plan
+from ..compiler import codegen, plan, slicing
 from ..language.printer import statement_text
 from . import execute
 
@@ -73,12 +73,14 @@ def _slots(program, source, low_memory):
 
 
 def build(cell, shapes, wants, dtype, device, label, low_memory, sizes=None, complex_inputs=None,
-          wrt=None, every=True):
+          wrt=None, every=True, memory_limit=None, ranks=1):
     """complex_inputs: per input, is it complex (default: all are when dtype is); wrt: per
     input, may it carry a tangent (None: all); every: every output is returned (else only the
-    last statement's)."""
+    last statement's); memory_limit: bytes one slice of a product may hold (None: no limit),
+    counted in elements of dtype; ranks: spread every product over this many ranks (1: none)."""
+    budget = None if memory_limit is None else slicing.Budget(memory_limit, dtype.itemsize)
     program = plan.build(cell, shapes, wants, sizes, complex=dtype.is_complex,
-                         complex_inputs=complex_inputs, every=every)
+                         complex_inputs=complex_inputs, every=every, budget=budget, ranks=ranks)
     comments = {start: statement_text(st) for start, st in zip(program.starts, cell.statements)
                 if start is not None}
     return compile_program(program, label, low_memory, dtype, device, comments, wrt)

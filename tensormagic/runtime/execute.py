@@ -1,12 +1,12 @@
 """Generated source, run: the namespace it runs in (torch, the dtype and device it is made
-for, the helpers of compiler/kernels.py) and running it with its text kept for tracebacks."""
+for, the helpers of compiler/kernels.py and slicekernels.py) and running it with its text kept for tracebacks."""
 import linecache
 import weakref
 from itertools import count
 
 import torch
 
-from ..compiler import kernels
+from ..compiler import kernels, slicekernels
 
 _ids = count()
 
@@ -14,7 +14,7 @@ _ids = count()
 def namespace(dtype, device):
     """What generated code reads besides its arguments."""
     return {"torch": torch, "_dtype": dtype, "_rdtype": dtype.to_real(), "_device": device,
-            **kernels.NAMESPACE}
+            **kernels.NAMESPACE, **slicekernels.NAMESPACE}
 
 
 def run(text, label, namespace):

@@ -91,8 +91,11 @@ def _helpers(source, namespace, done=None):
     """Definitions of every non-builtin global the source uses, dependencies first (names in
     done are taken already)."""
     done, out = (set(_SKIP) | {"torch"}) if done is None else done, []
-    for name in _global_names(compile(source, "<export>", "exec")):
-        _define(name, namespace, done, out)
+    code = compile(source, "<export>", "exec")
+    own = {c.co_name for c in code.co_consts if isinstance(c, types.CodeType)}  # its functions
+    for name in _global_names(code):
+        if name not in own:  # (a sliced product's inner forward and backward)
+            _define(name, namespace, done, out)
     return "\n".join(out) + ("\n" if out else "")
 
 

@@ -22,6 +22,7 @@ from ..views.latex import cell_latex
 from .arguments import prepare, quick_signature, signature
 from . import second as second_order
 from .autograd import run
+from . import scale
 from .compiled import DEFAULT_SIZE, build
 from .generic import Family, named_shapes
 
@@ -32,7 +33,7 @@ _LIVE = weakref.WeakValueDictionary()  # token → callable, for torch.compile's
 
 
 def tensorgrad(text, wrt=None, name=None, memory="high", sizes=None, pad=None, symmetric=None,
-               backend="eager"):
+               memory_limit=None, distributed=False, backend="eager"):
     """Compile index-notation statements into a differentiable torch callable.
 
     text:    one statement per line, e.g. "A[i,k] := B[i,j] * C[j,k] * D[l,l]"
@@ -45,26 +46,35 @@ def tensorgrad(text, wrt=None, name=None, memory="high", sizes=None, pad=None, s
              convolution
     symmetric: inputs that are symmetric matrices ("W" or ["W", "V"]; Hermitian if complex):
              their gradient is the symmetric part, ½(G + Gᵀ) (½(G + Gᴴ))
+    memory_limit: bytes (or "2GB") one slice of a product may hold, forward and backward:
+             larger products are sliced and looped over
+    distributed: spread each product's slices over the ranks of torch.distributed's default
+             group (every rank gets the full value and gradients)
     backend: "eager" runs the generated torch code as it is; a torch.compile backend
              ("inductor") compiles each call's forward and backward through torch.compile,
              fusing elementwise chains (the first call of each shape takes seconds)
     """
     return TensorGradFunction(text, wrt=wrt, name=name, memory=memory, sizes=sizes, pad=pad,
-                              symmetric=symmetric, backend=backend)
+                              symmetric=symmetric, memory_limit=memory_limit,
+                              distributed=distributed, backend=backend)
 
 
 class TensorGradFunction:
     """A compiled cell: call it with the inputs (positionally in `inputs` order, or by name)."""
 
     def __init__(self, text, wrt=None, name=None, memory="high", sizes=None, pad=None, symmetric=None,
-                 backend="eager"):
+                 memory_limit=None, distributed=False, backend="eager"):
         _check_types(text, wrt, name)
         _check_types(text, symmetric, name, "symmetric")
         if memory not in MEMORY:
             raise ValueError(f"memory must be one of {MEMORY}, not {memory!r}")
+        if not isinstance(distributed, bool):
+            raise TypeError(f"distributed must be True or False, not {type(distributed).__name__}")
         self.backend = _check_backend(backend)
         self.sizes = _check_sizes(sizes)
         self.pad = _check_sizes(pad, "pad", "tensor names to numbers of places, like {'x': 1}")
+        self.memory_limit = scale.memory_limit(memory_limit)
+        self.distributed = distributed
         self.text = text
         self.symmetric = _names_of(symmetric)
         self.cell = analyse(text, self.pad, self.symmetric)
@@ -96,7 +106,8 @@ class TensorGradFunction:
         when loaded: a pickle names only the public tensormagic.tensorgrad, never a module
         inside the package, so it survives changes to the package's insides."""
         return tensorgrad, (self.text, self.wrt, self.name, self.memory, self.sizes or None,
-                            self.pad or None, self.symmetric or None, self.backend)
+                            self.pad or None, self.symmetric or None, self.memory_limit,
+                            self.distributed, self.backend)
 
     # -- the derivation, made when first shown (calling never needs it) --------------------
     @functools.cached_property
@@ -191,6 +202,8 @@ class TensorGradFunction:
 
     def _run(self, args, kwargs, every=False):
         """The outputs: the last one, or (every) all of them; every ends the cache key."""
+        if self.distributed:
+            scale.check_group()
         if self.backend != "eager" and not torch.compiler.is_compiling() and \
                 not torch._C._are_functorch_transforms_active() and \
                 torch.autograd.forward_ad._current_level < 0:
@@ -248,12 +261,16 @@ class TensorGradFunction:
         wants = {n for n, (_, needs, _) in zip(self.inputs, per_input) if needs}
         shapes = [shape for shape, _, _ in per_input]
         complex_inputs = tuple(cx for _, _, cx in per_input)
-        compiled = build(self.cell, shapes, wants, dtype, device, self.name,
-                         self.memory == "low", self.sizes, complex_inputs, self._wrt_mask, every)
+        compiled = self._build(shapes, wants, dtype, device, complex_inputs,
+                               scale.ranks(self.distributed), every)
         self._cache[key] = compiled
         while len(self._cache) > CACHE_SIZE:  # least recently used first
             self._cache.popitem(last=False)
         return compiled
+
+    def _build(self, shapes, wants, dtype, device, complex_inputs, ranks, every=True):
+        return build(self.cell, shapes, wants, dtype, device, self.name, self.memory == "low",
+                     self.sizes, complex_inputs, self._wrt_mask, every, self.memory_limit, ranks)
 
     # -- inspecting ----------------------------------------------------------------------
     @property
@@ -273,9 +290,10 @@ class TensorGradFunction:
             for size in (DEFAULT_SIZE, 4 * DEFAULT_SIZE):
                 shapes = [(size,) * self.cell.ndim[n] for n in self.inputs]
                 try:  # shifted subscripts may need room: a larger example
-                    self._last = build(self.cell, shapes, set(self.wrt), dtype,
-                                       torch.device("cpu"), self.name, self.memory == "low",
-                                       self.sizes, (False,) * len(shapes), self._wrt_mask)
+                    # (spread as a call would be, where a process group exists)
+                    ranks = scale.ranks(self.distributed and torch.distributed.is_initialized())
+                    self._last = self._build(shapes, set(self.wrt), dtype, torch.device("cpu"),
+                                             (False,) * len(shapes), ranks)
                     break
                 except NotationValueError:
                     if size != DEFAULT_SIZE:
@@ -365,9 +383,8 @@ class TensorGradFunction:
         complex_inputs = tuple(dtype.is_complex and n not in self.cell.index_inputs
                                for n in self.inputs)
         with guarded() as guards:
-            compiled = build(self.cell, symbolic, set(self.wrt), dtype, torch.device(device),
-                             self.name, self.memory == "low", self.sizes, complex_inputs,
-                             self._wrt_mask, every=True)
+            compiled = self._build(symbolic, set(self.wrt), dtype, torch.device(device),
+                                   complex_inputs, ranks=1, every=True)
         example = tuple(tuple(int(s) for s in shapes[n]) for n in self.inputs)
         return Family(compiled, names, tuple(guards), example)
 

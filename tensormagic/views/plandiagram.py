@@ -11,16 +11,24 @@ KINDS = {"einsum1": "diag / Σ", "map": "{func}", "add": "+", "scale": "×", "po
 
 
 def plan_diagram(compiled):
+    """The program's trees, then each sliced product's: one slice's tree (its sizes, and its
+    multiply-adds times the slices), nothing of it kept for the backward."""
     program = compiled.program
-    producer = {op.out: op for op in program.ops}
-    pair_args = {a.var for op in program.ops if op.kind == "pair" for a in op.args}
-    roots = [op for op in program.ops if op.kind == "pair" and op.out not in pair_args]
     saved = set(compiled.saved)
-    trees, x, placed = [], 0.0, set()
-    for root in roots:
-        layout, x = _place(root, producer, program, 0, x, placed)
-        trees.append(layout)
-        x += 1.0
+    outer = {op.out: op for op in program.ops}
+    groups = [(program, None, {})] + [
+        (op.info["inner"], op.info["slices"].count,  # a slice's operands named as the product's
+         {v: _leaf_text(r, outer.get(r.var), program) for v, r in zip(op.info["inner"].inputs, op.args)})
+        for op in program.ops if op.kind == "sliced"]
+    trees, x = [], 0.0
+    for part, slices, names in groups:
+        producer = {op.out: op for op in part.ops}
+        pair_args = {a.var for op in part.ops if op.kind == "pair" for a in op.args}
+        placed = set()
+        for root in [op for op in part.ops if op.kind == "pair" and op.out not in pair_args]:
+            layout, x = _place(root, producer, part, 0, x, placed, slices, names)
+            trees.append(layout)
+            x += 1.0
     nodes = [n for t in trees for n in t]
     if not nodes:
         svg = ('<svg xmlns="http://www.w3.org/2000/svg" class="tensormagic-plan" width="320" '
@@ -38,7 +46,7 @@ def plan_diagram(compiled):
             body.append(f'<line class="plan-edge" x1="{cx:.1f}" y1="{cy + BOX_H / 2:.1f}" '
                         f'x2="{kx:.1f}" y2="{ky - BOX_H / 2:.1f}" stroke="#57606a"/>')
     for n in nodes:
-        body.append(_box(n, n["var"] in saved))
+        body.append(_box(n, n["var"] in saved and not n["sliced"]))
     legend = (f'<text x="8" y="{height - 12:.0f}" font-size="11" fill="#57606a">multiply-adds and '
               f'result size per product; orange: kept for the backward pass</text>')
     svg = "\n".join([f'<svg xmlns="http://www.w3.org/2000/svg" class="tensormagic-plan" '
@@ -48,10 +56,11 @@ def plan_diagram(compiled):
     return Diagram(svg, "plan")
 
 
-def _place(op, producer, program, depth, x, placed):
+def _place(op, producer, program, depth, x, placed, slices=None, names=None):
     """A tidy tree: leaves left to right, each product above the middle of its operands. A
     product two trees read (the same values under other names: made once) is drawn once; the
-    second reader shows it as a leaf."""
+    second reader shows it as a leaf. slices: the count of a sliced product's slices (its tree
+    is one slice's); names: leaf texts by var (a slice's operands)."""
     placed.add(op.out)
     children, nodes = [], []
     for ref in op.args:
@@ -60,17 +69,20 @@ def _place(op, producer, program, depth, x, placed):
             a, b = child.args
             leaf = {"kind": "leaf", "var": ref.var, "depth": depth + 1, "x": x, "children": [],
                     "text": [f"{_names(a.labels)},{_names(b.labels)}→{_names(program.vars[child.out].labels)}",
-                             "made once, drawn above"], "size": _size(program, ref.var)}
+                             "made once, drawn above"], "size": _size(program, ref.var),
+                    "sliced": slices is not None}
             x += 1.0
             nodes.append(leaf)
             children.append(leaf)
         elif child is not None and child.kind == "pair":
-            sub, x = _place(child, producer, program, depth + 1, x, placed)
+            sub, x = _place(child, producer, program, depth + 1, x, placed, slices, names)
             nodes += sub
             children.append(sub[-1])
         else:
             leaf = {"kind": "leaf", "var": ref.var, "depth": depth + 1, "x": x, "children": [],
-                    "text": [_leaf_text(ref, child, program)], "size": _size(program, ref.var)}
+                    "text": [(names or {}).get(ref.var) or _leaf_text(ref, child, program)],
+                    "size": _size(program, ref.var),
+                    "sliced": slices is not None}
             x += 1.0
             nodes.append(leaf)
             children.append(leaf)
@@ -80,10 +92,11 @@ def _place(op, producer, program, depth, x, placed):
         sizes.update(zip(r.labels, program.vars[r.var].shape))
     cost = math.prod(sizes[i] for i in set(a.labels + b.labels))
     out = program.vars[op.out]
+    work = f"{cost:,} multiply-adds" if slices is None else f"{cost:,} × {slices:,} slices"
     node = {"kind": "pair", "var": op.out, "depth": depth, "children": children,
-            "x": sum(c["x"] for c in children) / len(children),
-            "text": [f"{_names(a.labels)},{_names(b.labels)}→{_names(out.labels)}",
-                     f"{cost:,} multiply-adds", f"size {math.prod(out.shape):,}"]}
+            "x": sum(c["x"] for c in children) / len(children), "sliced": slices is not None,
+            "text": [f"{_names(a.labels)},{_names(b.labels)}→{_names(out.labels)}", work,
+                     f"size {math.prod(out.shape):,}" + (" per slice" if slices else "")]}
     nodes.append(node)
     return nodes, x
 
