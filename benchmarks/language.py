@@ -94,6 +94,10 @@ CONV_POOL = [
          lambda x, w, bias: F.conv2d(x, w, bias)),
     Case("maxpool2d", "m[b,c,i,j] := max[a,d](x[b,c,2*i+a,2*j+d])",
          {"x": (16, 16, 32, 32)}, lambda x: F.max_pool2d(x, 2), sizes={"a": 2, "d": 2}),
+    Case("maxpool 2x2/2 (issue size)", "m[b,c,i,j] := max[a,d](x[b,c,2*i+a,2*j+d])",
+         {"x": (16, 32, 64, 64)}, lambda x: F.max_pool2d(x, 2), sizes={"a": 2, "d": 2}),
+    Case("maxpool 3x3/2 (issue size)", "m[b,c,i,j] := max[a,d](x[b,c,2*i+a,2*j+d])",
+         {"x": (16, 32, 64, 64)}, lambda x: F.max_pool2d(x, 3, 2), sizes={"a": 3, "d": 3}),
     Case("maxpool1d-overlap", "m[b,c,i] := max[a](x[b,c,2*i+a])",
          {"x": (32, 16, 256)}, lambda x: F.max_pool1d(x, 3, 2), sizes={"a": 3}),
 ]

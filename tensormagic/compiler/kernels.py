@@ -152,6 +152,16 @@ def _share_by_position(g, x, y, dims):
     """share() one position of the reduced dims at a time (a pooling window's few): compares
     and products of y's size, not masks of x's size over dims of 2 or 3 (which torch runs
     slowly: about twice the time)."""
+    positions, hits, weight = _shares(g, x, y, dims)
+    out = torch.empty(x.shape, dtype=weight.dtype, device=weight.device)
+    for at, hit in zip(positions, hits):
+        torch.mul(hit, weight, out=out[at])
+    return out
+
+
+def _shares(g, x, y, dims):
+    """(each position of the reduced dims as an index, x's entry there equal to the extreme y
+    or not, the gradient each such entry gets: g over the count of ties)."""
     positions = [tuple(at.get(d, slice(None)) for d in range(x.dim())) for at in
                  (dict(zip(dims, k)) for k in itertools.product(*(range(x.shape[d]) for d in dims)))]
     lead = (None,) * (x.dim() - y.dim()), (None,) * (x.dim() - g.dim())  # broadcasting's
@@ -160,11 +170,39 @@ def _share_by_position(g, x, y, dims):
     count = hits[0].to(g.dtype)
     for hit in hits[1:]:
         count += hit
-    weight = g / count
-    out = torch.empty(x.shape, dtype=g.dtype, device=g.device)
-    for at, hit in zip(positions, hits):
-        torch.mul(hit, weight, out=out[at])
-    return out
+    return positions, hits, g / count
+
+
+def pool(x, sizes, coefs, offsets, dims, larger):
+    """max (larger) or min of x over windows: the windows a strided view, reduced over dims."""
+    return extreme(view(x, sizes, coefs, offsets), dims, larger)
+
+
+def pool_backward(g, x, y, sizes, coefs, offsets, dims, larger):
+    """Δx of pool(): g (laid out like y) shared among each window's extremes, added into x's
+    shape straight from the windows' positions, one at a time (no gradient of the windows'
+    size between); where the backward is recorded, transformed or compiled, as share() then
+    unview(), whose ops torch can differentiate and batch."""
+    windows = view(x, sizes, coefs, offsets)
+    wide = [n for n in g.shape]
+    for d in sorted(dims):
+        wide.insert(d, 1)
+    g, y = g.reshape(wide), y.reshape(wide)
+    if torch.is_grad_enabled() or _traced() or \
+            math.prod(sizes[d] for d in dims) > SHARED_BY_POSITION:
+        return unview(share(g, windows, y, dims), x.shape, coefs, offsets)
+    positions, hits, weight = _shares(g, windows, y, dims)
+    contiguous = [math.prod(x.shape[d + 1:]) for d in range(x.dim())]
+    strides = [sum(c * s for c, s in zip(cs, contiguous)) for cs in coefs]
+    once = _injective(sizes, strides) and math.prod(sizes) == math.prod(x.shape)
+    dx = (torch.empty if once else torch.zeros)(x.shape, dtype=weight.dtype, device=weight.device)
+    into = view(dx, sizes, coefs, offsets)
+    for at, hit in zip(positions, hits):  # each position's windows are apart: no entry twice
+        if once:
+            torch.mul(hit, weight, out=into[at])
+        else:
+            into[at].add_(hit * weight)
+    return dx
 
 
 def pick(a, b, larger):
@@ -223,6 +261,6 @@ def conv_backward(g, x, w, stride, dilation, mask):
 
 NAMESPACE = {"_step": step, "_dense": dense, "_view": view, "_unview": unview, "_index": index,
              "_prod_others": prod_others, "_prod": prod, "_share": share, "_pick": pick,
-             "_extreme": extreme, "_cross_entropy_backward": cross_entropy_backward,
+             "_extreme": extreme, "_pool": pool, "_pool_backward": pool_backward, "_cross_entropy_backward": cross_entropy_backward,
              "_silu_backward": silu_backward,
              "_conv_backward": conv_backward}

@@ -269,11 +269,38 @@ class _Builder(Derived):
             if isinstance(total, Const):
                 return Const(total.value / count)
             return self.emit("scale", total.labels, (total, Const(1 / count)))
+        pooled = self.pooled(e)
+        if pooled is not None:
+            return pooled
         ref = self.expr(e.body)
         if e.op in ("max", "min"):
             self.refuse_complex(e, f"{e.op}[{','.join(e.indices)}]", ref)
         keep = tuple(i for i in ref.labels if i not in e.indices)
         return self.emit("reduce", keep, (ref,), op=e.op, over=tuple(e.indices))
+
+    def pooled(self, e):
+        """max or min over windows of one real tensor read at shifted subscripts (pooling) as
+        one op: its backward shares each window's gradient into the tensor directly; None for
+        any other reduction."""
+        body = e.body
+        if e.op not in ("max", "min") or not isinstance(body, Tensor) or body.access is None \
+                or body.gathers():
+            return None
+        var, body = self.source(body)
+        if not var.real:
+            return None
+        labels = unique(body.indices)
+        coefs, offsets = self.strides(body, var, labels)
+        keep = tuple(i for i in labels if i not in e.indices)
+        return self.emit("pool", keep, (Ref(var.id, ()),), op=e.op, over=tuple(e.indices),
+                         window=labels, coefs=coefs, offsets=offsets,
+                         shape=tuple(self.sizes[i] for i in labels))
+
+    def strides(self, e, var, labels):
+        """(per label, its coefficient along each dim of var; each dim's offset) of a read."""
+        access = e.access if e.access is not None else e.indices
+        return (tuple(tuple(_coef(a, label) for a in access) for label in labels),
+                tuple(_offset(a, n) for a, n in zip(access, var.shape)))
 
     def refuse_complex(self, e, what, *args):
         """max and min compare: complex values have no order."""
@@ -296,8 +323,7 @@ class _Builder(Derived):
         labels = unique(e.indices)
         if e.gathers():
             return self.gather(e, var, access, labels)
-        coefs = tuple(tuple(_coef(a, label) for a in access) for label in labels)
-        offsets = tuple(_offset(a, n) for a, n in zip(access, var.shape))
+        coefs, offsets = self.strides(e, var, labels)
         return self.emit("view", labels, (Ref(var.id, ()),), coefs=coefs, offsets=offsets)
 
     def gather(self, e, var, access, labels):

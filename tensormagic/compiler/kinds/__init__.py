@@ -10,12 +10,12 @@ from .formula import Eye, IndicatorOf
 from .fused import CrossEntropy, Gelu, LayerNorm, LogSoftmax, Silu, Softmax
 from .index import Gather, Pad, Scatter, View
 from .pair import Pair
-from .reduce import Extreme, ReduceOver
+from .reduce import Extreme, Pool, ReduceOver
 from .sliced import Sliced
 
 KINDS = {kind.name: kind() for kind in (
     Input, Literal, Cast, Einsum1, Scale, AddTerms, Map, Power, Emit,  # basic
-    Pair, ReduceOver, Extreme, View, Gather, Pad, Scatter, Convolution, Sliced,
+    Pair, ReduceOver, Pool, Extreme, View, Gather, Pad, Scatter, Convolution, Sliced,
     Softmax, LogSoftmax, CrossEntropy, LayerNorm, Gelu, Silu,  # recognised forms (lowering.py)
     Eye, IndicatorOf,  # read by derived formulas only (second order)
 )}

@@ -104,3 +104,37 @@ class Extreme(Kind):
             return None
         text = " + ".join(terms)  # a term may lack indices the other operand has
         return f"({text}).expand({shape_src(shape)})" if shape else text
+
+
+class Pool(Kind):
+    """max or min over windows of one tensor read at shifted subscripts (pooling): the windows
+    a strided view of it; the gradient shared among each window's extremes goes straight into
+    the tensor (kernels.pool_backward), with no gradient of the windows' size between."""
+    name = "pool"
+
+    @staticmethod
+    def geometry(op):
+        info = op.info
+        dims = _dims(info["window"], info["over"])
+        return f"{tuple(info['shape'])!r}, {info['coefs']!r}, {info['offsets']!r}, {dims}, " \
+               f"{info['op'] == 'max'}"
+
+    def expr(self, gen, op):
+        return f"_pool({gen.name(op.args[0])}, {self.geometry(op)})"
+
+    def backward(self, gen, op, g):
+        x = op.args[0]
+        if gen.wants(x):
+            gen.give(x, f"_pool_backward({g}, {gen.use(x)}, {gen.use(op.out)}, {self.geometry(op)})")
+
+    def tangent(self, gen, op):
+        """Σ over each window of ẋ's window times the shared weights."""
+        t = gen.tangent(op.args[0])
+        if not t:
+            return None
+        info = op.info
+        dims = _dims(info["window"], info["over"])
+        view = f"{tuple(info['shape'])!r}, {info['coefs']!r}, {info['offsets']!r}"
+        y = gen.broadcast(gen.name(op.out), gen.labels(op.out), info["window"])
+        return (f"_share(_view({t}, {view}), _view({gen.name(op.args[0])}, {view}), {y}, {dims})"
+                f".sum({dims})")
