@@ -235,7 +235,24 @@ def render(args, env, methods, large, tiny, skipped, selected) -> str:
               "## Targets (issue 8)", "", targets(large, tiny, BASELINE), "",
               noise(large + tiny), "",
               "## Correctness", "", verification(large + tiny), ""]
+    if args.device == "cpu":
+        parts += companion_tables()
     return "\n".join(parts)
+
+
+COMPANIONS = (("language.md", "The model cells, convolutions and pooling against torch.nn.functional"),
+              ("compiled.md", "Under torch.compile"))
+
+
+def companion_tables() -> list[str]:
+    """The language and compiled tables (their own scripts write them), so one file holds all."""
+    parts = []
+    for name, title in COMPANIONS:
+        path = HERE / name
+        if path.exists():
+            body = path.read_text().split("\n", 1)[1].strip()
+            parts += [f"## {title} (copied from benchmarks/{name})", "", body, ""]
+    return parts
 
 
 def to_json(env, large, tiny) -> dict:

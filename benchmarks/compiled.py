@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tensormagic as tm  # noqa: E402
 from cases import CASES as CONTRACTIONS  # noqa: E402
 from language import CASES as LANGUAGE, inputs, runner  # noqa: E402
+from bench import _git_head  # noqa: E402
 from timer import measure, paired_ratio  # noqa: E402
 
 SKIPPED = ("peps",)  # 50 tensors: minutes of inductor compilation for one row
@@ -107,7 +108,7 @@ def main():
     lines = ["# Under torch.compile: forward + backward, float32, CPU", "",
              f"Command: `python benchmarks/compiled.py {' '.join(sys.argv[1:])}`; torch {torch.__version__}, "
              f"{torch.get_num_threads()} thread(s), {args.clock} clock, {platform.processor() or platform.machine()}, "
-             f"load average at end {os.getloadavg()[0]:.2f}.", "",
+             f"tensormagic commit {_git_head()}, load average at end {os.getloadavg()[0]:.2f}.", "",
              "torch.compile (inductor) of each side; ratio: the median of per-round tensormagic / torch "
              "times of the compiled functions (lower is better); eager: the same ratio uncompiled; first "
              "call: the compiling call's time, torch / tensormagic.", "",

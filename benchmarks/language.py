@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensormagic as tm  # noqa: E402
+from bench import _git_head  # noqa: E402
 from timer import measure, paired_ratio, peak_bytes  # noqa: E402
 
 
@@ -162,7 +163,7 @@ def main():
     lines = [f"# The model cells, convolutions and pooling: forward + backward, {args.dtype}, {where}", "",
              f"Command: `python benchmarks/language.py {' '.join(sys.argv[1:])}`; torch {torch.__version__}, "
              f"{torch.get_num_threads()} thread(s), {args.clock} clock, {platform.processor() or platform.machine()}, "
-             f"load average at end {os.getloadavg()[0]:.2f} (a shared machine: other jobs were running).", "",
+             f"tensormagic commit {_git_head()}, load average at end {os.getloadavg()[0]:.2f}.", "",
              "Forward plus the gradients of every input, methods interleaved round-robin, median of "
              f"{args.reps} rounds; ratio: the median of per-round tensormagic / torch times (lower is better).", "",
              "Peak memory: one more call of each, its peak above what was allocated before it (CPU: the "
@@ -171,6 +172,8 @@ def main():
              "|---|---|---|---|---|---|---|"]
     for case, stats, ratio, memory in rows:
         shapes = ", ".join(f"{n} {tuple(s)}" for n, s in case.shapes.items())
+        if case.sizes:
+            shapes += "; " + ", ".join(f"{i} = {n}" for i, n in case.sizes.items())
         statement = case.statement.replace("\n", "`; `")
         lines.append(f"| {case.key} | `{statement}` | {shapes} | {stats['torch'].median * 1e3:.2f} ms | "
                      f"{stats['tensormagic'].median * 1e3:.2f} ms | {ratio:.2f}× | {memory:.2f}× |")
