@@ -31,6 +31,10 @@ from timer import measure, paired_ratio  # noqa: E402
 
 SKIPPED = ("peps",)  # 50 tensors: minutes of inductor compilation for one row
 
+# What the torch side runs when torch.compile of its own form fails (the failure goes in a note).
+FALLBACKS = {"attention": ("F.scaled_dot_product_attention",
+                           lambda Q, K, V: torch.nn.functional.scaled_dot_product_attention(Q, K, V, scale=1 / 8))}
+
 
 def contraction_rows():
     """(key, statement, float inputs, index tensors, plain torch, sizes) per contraction case."""
@@ -51,7 +55,7 @@ def contraction_rows():
 def language_rows():
     for case in LANGUAGE:
         xs, ints = inputs(case)
-        yield case.key, case.statement, xs, ints, case.torch, case.sizes, None
+        yield case.key, case.statement, xs, ints, case.torch, case.sizes, "language"
 
 
 def _reordered(fn, order):
@@ -82,26 +86,41 @@ def main():
         torch.set_num_threads(args.threads)
     torch._inductor.config.force_disable_caches = True  # first calls compile: no cache from earlier runs
     torch.manual_seed(0)
-    rows = []
+    rows, notes = [], []
     for key, statement, xs, ints, ref, sizes, order in list(contraction_rows()) + list(language_rows()):
         if args.only and not any(word in key for word in args.only):
             continue
         fn = tm.tensorgrad(statement, sizes=sizes)
-        call = fn if order is None else _reordered(fn, order)
+        call = fn if order in (None, "language") else _reordered(fn, order)
         want = ref(*xs, *ints)
-        torch.testing.assert_close(call(*xs, *ints), want, rtol=1e-3, atol=1e-3)
+        # float32, summed in different orders: an error relative to the result's scale
+        tol = dict(rtol=1e-3, atol=1e-3 * float(want.abs().max()))
+        torch.testing.assert_close(call(*xs, *ints), want, **tol)
         g = torch.randn_like(want)
         torch._dynamo.reset()
         compiled_ref = torch.compile(ref)
         compiled_tm = torch.compile(call, fullgraph=True)
-        firsts = (first_call(compiled_ref, xs, g, ints), first_call(compiled_tm, xs, g, ints))
-        torch.testing.assert_close(compiled_tm(*xs, *ints), want, rtol=1e-3, atol=1e-3)
+        try:
+            first_ref = first_call(compiled_ref, xs, g, ints)
+        except Exception as e:  # noqa: BLE001 - torch's own failure is reported, not fatal
+            if order != "language" or key not in FALLBACKS:
+                raise
+            name, ref = FALLBACKS[key]
+            notes.append(f"{key}: torch.compile of the plain torch form fails in torch {torch.__version__} "
+                         f"({type(e).__name__}: {str(e).splitlines()[0][:80]}); the torch side is {name}, "
+                         "compiled.")
+            torch._dynamo.reset()
+            compiled_ref = torch.compile(ref)
+            first_ref = first_call(compiled_ref, xs, g, ints)
+        firsts = (first_ref, first_call(compiled_tm, xs, g, ints))
+        torch.testing.assert_close(compiled_tm(*xs, *ints), want, **tol)
         stats = measure({"torch": runner(compiled_ref, xs, g, ints), "tm": runner(compiled_tm, xs, g, ints),
                          "eager torch": runner(ref, xs, g, ints), "eager tm": runner(call, xs, g, ints)},
                         reps=args.reps, warmup=2, min_sample_s=0.1, clock=args.clock)
         ratio = paired_ratio(stats["tm"], stats["torch"])
         eager = paired_ratio(stats["eager tm"], stats["eager torch"])
-        rows.append((key, stats, ratio, eager, firsts))
+        rows.append((key, "torch.nn.functional" if order == "language" else "torch.einsum",
+                     stats, ratio, eager, firsts))
         print(f"{key:<18} compiled torch {stats['torch'].median * 1e3:8.2f} ms  compiled tm "
               f"{stats['tm'].median * 1e3:8.2f} ms  ratio {ratio:.2f}  (eager {eager:.2f}; first calls "
               f"{firsts[0]:.1f} s / {firsts[1]:.1f} s)", flush=True)
@@ -112,11 +131,12 @@ def main():
              "torch.compile (inductor) of each side; ratio: the median of per-round tensormagic / torch "
              "times of the compiled functions (lower is better); eager: the same ratio uncompiled; first "
              "call: the compiling call's time, torch / tensormagic.", "",
-             "| case | compiled torch | compiled tensormagic | ratio | eager ratio | first call (s) |",
-             "|---|--:|--:|--:|--:|--:|"]
-    for key, stats, ratio, eager, firsts in rows:
-        lines.append(f"| {key} | {stats['torch'].median * 1e3:.2f} ms | {stats['tm'].median * 1e3:.2f} ms | "
+             "| case | against | compiled torch | compiled tensormagic | ratio | eager ratio | first call (s) |",
+             "|---|---|--:|--:|--:|--:|--:|"]
+    for key, against, stats, ratio, eager, firsts in rows:
+        lines.append(f"| {key} | {against} | {stats['torch'].median * 1e3:.2f} ms | {stats['tm'].median * 1e3:.2f} ms | "
                      f"{ratio:.2f}× | {eager:.2f}× | {firsts[0]:.1f} / {firsts[1]:.1f} |")
+    lines += ["", *notes] if notes else []
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
 

@@ -15,6 +15,10 @@ require grad and `x.grad = None` before each call (as bench.py does):
 
 floor + generated code is the least a tensormagic call could cost; the columns show how far
 the ≥3× target (tensormagic / torch.einsum ≤ 0.33) is from it.
+
+A second table does the same for the model cells of benchmarks/language.py at their own sizes,
+against torch.nn.functional + autograd: where a cell is slower than F, whether the generated
+code or the custom Function around it is the difference.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ sys.path.insert(1, str(HERE.parent))
 import torch  # noqa: E402
 
 import cases as cases_mod  # noqa: E402
+import language as language_mod  # noqa: E402
 from bench import environment  # noqa: E402
 from timer import measure, paired_ratio  # noqa: E402
 from verify import make_inputs  # noqa: E402
@@ -81,15 +86,61 @@ def timings(case, reps):
     return measure(fns, reps, warmup=20, min_sample_s=0.04)
 
 
+def language_timings(case, reps):
+    """F, tensormagic, its generated code alone and the floor, for one model cell."""
+    xs, ints = language_mod.inputs(case)
+    xs = [x.requires_grad_() for x in xs]
+    fn = tm.tensorgrad(case.statement, sizes=case.sizes)
+    out = fn(*xs, *ints)
+    g = torch.randn_like(out)
+    compiled = fn._last
+    plain = [x.detach() for x in xs] + list(ints)
+
+    def around(f):
+        def call():
+            for x in xs:
+                x.grad = None
+            f()
+        return call
+
+    def generated():
+        _, saved = compiled.forward(*plain)
+        compiled.backward(list(saved), (g,))
+
+    fns = {"F": around(lambda: case.torch(*xs, *ints).backward(g)),
+           "tm": around(lambda: fn(*xs, *ints).backward(g)),
+           "generated": generated,
+           "floor": around(lambda: _Floor.apply(tuple(g.shape), *xs).backward(g))}
+    return measure(fns, reps, warmup=3, min_sample_s=0.05)
+
+
+def language_rows(reps, only=None):
+    rows = []
+    for case in language_mod.CASES:
+        if only and not any(word in case.key for word in only):
+            continue
+        st = language_timings(case, reps)
+        us = {k: s.median * 1e6 for k, s in st.items()}
+        least = us["floor"] + us["generated"]
+        rows.append(f"| {case.key} | {us['F']:.0f} | {us['tm']:.0f} "
+                    f"({paired_ratio(st['tm'], st['F']):.2f}×) | {us['generated']:.0f} "
+                    f"({us['generated'] / us['F']:.2f}×) | {us['floor']:.0f} | "
+                    f"{least:.0f} ({least / us['F']:.2f}×) |")
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=15)
     p.add_argument("--output", default=str(HERE / "overhead.md"))
+    p.add_argument("--only", nargs="*", help="model cells: only those whose key contains one of these")
+    p.add_argument("--no-tiny", action="store_true", help="only the model cells' table")
     args = p.parse_args(argv)
     torch.manual_seed(0)
     env = environment()
     rows = []
-    for case in cases_mod.CASES:
+    for case in [] if args.no_tiny else cases_mod.CASES:
         if len(case.operands) < 3 or case.dense_tanh or not case.einsum_ok:
             continue
         tiny = case.tiny()
@@ -114,7 +165,16 @@ def main(argv=None):
         "",
         "| case | torch.einsum | tensormagic | generated | floor | floor + generated |",
         "|---|--:|--:|--:|--:|--:|",
-        *rows, ""])
+        *rows, "",
+        "## The model cells at their sizes, against torch.nn.functional",
+        "",
+        "µs per forward + backward, as above; in parentheses, time / F time. *generated*: "
+        "the generated code without autograd, the part of a call that is ours to make faster; "
+        "*floor*: the empty autograd.Function with the cell's inputs.",
+        "",
+        "| case | F | tensormagic | generated | floor | floor + generated |",
+        "|---|--:|--:|--:|--:|--:|",
+        *language_rows(args.reps, args.only), ""])
     if args.output:
         Path(args.output).write_text(text)
         print(f"wrote {args.output}")
