@@ -73,9 +73,10 @@ def timings(case, reps):
             f()
         return call
 
-    def generated():
-        _, saved = compiled.forward(*plain)
-        compiled.backward(list(saved), (g,))
+    def generated():  # as autograd runs them: without grad mode (the kernels pick their
+        with torch.no_grad():  # in-place forms by it)
+            _, saved = compiled.forward(*plain)
+            compiled.backward(list(saved), (g,))
 
     fns = {"einsum": around(lambda: torch.einsum(case.equation, *xs).backward(g)),
            "tm": around(lambda: fn(*mine).backward(g)),
@@ -103,9 +104,10 @@ def language_timings(case, reps):
             f()
         return call
 
-    def generated():
-        _, saved = compiled.forward(*plain)
-        compiled.backward(list(saved), (g,))
+    def generated():  # as autograd runs them: without grad mode (the kernels pick their
+        with torch.no_grad():  # in-place forms by it)
+            _, saved = compiled.forward(*plain)
+            compiled.backward(list(saved), (g,))
 
     fns = {"F": around(lambda: case.torch(*xs, *ints).backward(g)),
            "tm": around(lambda: fn(*xs, *ints).backward(g)),

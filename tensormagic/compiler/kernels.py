@@ -1,5 +1,6 @@
 """Helpers the generated source calls (beyond torch): strided views, their transposes,
 checked gathers, exact products. Each is plain torch, differentiable where it must be."""
+import functools
 import itertools
 import math
 
@@ -162,8 +163,7 @@ def _share_by_position(g, x, y, dims):
 def _shares(g, x, y, dims):
     """(each position of the reduced dims as an index, x's entry there equal to the extreme y
     or not, the gradient each such entry gets: g over the count of ties)."""
-    positions = [tuple(at.get(d, slice(None)) for d in range(x.dim())) for at in
-                 (dict(zip(dims, k)) for k in itertools.product(*(range(x.shape[d]) for d in dims)))]
+    positions = _positions(x, dims)
     lead = (None,) * (x.dim() - y.dim()), (None,) * (x.dim() - g.dim())  # broadcasting's
     y, g = y[lead[0]].squeeze(dims), g[lead[1]].squeeze(dims)  # dropped leading 1s, restored
     hits = [x[at] == y for at in positions]
@@ -174,8 +174,48 @@ def _shares(g, x, y, dims):
 
 
 def pool(x, sizes, coefs, offsets, dims, larger):
-    """max (larger) or min of x over windows: the windows a strided view, reduced over dims."""
-    return extreme(view(x, sizes, coefs, offsets), dims, larger)
+    """max (larger) or min of x over windows: the windows a strided view, reduced over dims
+    (as a compiler traces it, small windows position by position: see _by_position)."""
+    windows = view(x, sizes, coefs, offsets)
+    if torch.compiler.is_compiling() and _few(sizes, dims):
+        pick = torch.maximum if larger else torch.minimum
+        return functools.reduce(pick, [windows[at] for at in _positions(windows, dims)])
+    return extreme(windows, dims, larger)
+
+
+def _few(sizes, dims):
+    return math.prod([sizes[d] for d in dims]) <= SHARED_BY_POSITION
+
+
+def _positions(x, dims):
+    """Each position of x's dims `dims`, as an index of x."""
+    return [tuple(at.get(d, slice(None)) for d in range(x.dim())) for at in
+            (dict(zip(dims, k)) for k in itertools.product(*(range(x.shape[d]) for d in dims)))]
+
+
+def _compiled_pool_backward(g, x, y, sizes, coefs, offsets, dims):
+    """pool_backward() as a compiler traces it. A compiler given the windows as one strided
+    view runs its vectors along a window of 2 or 3 (masked loads: 7x slower than torch's
+    pooling); given the window positions one at a time, it fuses their compares into
+    elementwise loops along the result's last dim. The shares are then put back by fold."""
+    windows = view(x, sizes, coefs, offsets)
+    wide = list(g.shape)
+    for d in sorted(dims):
+        wide.insert(d, 1)
+    g, y = g.reshape(wide), y.reshape(wide)
+    if _few(sizes, dims):
+        _, hits, weight = _shares(g, windows, y, dims)
+        kept = [d for d in range(len(sizes)) if d not in dims]
+        stacked = torch.stack([hit * weight for hit in hits]).reshape(
+            [sizes[d] for d in dims] + [sizes[d] for d in kept])
+        back = [0] * len(sizes)
+        for k, d in enumerate(list(dims) + kept):
+            back[d] = k
+        shares = stacked.permute(back)
+    else:
+        shares = share(g, windows, y, dims)
+    folded = _folded(shares, x.shape, sizes, coefs, offsets, dims)
+    return folded if folded is not None else unview(shares, x.shape, coefs, offsets)
 
 
 def pool_backward(g, x, y, sizes, coefs, offsets, dims, larger):
@@ -183,6 +223,8 @@ def pool_backward(g, x, y, sizes, coefs, offsets, dims, larger):
     shape straight from the windows' positions, one at a time (no gradient of the windows'
     size between); where the backward is recorded, transformed or compiled, as share() then
     unview(), whose ops torch can differentiate and batch."""
+    if torch.compiler.is_compiling():
+        return _compiled_pool_backward(g, x, y, sizes, coefs, offsets, dims)
     windows = view(x, sizes, coefs, offsets)
     wide = [n for n in g.shape]
     for d in sorted(dims):
@@ -203,6 +245,44 @@ def pool_backward(g, x, y, sizes, coefs, offsets, dims, larger):
         else:
             into[at].add_(hit * weight)
     return dx
+
+
+def _folded(shares, shape, sizes, coefs, offsets, dims):
+    """unview() of pooling windows (one or two dims, each read at stride·i + dilation·a, the
+    others as they are) as torch's fold: one kernel where a compiler turns unview's loop of
+    strided adds into a copy of the whole tensor per window position. None for other views."""
+    reads = [[k for k, c in enumerate(cs) if c] for cs in coefs]
+    if any(offsets) or any(len(r) != 1 for r in reads):
+        return None
+    reads = [r[0] for r in reads]
+    kept = [r for r in range(len(sizes)) if r not in dims]
+    spatial = sorted({reads[d] for d in dims})
+    plain = [k for k in range(len(shape)) if k not in spatial]
+    if len(spatial) > 2 or len(dims) != len(spatial) or spatial != list(range(len(shape) - len(spatial), len(shape))):
+        return None
+    by_dim = {k: [r for r in kept if reads[r] == k] for k in range(len(shape))}
+    if any(len(by_dim[k]) != 1 or coefs[by_dim[k][0]][k] != 1 or sizes[by_dim[k][0]] != shape[k]
+           for k in plain) or any(len(by_dim[k]) != 1 for k in spatial):
+        return None
+    window = {reads[d]: d for d in dims}
+    order = [by_dim[k][0] for k in plain] + [window[k] for k in spatial] + [by_dim[k][0] for k in spatial]
+    if [by_dim[k][0] for k in plain] != sorted([by_dim[k][0] for k in plain]):
+        return None
+    stride = [coefs[by_dim[k][0]][k] for k in spatial]
+    dilation = [coefs[window[k]][k] for k in spatial]
+    kernel = [sizes[window[k]] for k in spatial]
+    blocks = [sizes[by_dim[k][0]] for k in spatial]
+    reach = [s * (n - 1) + t * (m - 1) + 1 for s, n, t, m in zip(stride, blocks, dilation, kernel)]
+    lead = math.prod([shape[k] for k in plain])  # lists: dynamo traces no generator here
+    cols = shares.permute(order).reshape(lead, math.prod(kernel), math.prod(blocks))
+    if len(spatial) == 1:  # fold takes two spatial dims: a first of size 1
+        reach, kernel, dilation, stride = [1] + reach, [1] + kernel, [1] + dilation, [1] + stride
+    out = torch.nn.functional.fold(cols, reach, kernel, dilation=dilation, stride=stride)
+    out = out.reshape([shape[k] for k in plain] + reach[-len(spatial):])
+    pad = []
+    for k in reversed(spatial):
+        pad += [0, shape[k] - out.shape[k]]
+    return torch.nn.functional.pad(out, pad) if any(pad) else out
 
 
 def pick(a, b, larger):
