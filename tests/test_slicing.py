@@ -274,3 +274,21 @@ def test_the_magic_takes_memory_limit_and_distributed(ip):
         run_magic(ip, "--memory-limit 2KB --distributed", RING)
     with pytest.raises(TensorgradCellError, match="cannot be met"):
         run_magic(ip, "--memory-limit 16", RING)
+
+
+def test_every_process_plans_the_same_slices():
+    """The ranks of distributed=True are processes with their own hash seeds: each plans the
+    product itself, so the plan (path, sliced indices, chunks) must not depend on the seed.
+    An 18-tensor PEPS norm goes through opt_einsum's auto-hq search, which iterates over sets
+    of labels: with string labels its path changed from seed to seed (and so the slices, and
+    two ranks summed slices of different plans)."""
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import sys; sys.path.insert(0, 'benchmarks'); import cases, torch, tensormagic as tm; "
+            "case = cases.peps_norm(3, 3, 2); "
+            "xs = [torch.randn(case.shape(op)) for op in case.operands]; "
+            "fn = tm.tensorgrad(case.statement, memory_limit='16KiB'); fn(*xs); print(fn.code)")
+    sources = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              cwd=root, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+               for seed in ("1", "2", "3", "4")}
+    assert len(sources) == 1 and "_sliced" in sources.pop()

@@ -447,10 +447,17 @@ class _Builder(Derived):
                             [letters[i] for i in out], {letters[i]: sizes[i] for i in letters})
         if found is not None:
             return found
-        shapes = [tuple(sizes[i] for i in r.labels) for r in operands]
-        strategy = "optimal" if len(operands) <= 4 else "auto-hq"
-        path, _ = opt_einsum.contract_path(eq, *shapes, shapes=True, optimize=strategy)
-        return path
+        if len(operands) < 2:
+            shapes = [tuple(sizes[i] for i in r.labels) for r in operands]
+            return opt_einsum.contract_path(eq, *shapes, shapes=True)[0]
+        # integer labels: opt_einsum's searches iterate over sets of labels, and sets of
+        # strings iterate in an order that changes with each process's hash seed; the ranks
+        # of distributed=True (and two runs of a notebook) must plan the same path
+        number = {i: k for k, i in enumerate(letters)}
+        inputs = [frozenset(number[i] for i in r.labels) for r in operands]
+        found = (opt_einsum.paths.optimal if len(operands) <= 4 else opt_einsum.paths.auto_hq)(
+            inputs, frozenset(number[i] for i in out), {number[i]: sizes[i] for i in letters})
+        return [tuple(step) for step in found]
 
     # -- sliced products -------------------------------------------------------------
     def sliced(self, operands, out, path):
