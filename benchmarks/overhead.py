@@ -55,6 +55,24 @@ class _Floor(torch.autograd.Function):
         return (None, *(torch.empty_like(x) for x in ctx.saved_tensors))
 
 
+def _runners(xs, compiled, plain, g):
+    """(around: a call with the inputs' gradients cleared first; generated: the generated
+    forward and backward alone, as autograd runs them: without grad mode, by which the kernels
+    pick their in-place forms)."""
+    def around(f):
+        def call():
+            for x in xs:
+                x.grad = None
+            f()
+        return call
+
+    def generated():
+        with torch.no_grad():
+            _, saved = compiled.forward(*plain)
+            compiled.backward(list(saved), (g,))
+    return around, generated
+
+
 def timings(case, reps):
     xs64, g64 = make_inputs(case)
     xs = [x.float().requires_grad_() for x in xs64]
@@ -63,21 +81,9 @@ def timings(case, reps):
     order = [[op.name for op in case.operands].index(n) for n in fn.inputs]
     mine = [xs[i] for i in order]
     fn(*mine)
-    compiled = fn._last
     plain = [x.detach() for x in mine]
 
-    def around(f):
-        def call():
-            for x in xs:
-                x.grad = None
-            f()
-        return call
-
-    def generated():  # as autograd runs them: without grad mode (the kernels pick their
-        with torch.no_grad():  # in-place forms by it)
-            _, saved = compiled.forward(*plain)
-            compiled.backward(list(saved), (g,))
-
+    around, generated = _runners(xs, fn._last, plain, g)
     fns = {"einsum": around(lambda: torch.einsum(case.equation, *xs).backward(g)),
            "tm": around(lambda: fn(*mine).backward(g)),
            "generated": generated,
@@ -94,21 +100,9 @@ def language_timings(case, reps):
     fn = tm.tensorgrad(case.statement, sizes=case.sizes)
     out = fn(*xs, *ints)
     g = torch.randn_like(out)
-    compiled = fn._last
     plain = [x.detach() for x in xs] + list(ints)
 
-    def around(f):
-        def call():
-            for x in xs:
-                x.grad = None
-            f()
-        return call
-
-    def generated():  # as autograd runs them: without grad mode (the kernels pick their
-        with torch.no_grad():  # in-place forms by it)
-            _, saved = compiled.forward(*plain)
-            compiled.backward(list(saved), (g,))
-
+    around, generated = _runners(xs, fn._last, plain, g)
     fns = {"F": around(lambda: case.torch(*xs, *ints).backward(g)),
            "tm": around(lambda: fn(*xs, *ints).backward(g)),
            "generated": generated,
