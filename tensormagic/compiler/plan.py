@@ -452,11 +452,12 @@ class _Builder(Derived):
             return opt_einsum.contract_path(eq, *shapes, shapes=True)[0]
         # integer labels: opt_einsum's searches iterate over sets of labels, and sets of
         # strings iterate in an order that changes with each process's hash seed; the ranks
-        # of distributed=True (and two runs of a notebook) must plan the same path
+        # of distributed=True (and two runs of a notebook) must plan the same path. Plain ints,
+        # as opt_einsum.contract_path makes them: a search's comparisons are no export guards
         number = {i: k for k, i in enumerate(letters)}
         inputs = [frozenset(number[i] for i in r.labels) for r in operands]
         found = (opt_einsum.paths.optimal if len(operands) <= 4 else opt_einsum.paths.auto_hq)(
-            inputs, frozenset(number[i] for i in out), {number[i]: sizes[i] for i in letters})
+            inputs, frozenset(number[i] for i in out), {number[i]: int(sizes[i]) for i in letters})
         return [tuple(step) for step in found]
 
     # -- sliced products -------------------------------------------------------------
