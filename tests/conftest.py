@@ -32,6 +32,12 @@ def make_tensor(shape, kind="normal", dtype=torch.float64, generator=None):
     return torch.randn(shape, dtype=dtype, generator=generator) * 0.7
 
 
+def close(got, want):
+    """The same shape, and float64 values equal to rounding."""
+    assert got.shape == want.shape, (got.shape, want.shape)
+    torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
+
+
 def index_sizes(text, vals):
     """Every index's size in a text, read off the shapes of the tensors it indexes."""
     sizes = {}

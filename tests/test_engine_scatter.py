@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import reference
-from conftest import make_tensor
+from conftest import close, make_tensor
 
 import tensormagic as tm
 
@@ -86,11 +86,6 @@ def floats(vals):
 
 def make(row, **kw):
     return tm.tensorgrad(row.text, sizes=row.sizes, **kw)
-
-
-def close(got, want):
-    assert got.shape == want.shape, (got.shape, want.shape)
-    torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("row", ROWS, ids=ids)
