@@ -1,6 +1,7 @@
 """Shared helpers for the engine tests: seeding and float64 input makers."""
 
 import ast
+import itertools
 import os
 import re
 import sys
@@ -36,6 +37,21 @@ def close(got, want):
     """The same shape, and float64 values equal to rounding."""
     assert got.shape == want.shape, (got.shape, want.shape)
     torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
+
+
+def close_on_every_subset(make, ref, vals, names):
+    """For each non-empty subset wrt of names: make(wrt)'s gradients at a random upstream
+    gradient equal those of ref (plain torch, by torch autograd), the others not requiring grad."""
+    for k in range(1, len(names) + 1):
+        for wrt in itertools.combinations(names, k):
+            fn = make(list(wrt))
+            mine = {n: v.clone().requires_grad_(n in wrt) for n, v in vals.items()}
+            theirs = {n: v.clone().requires_grad_(n in wrt) for n, v in vals.items()}
+            out, want = fn(**mine), ref(**theirs)
+            g = torch.randn_like(want)
+            for a, b in zip(torch.autograd.grad(out, [mine[n] for n in wrt], g),
+                            torch.autograd.grad(want, [theirs[n] for n in wrt], g)):
+                close(a, b)
 
 
 def index_sizes(text, vals):

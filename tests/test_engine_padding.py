@@ -5,7 +5,6 @@ float64: the forward, the gradients of every input, gradcheck and gradgradcheck,
 brute-force evaluator (reference.py pads too), the derived formulas evaluated as statements
 (δ is Kronecker's there: zero where the subscript reaches outside), and the Hessian.
 """
-import itertools
 from dataclasses import dataclass
 
 import pytest
@@ -13,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import reference
-from conftest import close, make_tensor
+from conftest import close, close_on_every_subset, make_tensor
 
 import tensormagic as tm
 
@@ -81,19 +80,8 @@ def test_forward_matches_torch_and_the_reference_evaluator(row):
 @pytest.mark.parametrize("memory", ["high", "low"])
 @pytest.mark.parametrize("row", ROWS, ids=ids)
 def test_gradients_of_every_subset(row, memory):
-    vals = inputs(row)
-    names = list(row.shapes)
-    for k in range(1, len(names) + 1):
-        for wrt in itertools.combinations(names, k):
-            fn = make(row, wrt=list(wrt), memory=memory)
-            mine = {n: v.clone().requires_grad_(n in wrt) for n, v in vals.items()}
-            theirs = {n: v.clone().requires_grad_(n in wrt) for n, v in vals.items()}
-            out, ref = fn(**mine), row.ref(**theirs)
-            g = torch.randn_like(ref)
-            got = torch.autograd.grad(out, [mine[n] for n in wrt], g)
-            want = torch.autograd.grad(ref, [theirs[n] for n in wrt], g)
-            for a, b in zip(got, want):
-                close(a, b)
+    close_on_every_subset(lambda wrt: make(row, wrt=wrt, memory=memory), row.ref, inputs(row),
+                          list(row.shapes))
 
 
 @pytest.mark.parametrize("row", ROWS, ids=ids)

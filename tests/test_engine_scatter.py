@@ -6,14 +6,13 @@ index_put with accumulate, bincount) in float64: the forward and the brute-force
 the gradients of every input (a gather of the incoming one), gradcheck and gradgradcheck,
 forward mode against torch.func.jvp, the formulas evaluated as statements, and the Hessian.
 """
-import itertools
 from dataclasses import dataclass, field
 
 import pytest
 import torch
 
 import reference
-from conftest import close, make_tensor
+from conftest import close, close_on_every_subset, make_tensor
 
 import tensormagic as tm
 
@@ -103,17 +102,7 @@ def test_forward_matches_torch_and_the_reference_evaluator(row):
 @pytest.mark.parametrize("row", ROWS, ids=ids)
 def test_gradients_of_every_subset_are_gathers(row, memory):
     vals = inputs(row)
-    names = floats(vals)
-    for k in range(1, len(names) + 1):
-        for wrt in itertools.combinations(names, k):
-            fn = make(row, wrt=list(wrt), memory=memory)
-            mine = {n: v.clone().requires_grad_(n in wrt) for n, v in vals.items()}
-            theirs = {n: v.clone().requires_grad_(n in wrt) for n, v in vals.items()}
-            out, ref = fn(**mine), row.ref(**theirs)
-            g = torch.randn_like(ref)
-            for a, b in zip(torch.autograd.grad(out, [mine[n] for n in wrt], g),
-                            torch.autograd.grad(ref, [theirs[n] for n in wrt], g)):
-                close(a, b)
+    close_on_every_subset(lambda wrt: make(row, wrt=wrt, memory=memory), row.ref, vals, floats(vals))
 
 
 @pytest.mark.parametrize("row", ROWS, ids=ids)
