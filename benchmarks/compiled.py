@@ -12,7 +12,6 @@ is the median of per-round ratios tensormagic / torch (lower is better).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -27,7 +26,7 @@ import tensormagic as tm  # noqa: E402
 from cases import CASES as CONTRACTIONS  # noqa: E402
 from language import CASES as LANGUAGE, inputs, runner  # noqa: E402
 from bench import _git_head  # noqa: E402
-from timer import measure, paired_ratio  # noqa: E402
+from timer import measure, paired_ratio, table_arguments, threaded  # noqa: E402
 
 SKIPPED = ("peps",)  # 50 tensors: minutes of inductor compilation for one row
 
@@ -75,15 +74,8 @@ def first_call(f, xs, g, ints):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--reps", type=int, default=9)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--clock", choices=("wall", "cpu"), default="wall")
-    p.add_argument("--only", nargs="*", help="run only the cases whose key contains one of these")
-    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "compiled.md"))
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    p = table_arguments(reps=9, out="compiled.md")
+    args = threaded(p.parse_args())
     torch._inductor.config.force_disable_caches = True  # first calls compile: no cache from earlier runs
     torch.manual_seed(0)
     rows, notes = [], []

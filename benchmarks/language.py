@@ -9,7 +9,6 @@ table gives the median time and the median of the per-round ratios tensormagic /
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -24,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensormagic as tm  # noqa: E402
 from bench import _git_head  # noqa: E402
-from timer import measure, paired_ratio, peak_bytes  # noqa: E402
+from timer import measure, paired_ratio, peak_bytes, table_arguments, threaded  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -125,18 +124,10 @@ def inputs(case, device="cpu", dtype=torch.float32):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--reps", type=int, default=15)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                   help="cpu: this process's CPU time, steadier on a shared machine (use with --threads 1)")
-    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "language.md"))
-    p.add_argument("--only", nargs="*", help="run only the cases whose key contains one of these")
+    p = table_arguments(reps=15, out="language.md")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:n]")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float64"))
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = threaded(p.parse_args())
     torch.manual_seed(0)
     dtype = getattr(torch, args.dtype)
     sync = torch.cuda.synchronize if args.device != "cpu" else (lambda: None)

@@ -17,7 +17,6 @@ interleaved round-robin (benchmarks/timer.py). float32, CPU.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -30,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensormagic as tm  # noqa: E402
-from timer import measure, paired_ratio  # noqa: E402
+from timer import measure, paired_ratio, table_arguments, threaded  # noqa: E402
 
 MLP = ("H[b,h] := tanh(X[b,i] * W1[i,h] + b1[h])\n"
        "L := (H[b,h] * W2[h,o] + b2[o] - T[b,o]) ** 2")
@@ -148,16 +147,8 @@ def _check(results, case):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--reps", type=int, default=9)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                   help="cpu: this process's CPU time, steadier on a shared machine (use with --threads 1)")
-    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "second_order.md"))
-    p.add_argument("--only", nargs="*", help="run only the cases whose key contains one of these")
-    args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    p = table_arguments(reps=9, out="second_order.md")
+    args = threaded(p.parse_args())
     torch.manual_seed(0)
     load_start = os.getloadavg()[0]
     rows = []

@@ -3,7 +3,9 @@ so slow drifts of the machine (frequency, other load) hit all methods alike."""
 
 from __future__ import annotations
 
+import argparse
 import gc
+import os
 import math
 import statistics
 import time
@@ -128,3 +130,24 @@ def peak_bytes(f: Callable[[], object], device: str) -> int:
         now += n
         peak = max(peak, now)
     return peak
+
+
+def table_arguments(reps: int, out: str) -> argparse.ArgumentParser:
+    """The options every table script takes: --reps, --threads, --clock, --out (default
+    benchmarks/<out>) and --only; torch.set_num_threads follows --threads (see threaded)."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--reps", type=int, default=reps)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="cpu: this process's CPU time, steadier on a shared machine (use with --threads 1)")
+    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), out))
+    p.add_argument("--only", nargs="*", help="run only the cases whose key contains one of these")
+    return p
+
+
+def threaded(args: argparse.Namespace) -> argparse.Namespace:
+    """args, with torch's thread count set from --threads."""
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    return args
