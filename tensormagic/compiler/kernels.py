@@ -175,7 +175,7 @@ def _shares(g, x, y, dims):
 
 def pool(x, sizes, coefs, offsets, dims, larger):
     """max (larger) or min of x over windows: the windows a strided view, reduced over dims
-    (as a compiler traces it, small windows position by position: see _by_position)."""
+    (as a compiler traces it, small windows position by position: see _compiled_pool_backward)."""
     windows = view(x, sizes, coefs, offsets)
     if torch.compiler.is_compiling() and _few(sizes, dims):
         pick = torch.maximum if larger else torch.minimum
@@ -183,7 +183,16 @@ def pool(x, sizes, coefs, offsets, dims, larger):
     return extreme(windows, dims, larger)
 
 
+def _widened(t, dims):
+    """t (laid out like the pooled result) with a dim of size 1 at each of the windows' dims."""
+    wide = list(t.shape)
+    for d in sorted(dims):
+        wide.insert(d, 1)
+    return t.reshape(wide)
+
+
 def _few(sizes, dims):
+    """Windows of few positions (a pooling window's): taken position by position."""
     return math.prod([sizes[d] for d in dims]) <= SHARED_BY_POSITION
 
 
@@ -199,10 +208,7 @@ def _compiled_pool_backward(g, x, y, sizes, coefs, offsets, dims):
     pooling); given the window positions one at a time, it fuses their compares into
     elementwise loops along the result's last dim. The shares are then put back by fold."""
     windows = view(x, sizes, coefs, offsets)
-    wide = list(g.shape)
-    for d in sorted(dims):
-        wide.insert(d, 1)
-    g, y = g.reshape(wide), y.reshape(wide)
+    g, y = _widened(g, dims), _widened(y, dims)
     if _few(sizes, dims):
         _, hits, weight = _shares(g, windows, y, dims)
         kept = [d for d in range(len(sizes)) if d not in dims]
@@ -226,12 +232,8 @@ def pool_backward(g, x, y, sizes, coefs, offsets, dims, larger):
     if torch.compiler.is_compiling():
         return _compiled_pool_backward(g, x, y, sizes, coefs, offsets, dims)
     windows = view(x, sizes, coefs, offsets)
-    wide = [n for n in g.shape]
-    for d in sorted(dims):
-        wide.insert(d, 1)
-    g, y = g.reshape(wide), y.reshape(wide)
-    if torch.is_grad_enabled() or _traced() or \
-            math.prod(sizes[d] for d in dims) > SHARED_BY_POSITION:
+    g, y = _widened(g, dims), _widened(y, dims)
+    if torch.is_grad_enabled() or _traced() or not _few(sizes, dims):
         return unview(share(g, windows, y, dims), x.shape, coefs, offsets)
     positions, hits, weight = _shares(g, windows, y, dims)
     contiguous = [math.prod(x.shape[d + 1:]) for d in range(x.dim())]
@@ -258,7 +260,8 @@ def _folded(shares, shape, sizes, coefs, offsets, dims):
     kept = [r for r in range(len(sizes)) if r not in dims]
     spatial = sorted({reads[d] for d in dims})
     plain = [k for k in range(len(shape)) if k not in spatial]
-    if len(spatial) > 2 or len(dims) != len(spatial) or spatial != list(range(len(shape) - len(spatial), len(shape))):
+    last = list(range(len(shape) - len(spatial), len(shape)))  # fold's spatial dims come last
+    if len(spatial) > 2 or len(dims) != len(spatial) or spatial != last:
         return None
     by_dim = {k: [r for r in kept if reads[r] == k] for k in range(len(shape))}
     if any(len(by_dim[k]) != 1 or coefs[by_dim[k][0]][k] != 1 or sizes[by_dim[k][0]] != shape[k]
