@@ -441,15 +441,12 @@ class _Builder(Derived):
     def path(self, operands, out, sizes=None):
         sizes = self.costs if sizes is None else sizes
         letters = _letters(unique([i for r in operands for i in r.labels] + list(out)))
-        eq = ",".join("".join(letters[i] for i in r.labels) for r in operands)
-        eq += "->" + "".join(letters[i] for i in out)
         found = search.path([[letters[i] for i in r.labels] for r in operands],
                             [letters[i] for i in out], {letters[i]: sizes[i] for i in letters})
         if found is not None:
             return found
         if len(operands) < 2:
-            shapes = [tuple(sizes[i] for i in r.labels) for r in operands]
-            return opt_einsum.contract_path(eq, *shapes, shapes=True)[0]
+            return [(0,)]  # one operand: nothing to order (as opt_einsum.contract_path says)
         # integer labels: opt_einsum's searches iterate over sets of labels, and sets of
         # strings iterate in an order that changes with each process's hash seed; the ranks
         # of distributed=True (and two runs of a notebook) must plan the same path. Plain ints,
